@@ -1,0 +1,16 @@
+//! Robot description shared by every part of intervened: the config file, servo models,
+//! and the calibration that turns servo ticks into joint radians.
+
+pub mod calibration;
+pub mod config;
+pub mod error;
+pub mod model;
+
+pub use calibration::{Calibration, JointCalibration, TICKS_PER_TURN};
+pub use config::{
+    Axis, AxisMapping, BusConfig, Button, ControlConfig, EpisodeButtons, JointConfig,
+    OperatingMode, PolicyConfig, RecordingConfig, RobotConfig, SafetyConfig, SimConfig,
+    TakeoverMode, TeleopConfig, TorquePolicy,
+};
+pub use error::{CalibrationError, ConfigError};
+pub use model::ServoModel;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One-time, idempotent machine setup for intervened.
+#  - system packages gilrs needs at build time (libudev-dev, pkg-config);
+#  - libtorch 2.13.0 (what tch 0.26 expects), from PyPI's torch==2.13.0 wheel, into a per-user
+#    cache outside the repository; `.libtorch` in the checkout points at it so that
+#    `.cargo/config.toml` can hand it to tch with a relative path.
+# Safe to run any number of times: each step checks before it acts.
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/intervened
+venv=$cache/torch-$TORCH_VERSION
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- system packages ------------------------------------------------------------------------
+need_pkgs=()
+pkg-config --exists libudev 2>/dev/null || need_pkgs+=(libudev-dev)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing ${need_pkgs[*]} (needed by gilrs)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    say "missing system packages: ${need_pkgs[*]}"
+    say "run:  sudo apt-get install -y ${need_pkgs[*]}"
+    exit 1
+  fi
+fi
+
+# --- libtorch -------------------------------------------------------------------------------
+site_torch() { "$venv/bin/python" -c 'import os,torch; print(os.path.dirname(torch.__file__))' 2>/dev/null; }
+installed_version() { "$venv/bin/python" - <<'PY' 2>/dev/null
+import importlib.metadata as m
+print(m.version("torch"))
+PY
+}
+if [ ! -x "$venv/bin/python" ] || [ "$(installed_version)" != "$TORCH_VERSION" ]; then
+  say "installing torch==$TORCH_VERSION into $venv (once per machine; about 4.5 GB, a few minutes)"
+  mkdir -p "$cache"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "torch==$TORCH_VERSION" numpy
+fi
+got=$(installed_version)
+[ "$got" = "$TORCH_VERSION" ] || { say "torch in $venv is '$got', expected $TORCH_VERSION"; exit 1; }
+torch_dir=$(site_torch)
+[ -f "$torch_dir/lib/libtorch_cpu.so" ] || { say "no libtorch_cpu.so under $torch_dir/lib"; exit 1; }
+# Python packages the tests use as independent implementations (Robotis SDK, MCAP, pyarrow).
+req=$repo/scripts/requirements-test.txt
+stamp=$venv/.requirements-test.sha256
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing test requirements from scripts/requirements-test.txt"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$req"
+  echo "$want" > "$stamp"
+fi
+ln -sfn "$torch_dir" "$repo/.libtorch"
+# The venv beside libtorch (.venv/bin/python) runs the tests that check Python interop.
+ln -sfn "$venv" "$repo/.venv"
+say "libtorch $got ready at $torch_dir"
