@@ -5,6 +5,7 @@ pub mod calibration;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod sensor;
 
 pub use calibration::{Calibration, JointCalibration, TICKS_PER_TURN};
 pub use config::{
@@ -14,3 +15,4 @@ pub use config::{
 };
 pub use error::{CalibrationError, ConfigError};
 pub use model::ServoModel;
+pub use sensor::{SensorError, SensorSource};
