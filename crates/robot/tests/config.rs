@@ -1,0 +1,117 @@
+//! Config loading: shipped files are valid, and every validation error names file, key and fix.
+
+use std::path::{Path, PathBuf};
+
+use intervened_robot::{ConfigError, OperatingMode, RobotConfig, ServoModel, TakeoverMode};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sim_text() -> String {
+    std::fs::read_to_string(repo().join("robot-configs/sim-koch.toml")).unwrap()
+}
+
+#[test]
+fn shipped_configs_load() {
+    for name in ["koch-v1.1.toml", "sim-koch.toml", "openmanipulator-x.toml"] {
+        let cfg = RobotConfig::load(&repo().join("robot-configs").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!cfg.joints.is_empty());
+    }
+    let koch = RobotConfig::load(&repo().join("robot-configs/koch-v1.1.toml")).unwrap();
+    assert_eq!(koch.joints.len(), 6);
+    assert_eq!(koch.bus.baud, 1_000_000);
+    assert_eq!(koch.joints[0].model, ServoModel::Xl430W250);
+    assert_eq!(koch.joints[1].model, ServoModel::Xl430W250);
+    assert!(koch.joints[2..].iter().all(|j| j.model == ServoModel::Xl330M288));
+    assert_eq!(koch.joints[5].mode, OperatingMode::CurrentBasedPosition);
+    assert!(koch.joints[5].gripper);
+    assert_eq!(koch.teleop.takeover, TakeoverMode::Hold);
+    let sim = RobotConfig::load(&repo().join("robot-configs/sim-koch.toml")).unwrap();
+    assert!(sim.bus.is_sim());
+    assert_eq!(sim.joint_names(), koch.joint_names());
+    assert!(sim.calibration_path().unwrap().ends_with("calibration/sim-koch.json"));
+}
+
+/// Applies `edit` to the sim config text and returns the error it must produce.
+fn invalid(edit: impl Fn(&str) -> String) -> ConfigError {
+    let text = edit(&sim_text());
+    RobotConfig::parse(&text, Path::new("robot.toml")).expect_err("edited config must be rejected")
+}
+
+fn assert_names(err: &ConfigError, key: &str, fix_part: &str) {
+    let msg = err.to_string();
+    assert!(msg.starts_with("robot.toml"), "no file in: {msg}");
+    assert!(msg.contains(key), "no key {key} in: {msg}");
+    assert!(msg.contains(fix_part), "no fix {fix_part:?} in: {msg}");
+}
+
+#[test]
+fn unknown_key_is_rejected_with_line() {
+    let err = invalid(|t| t.replace("baud = 1000000", "baud = 1000000\nbaudrate = 57600"));
+    let msg = err.to_string();
+    assert!(msg.contains("baudrate"), "{msg}");
+    match err {
+        ConfigError::Parse { line: Some(l), .. } => {
+            let text = sim_text().replace("baud = 1000000", "baud = 1000000\nbaudrate = 57600");
+            assert_eq!(text.lines().nth(l - 1).unwrap().trim(), "baudrate = 57600");
+        }
+        other => panic!("expected a parse error with a line, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_validation_error_names_its_key() {
+    let cases: Vec<(Box<dyn Fn(&str) -> String>, &str, &str)> = vec![
+        (Box::new(|t: &str| t.replace("baud = 1000000", "baud = 1000")), "bus.baud", "1000000"),
+        (Box::new(|t: &str| t.replace("protocol = 2", "protocol = 1")), "bus.protocol", "protocol = 2"),
+        (Box::new(|t: &str| t.replace("port = \"sim\"", "port = \"\"")), "bus.port", "/dev/ttyUSB0"),
+        (Box::new(|t: &str| t.replacen("id = 2", "id = 1", 1)), "joints[1].id", "its own id"),
+        (Box::new(|t: &str| t.replacen("id = 2", "id = 253", 1)), "joints[1].id", "0..=252"),
+        (Box::new(|t: &str| t.replacen("name = \"elbow_flex\"", "name = \"shoulder_pan\"", 1)), "joints[2].name", "unique"),
+        (Box::new(|t: &str| t.replacen("limits = [-1.8, 1.8]", "limits = [1.8, -1.8]", 1)), "joints[0].limits", "min below max"),
+        (Box::new(|t: &str| t.replace("rate_hz = 50", "rate_hz = 0.5")), "control.rate_hz", "30-500"),
+        (Box::new(|t: &str| t.replacen("joint = \"shoulder_pan\"", "joint = \"shoulder\"", 1)), "teleop.axes[0].joint", "shoulder_pan"),
+        (Box::new(|t: &str| t.replacen("rad_per_s = 1.0", "rad_per_s = 0.0", 1)), "teleop.axes[0].rad_per_s", "non-zero"),
+        (Box::new(|t: &str| t.replace("deadzone = 0.1", "deadzone = 1.5")), "teleop.deadzone", "0.05-0.15"),
+        (Box::new(|t: &str| t.replace("success = \"south\"", "success = \"start\"")), "teleop.buttons", "its own button"),
+        (Box::new(|t: &str| t.replace("flush_ms = 100", "flush_ms = 0")), "recording.flush_ms", "100 ms"),
+        (Box::new(|t: &str| t.replace("max_step_rad = 0.05", "max_step_rad = 2.0")), "safety.max_step_rad", "0.05"),
+        (Box::new(|t: &str| t.replace("fault_ticks = 5", "fault_ticks = 0")), "safety.fault_ticks", "5 ticks"),
+        (Box::new(|t: &str| t.replace("episode_seconds = 10.0", "episode_seconds = -1.0")), "sim", "Koch defaults"),
+    ];
+    for (edit, key, fix) in cases {
+        let err = invalid(edit);
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{key}: {err}");
+        assert_names(&err, key, fix);
+    }
+}
+
+#[test]
+fn invalid_error_points_at_the_line() {
+    let text = sim_text().replacen("id = 2", "id = 1", 1);
+    let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+    let ConfigError::Invalid { line: Some(l), .. } = err else {
+        panic!("no line in {err:?}")
+    };
+    assert_eq!(text.lines().nth(l - 1).unwrap().trim(), "id = 1");
+    // The second joint's id line, not the first's.
+    let first_id_line = text.lines().position(|x| x.trim() == "id = 1").unwrap() + 1;
+    assert!(l > first_id_line);
+}
+
+#[test]
+fn bad_enum_values_name_the_choices() {
+    let err = invalid(|t| t.replacen("model = \"XL430-W250\"", "model = \"XL999\"", 1));
+    let msg = err.to_string();
+    assert!(msg.contains("XL999") && msg.contains("XL430-W250"), "{msg}");
+    let err = invalid(|t| t.replace("takeover = \"hold\"", "takeover = \"press\""));
+    let msg = err.to_string();
+    assert!(msg.contains("hold") && msg.contains("toggle"), "{msg}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = RobotConfig::load(Path::new("/nonexistent/robot.toml")).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/robot.toml"));
+}
