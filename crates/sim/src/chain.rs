@@ -69,6 +69,17 @@ const CURRENT_PER_TICK_S: f64 = 0.02;
 
 const CLEAR_MULTI_TURN: [u8; 5] = [0x01, 0x44, 0x58, 0x4C, 0x22];
 
+/// Which side of `o` the position `x` is on: -1, +1, or 0 when on it.
+fn side_of(x: f64, o: f64) -> f64 {
+    if x > o {
+        1.0
+    } else if x < o {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 fn ticks_per_rad() -> f64 {
     f64::from(TICKS_PER_TURN) / std::f64::consts::TAU
 }
@@ -96,8 +107,9 @@ struct Servo {
     temperature: f64,
     tick_ms: f64,
     responding: bool,
-    /// A shaft position (before Homing_Offset) the joint cannot move through.
-    obstacle: Option<f64>,
+    /// A shaft position (before Homing_Offset) the joint cannot move through, and the side
+    /// (-1 below, +1 above, 0 not yet known) the shaft is on.
+    obstacle: Option<(f64, f64)>,
     /// A Reg Write waiting for Action.
     pending: Option<(u16, Vec<u8>)>,
 }
@@ -363,10 +375,17 @@ impl Servo {
     }
 
     /// Clip a move from `from` to `to` at the obstacle, if the move would pass it.
-    fn stop_at_obstacle(&self, from: f64, to: f64) -> f64 {
-        match self.obstacle {
-            Some(o) if (from < o && to > o) || (from > o && to < o) => o,
-            _ => to,
+    fn stop_at_obstacle(&mut self, from: f64, to: f64) -> f64 {
+        let Some((o, side)) = self.obstacle else {
+            return to;
+        };
+        let side = if side == 0.0 { side_of(from, o) } else { side };
+        let side = if side == 0.0 { side_of(to, o) } else { side };
+        self.obstacle = Some((o, side));
+        if (side < 0.0 && to > o) || (side > 0.0 && to < o) {
+            o
+        } else {
+            to
         }
     }
 }
@@ -436,10 +455,31 @@ impl Chain {
     /// A status packet from servo `i`, unless its status return level suppresses it.
     fn reply(&self, i: usize, instruction: u8, err: u8, data: &[u8]) -> Option<Vec<u8>> {
         let s = self.servos.get(i)?;
-        if s.status_return_level() < level_needed(instruction) {
+        self.reply_as(i, (s.id(), s.status_return_level()), instruction, err, data)
+    }
+
+    /// A status from servo `i` as it was when the packet arrived (`before` = its ID and status
+    /// return level then): a write that changes either is still answered the old way.
+    fn reply_as(
+        &self,
+        i: usize,
+        before: (u8, u8),
+        instruction: u8,
+        err: u8,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        let s = self.servos.get(i)?;
+        if before.1 < level_needed(instruction) {
             return None;
         }
-        Some(encode_status(s.id(), s.error_byte(err), data))
+        Some(encode_status(before.0, s.error_byte(err), data))
+    }
+
+    fn identity(&self, i: usize) -> (u8, u8) {
+        self.servos
+            .get(i)
+            .map(|s| (s.id(), s.status_return_level()))
+            .unwrap_or((0, 0))
     }
 
     /// One instruction packet as it came off the wire (stuffed, with CRC) in; the status
@@ -510,6 +550,7 @@ impl Chain {
                 };
                 let data = p.params.get(2..).unwrap_or(&[]);
                 for i in self.targets(p.id) {
+                    let before = self.identity(i);
                     let s = &mut self.servos[i];
                     let r = if ins == inst::WRITE {
                         s.write(a, data)
@@ -523,12 +564,13 @@ impl Chain {
                         debug!(id = s.id(), addr = a, error = e, "write refused");
                     }
                     if !bc {
-                        out.extend(self.reply(i, ins, r.err().unwrap_or(0), &[]));
+                        out.extend(self.reply_as(i, before, ins, r.err().unwrap_or(0), &[]));
                     }
                 }
             }
             inst::ACTION => {
                 for i in self.targets(p.id) {
+                    let before = self.identity(i);
                     let s = &mut self.servos[i];
                     let r = match s.pending.take() {
                         Some((a, d)) => {
@@ -538,7 +580,7 @@ impl Chain {
                         None => Err(se::INSTRUCTION),
                     };
                     if !bc {
-                        out.extend(self.reply(i, ins, r.err().unwrap_or(0), &[]));
+                        out.extend(self.reply_as(i, before, ins, r.err().unwrap_or(0), &[]));
                     }
                 }
             }
@@ -758,6 +800,10 @@ impl Chain {
         if let Some(s) = self.find_mut(id) {
             s.pos = f64::from(ticks) - s.homing_offset();
             s.vel = 0.0;
+            // A hand may carry the joint past the obstacle; it then blocks from the new side.
+            if let Some((o, _)) = s.obstacle {
+                s.obstacle = Some((o, side_of(s.pos, o)));
+            }
             s.refresh();
         }
     }
@@ -788,7 +834,10 @@ impl Chain {
     /// stopping the gripper; `None` removes it. The servo stalls there with its current at the limit.
     pub fn set_obstacle(&mut self, id: u8, ticks: Option<i32>) {
         if let Some(s) = self.find_mut(id) {
-            s.obstacle = ticks.map(|t| f64::from(t) - s.homing_offset());
+            s.obstacle = ticks.map(|t| {
+                let o = f64::from(t) - s.homing_offset();
+                (o, side_of(s.pos, o))
+            });
         }
     }
 
