@@ -1,7 +1,6 @@
 mod common;
 
 use common::*;
-use intervened_robot::Axis;
 use intervened_world::{DeadzoneStyle, Expert, HumanParams, SimulatedHuman, World};
 
 #[test]
@@ -11,6 +10,9 @@ fn demonstrating_human_succeeds_on_most_seeds() {
     let mut ticks = Vec::new();
     for seed in 0..100 {
         let o = run_human(&cfg, seed, HumanParams::default(), DeadzoneStyle::Cut, None);
+        assert!(o.axes_well_formed, "seed {seed}: malformed deflections");
+        assert_eq!(o.takeovers, 0, "a demonstration never holds the takeover button");
+        assert!(!o.takeover_pressed_while_not_intervening);
         if o.success {
             ok += 1;
             ticks.push(o.success_at.unwrap());
@@ -27,13 +29,138 @@ fn demonstrating_human_succeeds_on_most_seeds() {
 fn demonstrating_human_also_works_with_a_rescaling_deadzone_and_a_sloppier_hand() {
     let cfg = config();
     let sloppy = HumanParams {
-        reaction_delay_ticks: 12,
+        reaction_delay_ticks: 15,
         noise_std: 0.15,
         ..HumanParams::default()
     };
     let ok = (0..40)
         .filter(|s| run_human(&cfg, *s, sloppy.clone(), DeadzoneStyle::Rescale, None).success)
         .count();
-    eprintln!("sloppy human, rescaling deadzone: {ok}/40");
+    eprintln!("sloppy human (300 ms, noise 0.15), rescaling deadzone: {ok}/40");
     assert!(ok >= 32, "{ok}/40");
+}
+
+#[test]
+fn human_presses_start_then_success_after_seeing_the_lift() {
+    let cfg = config();
+    let p = HumanParams::default();
+    let o = run_human(&cfg, 4, p.clone(), DeadzoneStyle::Cut, None);
+    assert!(o.success);
+    assert_eq!(o.start_pressed, p.button_hold_ticks);
+    let seen = o.success_pressed_at.expect("success pressed");
+    let happened = o.success_at.unwrap();
+    // It reacts to what it saw `reaction_delay_ticks` ago.
+    assert!(
+        seen >= happened + p.reaction_delay_ticks as u64,
+        "pressed at {seen}, success at {happened}"
+    );
+    assert!(seen <= happened + p.reaction_delay_ticks as u64 + 2);
+}
+
+#[test]
+fn human_is_deterministic_and_its_seed_matters() {
+    let cfg = config();
+    let a = run_human(&cfg, 11, HumanParams::default(), DeadzoneStyle::Cut, None);
+    let b = run_human(&cfg, 11, HumanParams::default(), DeadzoneStyle::Cut, None);
+    let bits = |t: &[f64]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a.trace), bits(&b.trace));
+    // Same block (world seed fixed by reset), different tremor.
+    let mut world = World::new(&cfg).unwrap();
+    world.reset(11);
+    let mut h1 = SimulatedHuman::new(&cfg, HumanParams { seed: 1, ..HumanParams::default() }).unwrap();
+    let mut h2 = SimulatedHuman::new(&cfg, HumanParams { seed: 2, ..HumanParams::default() }).unwrap();
+    let q = vec![0.0; cfg.joints.len()];
+    let c1 = h1.step(&q, &world.features(), false).unwrap();
+    let c2 = h2.step(&q, &world.features(), false).unwrap();
+    assert_ne!(c1.axes, c2.axes, "tremor must depend on the human's seed");
+}
+
+#[test]
+fn human_rejects_malformed_input() {
+    let cfg = config();
+    let mut h = SimulatedHuman::new(&cfg, HumanParams::default()).unwrap();
+    assert!(h.step(&[0.0; 3], &[0.1, 0.0, 0.015, 0.0], false).is_err());
+    assert!(h.step(&vec![0.0; cfg.joints.len()], &[0.1], false).is_err());
+    let mut q = vec![0.0; cfg.joints.len()];
+    q[1] = f64::NAN;
+    assert!(h.step(&q, &[0.1, 0.0, 0.015, 0.0], false).is_err());
+    assert!(SimulatedHuman::new(&cfg, HumanParams { noise_std: -1.0, ..HumanParams::default() }).is_err());
+}
+
+fn expert_policy(cfg: &intervened_robot::RobotConfig) -> Expert {
+    Expert::new(&intervened_world::ArmModel::from_config(cfg).unwrap())
+}
+
+#[test]
+fn supervising_a_good_policy_never_takes_over() {
+    let cfg = config();
+    let expert = expert_policy(&cfg);
+    for seed in 0..30 {
+        let mut pol = |q: &[f64], f: &[f64], _t: u64| expert.act(q, f).unwrap();
+        let o = run_human(&cfg, seed, HumanParams::default(), DeadzoneStyle::Cut, Some(&mut pol));
+        assert!(o.success, "seed {seed}");
+        assert_eq!(o.takeovers, 0, "seed {seed}: false alarm");
+        assert_eq!(o.ticks_intervened, 0);
+        assert!(o.success_pressed_at.is_some(), "it labels the outcome in supervise mode too");
+    }
+}
+
+#[test]
+fn supervising_a_drifting_policy_takes_over_recovers_and_hands_back() {
+    let cfg = config();
+    let expert = expert_policy(&cfg);
+    let pan = expert.arm().index().shoulder_pan;
+    let p = HumanParams::default();
+    let mut ok = 0;
+    for seed in 0..20 {
+        // Good for 20 ticks, then swings the shoulder away at 1 rad/s until tick 60.
+        let mut pol = |q: &[f64], f: &[f64], t: u64| {
+            let mut target = expert.act(q, f).unwrap();
+            if (20..60).contains(&t) {
+                target.copy_from_slice(q);
+                // Away from the block's side.
+                let away = if f[1] >= 0.0 { -1.0 } else { 1.0 };
+                target[pan] = (q[pan] + 0.02 * away).clamp(-1.8, 1.8);
+            }
+            target
+        };
+        let o = run_human(&cfg, seed, p.clone(), DeadzoneStyle::Cut, Some(&mut pol));
+        assert!(o.axes_well_formed);
+        assert!(!o.takeover_pressed_while_not_intervening);
+        assert!(o.takeovers >= 1, "seed {seed}: no takeover");
+        assert!(o.handbacks >= 1, "seed {seed}: never handed back");
+        let took = o.first_takeover_at.unwrap();
+        // Not before the drift is visible through the reaction delay.
+        assert!(took > 20 + p.reaction_delay_ticks as u64, "seed {seed}: took over at {took}");
+        assert!(o.first_handback_at.unwrap() > took + u64::from(p.handback_ticks));
+        assert!(o.ticks_intervened >= u64::from(p.min_intervention_ticks));
+        if o.success {
+            ok += 1;
+        }
+        eprintln!(
+            "seed {seed}: takeover at {took}, handback at {:?}, {} takeovers, {} ticks intervened, success {}",
+            o.first_handback_at, o.takeovers, o.ticks_intervened, o.success
+        );
+    }
+    // After the drift ends the policy finishes the task itself.
+    assert!(ok >= 18, "{ok}/20");
+}
+
+#[test]
+fn supervising_a_stalled_policy_takes_over_after_the_stall_time() {
+    let cfg = config();
+    let p = HumanParams::default();
+    let mut pol = |q: &[f64], _f: &[f64], _t: u64| q.to_vec();
+    let o = run_human(&cfg, 3, p.clone(), DeadzoneStyle::Cut, Some(&mut pol));
+    let took = o.first_takeover_at.expect("stall noticed");
+    // The arm never moves, so even the stale first observations count towards the stall.
+    let earliest = u64::from(p.stall_ticks);
+    assert!(
+        took >= earliest && took <= earliest + p.reaction_delay_ticks as u64 + 2,
+        "took over at {took}"
+    );
+    // Each rescue moves the task on a phase; a policy that never moves keeps needing help.
+    assert!(o.takeovers >= 2, "{} takeovers", o.takeovers);
+    assert!(o.handbacks >= 1);
+    eprintln!("stalled policy: {} takeovers, {} ticks intervened, success {}", o.takeovers, o.ticks_intervened, o.success);
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use intervened_robot::RobotConfig;
+use intervened_robot::{Axis, RobotConfig};
 use intervened_world::{
     DeadzoneStyle, Expert, FirstOrderServos, HumanParams, SimulatedHuman, TeleopIntegrator, World,
 };
@@ -39,6 +39,10 @@ pub struct Outcome {
     pub success_at: Option<u64>,
     pub start_pressed: u32,
     pub takeover_pressed_while_not_intervening: bool,
+    pub first_takeover_at: Option<u64>,
+    pub first_handback_at: Option<u64>,
+    /// Every deflection was in its axis's range and every mapped axis came exactly once.
+    pub axes_well_formed: bool,
 }
 
 /// Safety filter like the daemon's: each goal moves at most `max_step` from the last one.
@@ -111,7 +115,10 @@ pub fn run_human(
     let mut teleop = TeleopIntegrator::from_config(cfg, style);
     let dt = dt(cfg);
     let mut q = vec![0.0; cfg.joints.len()];
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        axes_well_formed: true,
+        ..Outcome::default()
+    };
     let mut holding = false;
     let supervise = policy.is_some();
     if !supervise {
@@ -137,6 +144,15 @@ pub fn run_human(
             out.start_pressed += 1;
         }
         let now_holding = cmd.pressed.contains(&take_btn);
+        if now_holding && !holding && out.first_takeover_at.is_none() {
+            out.first_takeover_at = Some(world.ticks());
+        }
+        if !now_holding && holding && out.first_handback_at.is_none() {
+            out.first_handback_at = Some(world.ticks());
+        }
+        if !axes_ok(cfg, &cmd.axes) {
+            out.axes_well_formed = false;
+        }
         if now_holding != human.intervening() {
             out.takeover_pressed_while_not_intervening = true;
         }
@@ -167,4 +183,21 @@ pub fn run_human(
     out.handbacks = human.handbacks();
     out.ticks_intervened = human.ticks_intervened();
     out
+}
+
+/// Each mapped axis exactly once, sticks in [-1, 1], triggers in [0, 1], D-pad in {-1, 0, 1}.
+pub fn axes_ok(cfg: &RobotConfig, axes: &[(Axis, f64)]) -> bool {
+    let mut mapped: Vec<Axis> = cfg.teleop.axes.iter().map(|m| m.axis).collect();
+    mapped.sort();
+    mapped.dedup();
+    let mut got: Vec<Axis> = axes.iter().map(|(a, _)| *a).collect();
+    got.sort();
+    if got != mapped {
+        return false;
+    }
+    axes.iter().all(|(a, d)| match a {
+        Axis::LeftTrigger | Axis::RightTrigger => (0.0..=1.0).contains(d),
+        Axis::DpadX | Axis::DpadY => *d == -1.0 || *d == 0.0 || *d == 1.0,
+        _ => (-1.0..=1.0).contains(d),
+    })
 }
