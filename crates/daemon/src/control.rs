@@ -1,0 +1,744 @@
+//! The control thread: one fixed-rate loop that reads the arm, decides who is in control,
+//! filters the command and writes it, and records the frame.
+//!
+//! It is a plain OS thread, never a tokio task. Nothing it calls blocks on disk or network:
+//! the recorder is fed through a bounded queue with `try_send`, the service shell through
+//! `try_lock`ed status and a command queue it drains without waiting.
+//!
+//! What the loop does when something fails:
+//! - **bus or servo**: a failed read keeps the last measured position; after
+//!   `safety.fault_ticks` consecutive failures (or any servo hardware alert) the arm goes to
+//!   Hold. The last goal keeps being written so a servo that comes back holds still. Hold lasts
+//!   until a person takes over or resumes.
+//! - **gamepad lost**: Hold (never back to the policy by itself).
+//! - **policy**: no action ready (slow model) holds the last goal; an error or non-finite
+//!   output goes to Hold.
+//! - **command**: the safety filter clamps it to the joint limits and the step limit; a
+//!   non-finite command holds and goes to Hold.
+//! - **recorder / disk**: the frame is dropped and counted, the fault is shown in status;
+//!   control goes on.
+//! - **e-stop**: latched; torque off where `safety.on_estop = "off"`.
+//! - **no known position** (the first read has not succeeded): no goal is written at all.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use intervened_robot::{RobotConfig, SensorSource, TorquePolicy};
+use tracing::{error, info, warn};
+
+use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
+use crate::clock::Pacer;
+use crate::hardware::{ArmIo, ArmState};
+use crate::protocol::{Reply, Request, StopOutcome};
+use crate::recording::{ControlSource, EpisodeOutcome, FrameRecord, FrameSink, LoopEvent};
+use crate::safety::SafetyFilter;
+use crate::service::Command;
+use crate::stats::LoopTiming;
+use crate::status::Status;
+use crate::teleop::{GamepadInput, PadIntent};
+
+/// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
+pub trait PolicyDriver: Send {
+    /// The goal for this tick, or None when no action is ready (the loop holds).
+    fn step(&mut self, tick: u64, obs: &[f64], measured_q: &[f64]) -> Result<Option<Vec<f64>>, String>;
+    /// Forget buffered predictions (control changed hands).
+    fn reset(&mut self);
+    fn doubt(&self) -> Option<f64>;
+    fn version(&self) -> &str;
+}
+
+/// The simulator's side of a tick: advances the world after the goals are written, lets the
+/// simulated human act, and judges the episode. Absent on a real robot.
+pub trait Environment: Send {
+    /// Resets the world for an episode (the arm is put back at its start pose).
+    fn prepare_episode(&mut self, index: u64);
+    /// Called once per tick after the goals are written.
+    fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome>;
+}
+
+/// What the environment is told each tick.
+#[derive(Debug, Clone, Copy)]
+pub struct TickInfo {
+    pub tick: u64,
+    pub mode: Mode,
+    pub in_episode: bool,
+    pub demo: bool,
+    /// Seconds since the episode started.
+    pub episode_time: f64,
+}
+
+/// A run of episodes the loop starts by itself (sessions, benchmarks, the simulator).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPlan {
+    pub episodes: u64,
+    pub demo: bool,
+}
+
+pub struct LoopOptions {
+    pub plan: Option<SessionPlan>,
+    /// Stop after this many ticks (benchmarks); None runs until stopped.
+    pub max_ticks: Option<u64>,
+    pub task: String,
+}
+
+/// What a finished loop reports.
+#[derive(Debug, Clone, Default)]
+pub struct LoopReport {
+    pub episodes: Vec<EpisodeOutcome>,
+    pub ticks: u64,
+    pub timing: crate::stats::LoopTimingSummary,
+    pub clamps: u64,
+    pub bus_errors: u64,
+    pub dropped_frames: u64,
+    pub takeovers: u64,
+    /// Largest |first human goal - measured position| at a takeover (rad): zero by design.
+    pub max_takeover_jump: f64,
+    /// Largest |goal - previous goal| on a handback tick (rad): zero by design.
+    pub max_handback_jump: f64,
+}
+
+pub struct ControlLoop {
+    cfg: RobotConfig,
+    arm: Box<dyn ArmIo>,
+    sensors: Vec<Box<dyn SensorSource>>,
+    pad: Box<dyn GamepadInput>,
+    policy: Option<Box<dyn PolicyDriver>>,
+    policy_updates: Receiver<Box<dyn PolicyDriver>>,
+    sink: Box<dyn FrameSink>,
+    pacer: Box<dyn Pacer>,
+    env: Option<Box<dyn Environment>>,
+    commands: Receiver<Command>,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    opts: LoopOptions,
+
+    arbiter: Arbiter,
+    filter: SafetyFilter,
+    state: ArmState,
+    features: Vec<f64>,
+    obs: Vec<f64>,
+    /// The command before the safety filter.
+    cmd: Vec<f64>,
+    /// The filtered goal written this tick.
+    goal: Vec<f64>,
+    last_goal: Vec<f64>,
+    /// Ticks of handback blending left, and its length.
+    ramp_left: u32,
+    ramp_ticks: u32,
+    takeover_tick: Option<u64>,
+    max_handback_jump: f64,
+    /// Set when the measured position must re-seed the goal (start, after torque off, after a
+    /// simulated reset); no goal is written until a read succeeds.
+    reseed: bool,
+    known_position: bool,
+    bus_fail_streak: u32,
+    bus_fault: bool,
+    torque_off: bool,
+    timing: LoopTiming,
+    episode_index: u64,
+    episode_start_tick: u64,
+    outcomes: Vec<EpisodeOutcome>,
+    help_requested: bool,
+    pending_outcome: Option<EpisodeOutcome>,
+    bus_errors: u64,
+    takeovers: u64,
+    max_takeover_jump: f64,
+}
+
+/// Everything the loop is built from.
+pub struct LoopParts {
+    pub cfg: RobotConfig,
+    /// Per-joint limits: calibration range intersected with the config.
+    pub limits: Vec<[f64; 2]>,
+    pub arm: Box<dyn ArmIo>,
+    pub sensors: Vec<Box<dyn SensorSource>>,
+    pub pad: Box<dyn GamepadInput>,
+    pub policy: Option<Box<dyn PolicyDriver>>,
+    pub policy_updates: Receiver<Box<dyn PolicyDriver>>,
+    pub sink: Box<dyn FrameSink>,
+    pub pacer: Box<dyn Pacer>,
+    pub env: Option<Box<dyn Environment>>,
+    pub commands: Receiver<Command>,
+    pub status: Arc<Mutex<Status>>,
+    pub stop: Arc<AtomicBool>,
+    pub opts: LoopOptions,
+}
+
+impl ControlLoop {
+    pub fn new(p: LoopParts) -> Self {
+        let n = p.cfg.joints.len();
+        let nf: usize = p.sensors.iter().map(|s| s.names().len()).sum();
+        let filter = SafetyFilter::new(p.limits, p.cfg.safety.max_step_rad);
+        Self {
+            arbiter: Arbiter::new(),
+            filter,
+            state: ArmState::new(n),
+            features: vec![0.0; nf],
+            obs: Vec::with_capacity(n + nf),
+            cmd: vec![0.0; n],
+            goal: vec![0.0; n],
+            ramp_left: 0,
+            // A quarter second of blending at handback.
+            ramp_ticks: (p.cfg.control.rate_hz * 0.25).round().max(1.0) as u32,
+            takeover_tick: None,
+            max_handback_jump: 0.0,
+            last_goal: vec![0.0; n],
+            reseed: true,
+            known_position: false,
+            bus_fail_streak: 0,
+            bus_fault: false,
+            torque_off: false,
+            timing: LoopTiming::default(),
+            episode_index: 0,
+            episode_start_tick: 0,
+            outcomes: Vec::new(),
+            help_requested: false,
+            pending_outcome: None,
+            bus_errors: 0,
+            takeovers: 0,
+            max_takeover_jump: 0.0,
+            cfg: p.cfg,
+            arm: p.arm,
+            sensors: p.sensors,
+            pad: p.pad,
+            policy: p.policy,
+            policy_updates: p.policy_updates,
+            sink: p.sink,
+            pacer: p.pacer,
+            env: p.env,
+            commands: p.commands,
+            status: p.status,
+            stop: p.stop,
+            opts: p.opts,
+        }
+    }
+
+    /// The names of the observation vector the policy sees: joint positions then task features.
+    pub fn observation_names(cfg: &RobotConfig, sensors: &[Box<dyn SensorSource>]) -> Vec<String> {
+        let mut names: Vec<String> = cfg.joints.iter().map(|j| format!("{}.pos", j.name)).collect();
+        for s in sensors {
+            names.extend(s.names().iter().cloned());
+        }
+        names
+    }
+
+    /// Runs until stopped (SIGTERM), the plan is done, or `max_ticks`.
+    pub fn run(mut self) -> LoopReport {
+        if let Some(env) = self.env.as_mut() {
+            env.prepare_episode(0);
+        }
+        let mut tick: u64 = 0;
+        loop {
+            let wake = self.pacer.wait_for_tick(tick);
+            let started = Instant::now();
+            if tick > 0 {
+                self.timing.period_error.record_s(wake.late_s);
+                if wake.overrun {
+                    self.timing.overruns += 1;
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.tick(tick);
+            self.timing.ticks += 1;
+            self.timing.work.record_s(started.elapsed().as_secs_f64());
+            tick += 1;
+            if self.opts.max_ticks.is_some_and(|m| tick >= m) {
+                break;
+            }
+            if let Some(plan) = self.opts.plan {
+                if self.outcomes.len() as u64 >= plan.episodes && !self.arbiter.in_episode() {
+                    break;
+                }
+            }
+        }
+        self.shutdown(tick)
+    }
+
+    fn tick(&mut self, tick: u64) {
+        let period = self.pacer.period();
+        // 1. Measure.
+        match self.arm.read(tick, &mut self.state) {
+            Ok(()) => {
+                self.bus_fail_streak = 0;
+                if self.bus_fault && self.state.alerts.iter().all(|a| a.is_none()) {
+                    self.bus_fault = false;
+                    info!("bus answers again; staying in {:?} until a person resumes", self.arbiter.mode());
+                    self.sink.event(tick, LoopEvent::Note("bus recovered".into()));
+                }
+                if self.reseed {
+                    self.last_goal.copy_from_slice(&self.state.q);
+                    self.filter.clamp_to_limits(&mut self.last_goal);
+                    self.reseed = false;
+                    self.known_position = true;
+                }
+                if let Some((i, bits)) = self.state.alerts.iter().enumerate().find_map(|(i, a)| a.map(|b| (i, b))) {
+                    let name = self.cfg.joints.get(i).map(|j| j.name.as_str()).unwrap_or("?");
+                    self.fault(tick, format!("servo {name} hardware alert 0x{bits:02x}"));
+                }
+            }
+            Err(e) => {
+                self.bus_fail_streak += 1;
+                self.bus_errors += 1;
+                if self.bus_fail_streak == self.cfg.safety.fault_ticks {
+                    self.fault(tick, format!("bus: {e}"));
+                }
+            }
+        }
+        // 2. Task features from every sensor source.
+        let mut off = 0;
+        for s in self.sensors.iter_mut() {
+            let n = s.names().len();
+            if let Some(slot) = self.features.get_mut(off..off + n) {
+                if let Err(e) = s.read(slot) {
+                    warn!("sensor read failed: {e}");
+                }
+            }
+            off += n;
+        }
+        // 3. Gamepad.
+        let pad_out = self.pad.tick(&self.state.q, period);
+        for intent in pad_out.intents.iter().copied() {
+            self.on_intent(tick, intent);
+        }
+        // 4. Control socket.
+        while let Ok(cmd) = self.commands.try_recv() {
+            let reply = self.on_request(tick, cmd.request);
+            let _ = cmd.reply.send(reply);
+        }
+        // 5. The environment's verdict from the last tick.
+        if let Some(outcome) = self.pending_outcome.take() {
+            self.end_episode(tick, outcome);
+        }
+        // 6. Start the next planned episode.
+        self.maybe_start_planned(tick);
+        // 7. Decide the goal.
+        self.obs.clear();
+        self.obs.extend_from_slice(&self.state.q);
+        self.obs.extend_from_slice(&self.features);
+        let mode = self.arbiter.mode();
+        let mut proposal = None;
+        let run_policy = self.arbiter.in_episode() && !self.arbiter.is_demo() && matches!(mode, Mode::Autonomous | Mode::Intervening);
+        if run_policy {
+            if let Some(p) = self.policy.as_mut() {
+                match p.step(tick, &self.obs, &self.state.q) {
+                    Ok(a) => proposal = a,
+                    Err(e) => {
+                        if mode == Mode::Autonomous {
+                            self.fault(tick, format!("policy: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        let doubt = self.policy.as_ref().and_then(|p| p.doubt());
+        self.update_help(doubt);
+        let source;
+        match self.arbiter.mode() {
+            Mode::Autonomous => {
+                source = ControlSource::Robot;
+                match &proposal {
+                    Some(a) if a.len() == self.cmd.len() => self.cmd.copy_from_slice(a),
+                    Some(_) => {
+                        self.cmd.fill(f64::NAN);
+                    }
+                    None => self.cmd.copy_from_slice(&self.last_goal),
+                }
+            }
+            Mode::Intervening => {
+                source = if self.arbiter.is_demo() { ControlSource::Demo } else { ControlSource::Intervention };
+                match &pad_out.human_goal {
+                    Some(g) if g.len() == self.cmd.len() => self.cmd.copy_from_slice(g),
+                    _ => self.cmd.copy_from_slice(&self.last_goal),
+                }
+            }
+            _ => {
+                source = ControlSource::Robot;
+                self.cmd.copy_from_slice(&self.last_goal);
+            }
+        }
+        // Handback: blend from the last goal to the policy over a short ramp, so the handback
+        // tick itself commands exactly the previous goal.
+        if self.arbiter.mode() == Mode::Autonomous && self.ramp_left > 0 {
+            let alpha = 1.0 - self.ramp_left as f64 / (self.ramp_ticks as f64 + 1.0);
+            for (g, l) in self.cmd.iter_mut().zip(&self.last_goal) {
+                *g = l + alpha * (*g - l);
+            }
+            if self.ramp_left == self.ramp_ticks {
+                let jump = self.cmd.iter().zip(&self.last_goal).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                self.max_handback_jump = self.max_handback_jump.max(jump);
+            }
+            self.ramp_left -= 1;
+        }
+        if self.arbiter.mode() == Mode::Intervening && self.takeover_tick == Some(tick) && pad_out.human_goal.is_some() {
+            let jump = self.cmd.iter().zip(&self.state.q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            self.max_takeover_jump = self.max_takeover_jump.max(jump);
+        }
+        // 8. Filter and write. Every goal the arm receives passes here.
+        let outcome = self.filter.apply(&self.cmd, &self.last_goal, &mut self.goal);
+        if outcome.non_finite {
+            self.fault(tick, "non-finite command".into());
+        }
+        if outcome.clamped() {
+            self.sink.event(tick, LoopEvent::Clamp { limit: outcome.limit_clamps, step: outcome.step_clamps });
+        }
+        if self.known_position && !self.torque_off {
+            if let Err(e) = self.arm.write(&self.goal) {
+                self.bus_errors += 1;
+                warn!("goal write failed: {e}");
+            }
+            self.last_goal.copy_from_slice(&self.goal);
+        }
+        // 9. Record.
+        if self.arbiter.in_episode() {
+            self.sink.frame(FrameRecord {
+                tick,
+                t: (tick - self.episode_start_tick) as f64 * period,
+                state: &self.state,
+                goal: &self.goal,
+                source,
+                proposal: proposal.as_deref(),
+                doubt,
+                pad_axes: &pad_out.axes,
+                pad_buttons: pad_out.buttons,
+                task: &self.features,
+            });
+        }
+        // 10. Status for the shell (never waits on it).
+        self.publish(tick, doubt);
+        // 11. Let the simulated world and human move.
+        let info = TickInfo {
+            tick,
+            mode: self.arbiter.mode(),
+            in_episode: self.arbiter.in_episode(),
+            demo: self.arbiter.is_demo(),
+            episode_time: (tick.saturating_sub(self.episode_start_tick)) as f64 * period,
+        };
+        if let Some(env) = self.env.as_mut() {
+            if let Some(o) = env.after_tick(&info) {
+                if self.arbiter.in_episode() {
+                    self.pending_outcome = Some(o);
+                }
+            }
+        }
+    }
+
+    fn transition(&mut self, tick: u64, trig: Trigger) -> Option<Transition> {
+        let t = self.arbiter.apply(&trig)?;
+        info!(from = ?t.from, to = ?t.to, reason = %t.reason, "mode change");
+        self.sink.event(tick, LoopEvent::Mode(t.clone()));
+        match t.to {
+            Mode::Intervening => {
+                // The human starts from the measured position (the teleop integrator re-arms
+                // on the takeover intent); the policy forgets its chunks.
+                if let Some(p) = self.policy.as_mut() {
+                    p.reset();
+                }
+                if t.from != Mode::Idle {
+                    self.takeovers += 1;
+                    self.takeover_tick = Some(tick);
+                }
+            }
+            Mode::Autonomous => {
+                // Handback: the policy resumes from the measured state with an empty buffer;
+                // the step limit rate-limits its first outputs.
+                if let Some(p) = self.policy.as_mut() {
+                    p.reset();
+                }
+                if t.from == Mode::Intervening {
+                    self.ramp_left = self.ramp_ticks;
+                }
+            }
+            Mode::EStop => {
+                if self.cfg.safety.on_estop == TorquePolicy::Off {
+                    match self.arm.set_torque(false) {
+                        Ok(()) => self.torque_off = true,
+                        Err(e) => error!("e-stop: torque off failed: {e}"),
+                    }
+                }
+            }
+            _ => {}
+        }
+        if t.from == Mode::EStop && self.torque_off {
+            // The arm may have been moved by hand while limp: hold where it is now.
+            if self.arm.set_torque(true).is_ok() {
+                self.torque_off = false;
+                self.reseed = true;
+            }
+        }
+        Some(t)
+    }
+
+    fn fault(&mut self, tick: u64, why: String) {
+        if !matches!(self.arbiter.mode(), Mode::Hold | Mode::EStop | Mode::Idle) {
+            warn!("fault: {why}; holding");
+        }
+        if why.starts_with("bus") || why.starts_with("servo") {
+            self.bus_fault = true;
+        }
+        self.sink.event(tick, LoopEvent::Fault(why.clone()));
+        self.transition(tick, Trigger::Hold(why));
+    }
+
+    fn on_intent(&mut self, tick: u64, intent: PadIntent) {
+        match intent {
+            PadIntent::Takeover => {
+                self.transition(tick, Trigger::Takeover);
+            }
+            PadIntent::Handback => {
+                self.transition(tick, Trigger::Handback);
+            }
+            PadIntent::StartEpisode => {
+                let demo = self.opts.plan.map(|p| p.demo).unwrap_or(self.policy.is_none());
+                if let Err(e) = self.start_episode(tick, demo) {
+                    warn!("start episode refused: {e}");
+                }
+            }
+            PadIntent::Success => self.end_episode(tick, EpisodeOutcome::Success),
+            PadIntent::Failure => self.end_episode(tick, EpisodeOutcome::Failure),
+            PadIntent::Discard => self.end_episode(tick, EpisodeOutcome::Discarded),
+            PadIntent::EStop => {
+                self.transition(tick, Trigger::EStop("gamepad e-stop".into()));
+            }
+            PadIntent::ClearEStop => {
+                self.transition(tick, Trigger::ClearEStop);
+            }
+            PadIntent::Lost => {
+                if matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening) {
+                    self.fault(tick, "gamepad lost".into());
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, tick: u64, req: Request) -> Reply {
+        let result: Result<(), String> = match req {
+            Request::Status {} => Ok(()),
+            Request::StartEpisode { demo } => self.start_episode(tick, demo),
+            Request::StopEpisode { outcome } => {
+                if self.arbiter.in_episode() {
+                    self.end_episode(
+                        tick,
+                        match outcome {
+                            StopOutcome::Success => EpisodeOutcome::Success,
+                            StopOutcome::Failure => EpisodeOutcome::Failure,
+                            StopOutcome::Discard => EpisodeOutcome::Discarded,
+                        },
+                    );
+                    Ok(())
+                } else {
+                    Err("no episode is running".into())
+                }
+            }
+            Request::Hold {} => self
+                .transition(tick, Trigger::Hold("operator hold".into()))
+                .map(|_| ())
+                .ok_or_else(|| format!("cannot hold from {:?}", self.arbiter.mode())),
+            Request::Resume {} => {
+                if self.bus_fault {
+                    Err("the bus fault is still active; fix it first (see status.faults)".into())
+                } else if !self.arbiter.is_demo() && self.policy.is_none() {
+                    Err("no policy is loaded".into())
+                } else if self.cfg.teleop.require_gamepad && !self.pad.connected() {
+                    Err("no gamepad is connected and teleop.require_gamepad = true: nobody could take over".into())
+                } else {
+                    self.pad.release_hold();
+                    self.transition(tick, Trigger::Resume)
+                        .map(|_| ())
+                        .ok_or_else(|| format!("resume only leaves Hold; mode is {:?}", self.arbiter.mode()))
+                }
+            }
+            Request::Estop {} => {
+                self.pad.latch_estop();
+                self.transition(tick, Trigger::EStop("operator e-stop".into()));
+                Ok(())
+            }
+            Request::ClearEstop {} => {
+                self.pad.clear_estop();
+                self.transition(tick, Trigger::ClearEStop)
+                    .map(|_| ())
+                    .ok_or_else(|| "not in e-stop".to_string())
+            }
+            Request::Reload {} => {
+                if self.arbiter.in_episode() {
+                    Err("reload happens between episodes; stop the episode first".into())
+                } else {
+                    match self.policy_updates.try_recv() {
+                        Ok(p) => {
+                            self.install_policy(tick, p);
+                            Ok(())
+                        }
+                        Err(_) => Ok(()),
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.publish(tick, None);
+                match self.status.lock() {
+                    Ok(s) => Reply::ok(s.clone()),
+                    Err(_) => Reply::err("status unavailable"),
+                }
+            }
+            Err(e) => Reply::err(e),
+        }
+    }
+
+    fn install_policy(&mut self, tick: u64, p: Box<dyn PolicyDriver>) {
+        info!(version = p.version(), "policy loaded");
+        self.sink.event(tick, LoopEvent::PolicyLoaded(p.version().to_string()));
+        self.policy = Some(p);
+    }
+
+    fn start_episode(&mut self, tick: u64, demo: bool) -> Result<(), String> {
+        if self.arbiter.in_episode() {
+            return Err("an episode is already running".into());
+        }
+        if self.arbiter.mode() != Mode::Idle {
+            return Err(format!("cannot start an episode in {:?}", self.arbiter.mode()));
+        }
+        if !self.known_position {
+            return Err("the arm's position is not known yet (no successful bus read)".into());
+        }
+        if !demo {
+            if self.policy.is_none() {
+                return Err("no policy is loaded; record demonstrations first (demo episodes)".into());
+            }
+            if self.cfg.teleop.require_gamepad && !self.pad.connected() {
+                return Err(
+                    "no gamepad is connected: autonomous mode needs a human who can take over \
+                     (or set teleop.require_gamepad = false)"
+                        .into(),
+                );
+            }
+        }
+        // A new policy waiting in the registry is installed between episodes.
+        if let Ok(p) = self.policy_updates.try_recv() {
+            self.install_policy(tick, p);
+        }
+        let version = if demo { None } else { self.policy.as_ref().map(|p| p.version().to_string()) };
+        if let Err(e) = self.sink.begin_episode(self.episode_index, demo, version, &self.opts.task) {
+            // Recording is the point of an episode, but control must go on: report loudly.
+            error!("recording could not start: {e}");
+        }
+        self.episode_start_tick = tick;
+        self.pad.set_demo(demo);
+        self.transition(tick, Trigger::StartEpisode { demo });
+        Ok(())
+    }
+
+    fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome) {
+        if !self.arbiter.in_episode() {
+            return;
+        }
+        self.sink.end_episode(tick, outcome);
+        self.transition(tick, Trigger::EndEpisode);
+        self.pad.set_demo(false);
+        self.outcomes.push(outcome);
+        self.episode_index += 1;
+        if let Some(env) = self.env.as_mut() {
+            env.prepare_episode(self.episode_index);
+            self.reseed = true;
+        }
+    }
+
+    fn maybe_start_planned(&mut self, tick: u64) {
+        let Some(plan) = self.opts.plan else { return };
+        if self.arbiter.mode() == Mode::Idle && !self.reseed && (self.outcomes.len() as u64) < plan.episodes {
+            if let Err(e) = self.start_episode(tick, plan.demo) {
+                warn!("planned episode could not start: {e}");
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn update_help(&mut self, doubt: Option<f64>) {
+        let Some(th) = self.cfg.policy.doubt_threshold else { return };
+        let want = doubt.is_some_and(|d| d > th) && self.arbiter.mode() == Mode::Autonomous;
+        if want && !self.help_requested {
+            self.pad.rumble_help();
+        }
+        self.help_requested = want;
+    }
+
+    fn publish(&mut self, tick: u64, doubt: Option<f64>) {
+        let Ok(mut s) = self.status.try_lock() else { return };
+        s.mode = self.arbiter.mode();
+        s.in_episode = self.arbiter.in_episode();
+        s.demo = self.arbiter.is_demo();
+        s.episodes_done = self.outcomes.len() as u64;
+        s.tick = tick;
+        s.gamepads = self.pad.count();
+        if doubt.is_some() {
+            s.doubt = doubt;
+        }
+        s.help_requested = self.help_requested;
+        s.bus_errors = self.bus_errors;
+        s.clamps = self.filter.clamp_counts.iter().sum();
+        s.dropped_frames = self.sink.dropped();
+        s.overruns = self.timing.overruns;
+        s.q.clone_from(&self.state.q);
+        s.healthy = self.known_position && !self.bus_fault && self.bus_fail_streak == 0;
+        let policy_version = self.policy.as_ref().map(|p| p.version());
+        if s.policy_version.as_deref() != policy_version {
+            s.policy_version = policy_version.map(str::to_string);
+        }
+        let mut faults_changed = false;
+        let want_bus = self.bus_fault;
+        let has_bus = s.faults.iter().any(|f| f == "bus");
+        if want_bus != has_bus {
+            faults_changed = true;
+        }
+        let rec = self.sink.fault();
+        let has_rec = s.faults.iter().any(|f| f.starts_with("recording"));
+        if rec.is_some() != has_rec {
+            faults_changed = true;
+        }
+        if faults_changed {
+            s.faults.clear();
+            if want_bus {
+                s.faults.push("bus".into());
+            }
+            if let Some(r) = rec {
+                s.faults.push(format!("recording: {r}"));
+            }
+        }
+        if tick % 64 == 0 {
+            s.period_error_p99_us = self.timing.period_error.summary().p99_us;
+        }
+    }
+
+    /// SIGTERM or end of plan: hold, close the episode, apply the exit torque policy.
+    fn shutdown(mut self, tick: u64) -> LoopReport {
+        if self.arbiter.in_episode() {
+            self.sink.end_episode(tick, EpisodeOutcome::Aborted);
+            self.transition(tick, Trigger::EndEpisode);
+        }
+        if self.known_position && !self.torque_off {
+            // Hold: the last filtered goal once more.
+            let _ = self.arm.write(&self.last_goal);
+        }
+        if self.cfg.safety.on_exit == TorquePolicy::Off {
+            if let Err(e) = self.arm.set_torque(false) {
+                warn!("exit: torque off failed: {e}");
+            }
+        }
+        self.sink.close();
+        self.publish(tick, None);
+        LoopReport {
+            episodes: self.outcomes,
+            ticks: self.timing.ticks,
+            timing: self.timing.summary(),
+            clamps: self.filter.clamp_counts.iter().sum(),
+            bus_errors: self.bus_errors,
+            dropped_frames: self.sink.dropped(),
+            takeovers: self.takeovers,
+            max_takeover_jump: self.max_takeover_jump,
+            max_handback_jump: self.max_handback_jump,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! What the loop hands the recorder. The loop only ever calls non-blocking methods here; the
+//! recorder thread does the disk work.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arbiter::Transition;
+use crate::hardware::ArmState;
+
+/// Who produced the goal of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlSource {
+    Demo,
+    Robot,
+    Intervention,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpisodeOutcome {
+    Success,
+    Failure,
+    Discarded,
+    Aborted,
+}
+
+/// One frame, borrowed from the loop's buffers.
+pub struct FrameRecord<'a> {
+    pub tick: u64,
+    pub t: f64,
+    pub state: &'a ArmState,
+    pub goal: &'a [f64],
+    pub source: ControlSource,
+    pub proposal: Option<&'a [f64]>,
+    pub doubt: Option<f64>,
+    pub pad_axes: &'a [f64],
+    pub pad_buttons: u32,
+    pub task: &'a [f64],
+}
+
+#[derive(Debug, Clone)]
+pub enum LoopEvent {
+    Mode(Transition),
+    Fault(String),
+    Clamp { limit: u32, step: u32 },
+    PolicyLoaded(String),
+    Note(String),
+}
+
+/// The recorder as the loop sees it. Every method returns at once.
+pub trait FrameSink: Send {
+    fn begin_episode(&mut self, index: u64, demo: bool, policy_version: Option<String>, task: &str) -> Result<(), String>;
+    fn frame(&mut self, f: FrameRecord<'_>);
+    fn event(&mut self, tick: u64, e: LoopEvent);
+    fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome);
+    /// Frames dropped because the recorder fell behind or failed.
+    fn dropped(&self) -> u64;
+    /// A recording fault to show in status, if any.
+    fn fault(&self) -> Option<String>;
+    /// Flushes and closes; called once at shutdown (may wait for the recorder thread).
+    fn close(&mut self);
+}
+
+/// A sink that records nothing (benchmarks of the bare loop, `--no-record`).
+pub struct NullSink;
+
+impl FrameSink for NullSink {
+    fn begin_episode(&mut self, _: u64, _: bool, _: Option<String>, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn frame(&mut self, _: FrameRecord<'_>) {}
+    fn event(&mut self, _: u64, _: LoopEvent) {}
+    fn end_episode(&mut self, _: u64, _: EpisodeOutcome) {}
+    fn dropped(&self) -> u64 {
+        0
+    }
+    fn fault(&self) -> Option<String> {
+        None
+    }
+    fn close(&mut self) {}
+}

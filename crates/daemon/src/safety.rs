@@ -1,0 +1,175 @@
+//! The safety filter: the only path from any controller (policy, human, hold) to the servos.
+//!
+//! Every goal the daemon writes passes through [`SafetyFilter::apply`]:
+//! - a non-finite value anywhere rejects the whole command (the caller must hold);
+//! - each joint is clamped to its limits (calibrated range intersected with the config's);
+//! - each joint moves at most `max_step` from the previous goal per tick.
+//!
+//! Every clamp is counted per joint; the control loop logs the counts and records them.
+
+/// What happened to one command.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterOutcome {
+    /// Joints clamped to a position limit.
+    pub limit_clamps: u32,
+    /// Joints slowed to the step limit.
+    pub step_clamps: u32,
+    /// The command held a NaN or infinity and was refused.
+    pub non_finite: bool,
+}
+
+impl FilterOutcome {
+    pub fn clamped(&self) -> bool {
+        self.limit_clamps > 0 || self.step_clamps > 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SafetyFilter {
+    limits: Vec<[f64; 2]>,
+    max_step: f64,
+    /// Clamps per joint since start (limit + step).
+    pub clamp_counts: Vec<u64>,
+    pub non_finite_count: u64,
+}
+
+impl SafetyFilter {
+    /// `limits` are per joint `[min, max]` in rad, `max_step` the largest move per tick in rad.
+    pub fn new(limits: Vec<[f64; 2]>, max_step: f64) -> Self {
+        let n = limits.len();
+        Self {
+            limits,
+            max_step,
+            clamp_counts: vec![0; n],
+            non_finite_count: 0,
+        }
+    }
+
+    pub fn limits(&self) -> &[[f64; 2]] {
+        &self.limits
+    }
+
+    /// Clamps a position into the limits (used to seed goals from a measured pose that may sit
+    /// slightly outside them after a manual move).
+    pub fn clamp_to_limits(&self, q: &mut [f64]) {
+        for (v, [lo, hi]) in q.iter_mut().zip(&self.limits) {
+            if v.is_finite() {
+                *v = v.clamp(*lo, *hi);
+            }
+        }
+    }
+
+    /// Filters `proposed` into `out`, given the previous goal actually written.
+    ///
+    /// On a non-finite proposal `out` is set to `previous` (clamped) and the outcome says so:
+    /// the arm holds where it was last sent.
+    pub fn apply(&mut self, proposed: &[f64], previous: &[f64], out: &mut [f64]) -> FilterOutcome {
+        let mut o = FilterOutcome::default();
+        let n = self.limits.len();
+        if proposed.len() != n || previous.len() != n || out.len() != n || proposed.iter().any(|v| !v.is_finite()) {
+            o.non_finite = true;
+            self.non_finite_count += 1;
+            for i in 0..n.min(out.len()).min(previous.len()) {
+                let [lo, hi] = self.limits[i];
+                out[i] = if previous[i].is_finite() { previous[i].clamp(lo, hi) } else { (lo + hi) / 2.0 };
+            }
+            return o;
+        }
+        for i in 0..n {
+            let [lo, hi] = self.limits[i];
+            let mut v = proposed[i];
+            if v < lo || v > hi {
+                v = v.clamp(lo, hi);
+                o.limit_clamps += 1;
+                self.clamp_counts[i] += 1;
+            }
+            let prev = previous[i];
+            if prev.is_finite() {
+                let d = v - prev;
+                if d.abs() > self.max_step {
+                    v = prev + d.signum() * self.max_step;
+                    // A step from a previous goal outside the limits must still end inside them.
+                    v = v.clamp(lo, hi);
+                    o.step_clamps += 1;
+                    self.clamp_counts[i] += 1;
+                }
+            }
+            out[i] = v;
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter() -> SafetyFilter {
+        SafetyFilter::new(vec![[-1.0, 1.0], [0.0, 2.0]], 0.1)
+    }
+
+    #[test]
+    fn passes_commands_inside_limits() {
+        let mut f = filter();
+        let mut out = [0.0; 2];
+        let o = f.apply(&[0.05, 1.0], &[0.0, 0.95], &mut out);
+        assert_eq!(out, [0.05, 1.0]);
+        assert!(!o.clamped() && !o.non_finite);
+    }
+
+    #[test]
+    fn clamps_limits_and_steps_and_counts() {
+        let mut f = filter();
+        let mut out = [0.0; 2];
+        let o = f.apply(&[5.0, 1.5], &[0.95, 1.0], &mut out);
+        assert_eq!(out[0], 1.0);
+        assert!((out[1] - 1.1).abs() < 1e-12);
+        assert_eq!(o.limit_clamps, 1);
+        assert_eq!(o.step_clamps, 1);
+        assert_eq!(f.clamp_counts, vec![1, 1]);
+    }
+
+    #[test]
+    fn never_leaves_limits_even_from_outside() {
+        let mut f = filter();
+        let mut out = [0.0; 2];
+        // The previous goal was outside (e.g. limits narrowed by a new calibration).
+        f.apply(&[-3.0, 2.0], &[-2.0, 2.5], &mut out);
+        assert!(out[0] >= -1.0 && out[1] <= 2.0);
+    }
+
+    #[test]
+    fn non_finite_holds_previous() {
+        let mut f = filter();
+        let mut out = [9.0; 2];
+        let o = f.apply(&[f64::NAN, 1.0], &[0.3, 0.4], &mut out);
+        assert!(o.non_finite);
+        assert_eq!(out, [0.3, 0.4]);
+        let o = f.apply(&[0.0, f64::INFINITY], &[0.3, 0.4], &mut out);
+        assert!(o.non_finite);
+        assert_eq!(f.non_finite_count, 2);
+    }
+
+    #[test]
+    fn random_commands_never_escape() {
+        let mut f = SafetyFilter::new(vec![[-0.5, 0.7]; 6], 0.05);
+        let mut prev = [0.0; 6];
+        let mut out = [0.0; 6];
+        let mut x: u64 = 0x9E3779B97F4A7C15;
+        for _ in 0..10_000 {
+            let mut cmd = [0.0; 6];
+            for c in cmd.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *c = (x % 20_000) as f64 / 1000.0 - 10.0;
+            }
+            f.apply(&cmd, &prev, &mut out);
+            for i in 0..6 {
+                assert!(out[i] >= -0.5 && out[i] <= 0.7);
+                assert!((out[i] - prev[i]).abs() <= 0.05 + 1e-12);
+            }
+            prev = out;
+        }
+    }
+}
