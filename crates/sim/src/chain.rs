@@ -357,8 +357,8 @@ impl Servo {
                         .clamp(-cap, cap);
                 }
                 1 => {
-                    let v = units_to_ticks_s(self.get(addr::GOAL_VELOCITY) as f64)
-                        .clamp(-vmax, vmax);
+                    let v =
+                        units_to_ticks_s(self.get(addr::GOAL_VELOCITY) as f64).clamp(-vmax, vmax);
                     self.pos = self.stop_at_obstacle(before, before + v * dt);
                     drive_current = (CURRENT_PER_TICK_S * v).clamp(-limit, limit);
                 }
@@ -514,7 +514,12 @@ impl Chain {
     pub fn execute(&mut self, p: &Packet) -> Vec<Vec<u8>> {
         let bc = p.id == packet::BROADCAST_ID;
         let ins = p.instruction;
-        trace!(id = p.id, instruction = ins, params = p.params.len(), "instruction");
+        trace!(
+            id = p.id,
+            instruction = ins,
+            params = p.params.len(),
+            "instruction"
+        );
         let mut out = Vec::new();
         match ins {
             inst::PING => {
@@ -659,7 +664,7 @@ impl Chain {
                 };
                 let stride = usize::from(n) + 1;
                 let body = p.params.get(4..).unwrap_or(&[]);
-                if n == 0 || body.len() % stride != 0 {
+                if n == 0 || !body.len().is_multiple_of(stride) {
                     debug!(len = n, body = body.len(), "malformed sync write ignored");
                     return out;
                 }
@@ -668,7 +673,7 @@ impl Chain {
                 }
             }
             inst::BULK_READ if bc => {
-                if p.params.len() % 5 != 0 {
+                if !p.params.len().is_multiple_of(5) {
                     return out;
                 }
                 for block in p.params.chunks(5) {
@@ -740,7 +745,8 @@ impl Chain {
         if parts.is_empty() {
             return None;
         }
-        let body: usize = 1 + parts.iter().map(|p| 2 + p.2.len()).sum::<usize>() + 2 * (parts.len() - 1);
+        let body: usize =
+            1 + parts.iter().map(|p| 2 + p.2.len()).sum::<usize>() + 2 * (parts.len() - 1);
         let len = u16::try_from(body + 2).ok()?;
         let mut out = Vec::with_capacity(packet::PREFIX_LEN + body + 2);
         out.extend_from_slice(&packet::HEADER);
@@ -774,16 +780,14 @@ impl Chain {
     }
 
     pub fn present_position(&self, id: u8) -> Option<i32> {
-        self.find(id)
-            .map(|s| s.get(addr::PRESENT_POSITION) as i32)
+        self.find(id).map(|s| s.get(addr::PRESENT_POSITION) as i32)
     }
     pub fn goal_position(&self, id: u8) -> Option<i32> {
         self.find(id).map(|s| s.get(addr::GOAL_POSITION) as i32)
     }
     /// Present_Velocity in register units (0.229 rpm).
     pub fn present_velocity(&self, id: u8) -> Option<i32> {
-        self.find(id)
-            .map(|s| s.get(addr::PRESENT_VELOCITY) as i32)
+        self.find(id).map(|s| s.get(addr::PRESENT_VELOCITY) as i32)
     }
     /// Present_Current in register units.
     pub fn present_current(&self, id: u8) -> Option<i16> {
@@ -845,6 +849,8 @@ impl Chain {
     pub fn register(&self, id: u8, addr: u16, len: u16) -> Option<Vec<u8>> {
         let s = self.find(id)?;
         let start = usize::from(addr);
-        s.table.get(start..start + usize::from(len)).map(<[u8]>::to_vec)
+        s.table
+            .get(start..start + usize::from(len))
+            .map(<[u8]>::to_vec)
     }
 }

@@ -285,7 +285,9 @@ impl StreamParser {
                     // Keep a tail that could be the start of a header split across reads.
                     let keep = (1..=3)
                         .rev()
-                        .find(|&k| self.buf.len() >= k && self.buf[self.buf.len() - k..] == HEADER[..k])
+                        .find(|&k| {
+                            self.buf.len() >= k && self.buf[self.buf.len() - k..] == HEADER[..k]
+                        })
                         .unwrap_or(0);
                     let drop = self.buf.len() - keep;
                     self.discard(drop);

@@ -102,7 +102,11 @@ impl FaultState {
     }
     fn roll(&mut self, rate: f64) -> bool {
         // gen_bool panics outside [0, 1]; NaN counts as 0.
-        let p = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
+        let p = if rate.is_nan() {
+            0.0
+        } else {
+            rate.clamp(0.0, 1.0)
+        };
         p > 0.0 && self.rng.gen_bool(p)
     }
 }

@@ -18,12 +18,22 @@ fn chain(tau: f64, vmax: f64) -> Chain {
 }
 
 fn torque(c: &mut Chain, id: u8, on: bool) {
-    let r = transact(c, id, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[u8::from(on)]));
+    let r = transact(
+        c,
+        id,
+        inst::WRITE,
+        &wr(addr::TORQUE_ENABLE, &[u8::from(on)]),
+    );
     assert_eq!(r[0].status_error(), Some(0));
 }
 
 fn goal(c: &mut Chain, id: u8, g: i32) -> u8 {
-    let r = transact(c, id, inst::WRITE, &wr(addr::GOAL_POSITION, &g.to_le_bytes()));
+    let r = transact(
+        c,
+        id,
+        inst::WRITE,
+        &wr(addr::GOAL_POSITION, &g.to_le_bytes()),
+    );
     r[0].status_error().unwrap()
 }
 
@@ -71,11 +81,19 @@ fn velocity_cap_and_reported_velocity() {
     assert!((41..=42).contains(&v), "velocity units: {v}");
     assert_eq!(c.register(3, addr::MOVING, 1), Some(vec![1]));
     // Profile_Velocity caps it further (20 units = 4.58 rpm = 312.6 ticks/s).
-    transact(&mut c, 3, inst::WRITE, &wr(addr::PROFILE_VELOCITY, &20i32.to_le_bytes()));
+    transact(
+        &mut c,
+        3,
+        inst::WRITE,
+        &wr(addr::PROFILE_VELOCITY, &20i32.to_le_bytes()),
+    );
     let before = c.present_position(3).unwrap();
     run(&mut c, 1.0, 0.01);
     let moved = c.present_position(3).unwrap() - before;
-    assert!((305..=320).contains(&moved), "profile-limited travel: {moved}");
+    assert!(
+        (305..=320).contains(&moved),
+        "profile-limited travel: {moved}"
+    );
     assert_eq!(c.present_velocity(3), Some(20));
 }
 
@@ -102,9 +120,17 @@ fn torque_off_means_no_motion_but_hands_can_move_it() {
 fn position_limits_hold_in_position_mode() {
     let mut c = chain(0.01, 20.0);
     c.set_present_position(4, 2000);
-    transact(&mut c, 4, inst::WRITE, &wr(addr::MAX_POSITION_LIMIT, &2500i32.to_le_bytes()));
+    transact(
+        &mut c,
+        4,
+        inst::WRITE,
+        &wr(addr::MAX_POSITION_LIMIT, &2500i32.to_le_bytes()),
+    );
     torque(&mut c, 4, true);
-    assert_eq!(goal(&mut c, 4, 3000), intervened_sim::packet::status_error::DATA_RANGE);
+    assert_eq!(
+        goal(&mut c, 4, 3000),
+        intervened_sim::packet::status_error::DATA_RANGE
+    );
     assert_eq!(goal(&mut c, 4, 2500), 0);
     run(&mut c, 1.0, 0.01);
     assert!(c.present_position(4).unwrap() <= 2500);
@@ -117,7 +143,12 @@ fn obstacle_stalls_the_gripper_at_the_current_limit() {
     c.set_present_position(id, 2000);
     // Current-based position mode with a 300-unit current cap, as a gripper runs.
     transact(&mut c, id, inst::WRITE, &wr(addr::OPERATING_MODE, &[5]));
-    transact(&mut c, id, inst::WRITE, &wr(addr::GOAL_CURRENT, &300i16.to_le_bytes()));
+    transact(
+        &mut c,
+        id,
+        inst::WRITE,
+        &wr(addr::GOAL_CURRENT, &300i16.to_le_bytes()),
+    );
     torque(&mut c, id, true);
     c.set_obstacle(id, Some(2400));
     goal(&mut c, id, 2800);
@@ -154,7 +185,12 @@ fn velocity_mode_follows_goal_velocity() {
     let mut c = chain(0.03, 6.0);
     c.set_present_position(5, 0);
     transact(&mut c, 5, inst::WRITE, &wr(addr::OPERATING_MODE, &[1]));
-    transact(&mut c, 5, inst::WRITE, &wr(addr::GOAL_VELOCITY, &(-50i32).to_le_bytes()));
+    transact(
+        &mut c,
+        5,
+        inst::WRITE,
+        &wr(addr::GOAL_VELOCITY, &(-50i32).to_le_bytes()),
+    );
     torque(&mut c, 5, true);
     run(&mut c, 1.0, 0.01);
     // -50 units = -11.45 rpm = -781.6 ticks/s.

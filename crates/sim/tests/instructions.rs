@@ -44,11 +44,21 @@ fn read_model_firmware_and_present_values() {
     let r = transact(&mut chain, 2, inst::READ, &rd(addr::PRESENT_POSITION, 4));
     assert_eq!(r[0].status_data(), &3000i32.to_le_bytes());
     // Voltage: XL430 runs at 12 V, XL330 at 5 V (0.1 V units); temperature in C.
-    let v = transact(&mut chain, 2, inst::READ, &rd(addr::PRESENT_INPUT_VOLTAGE, 3));
+    let v = transact(
+        &mut chain,
+        2,
+        inst::READ,
+        &rd(addr::PRESENT_INPUT_VOLTAGE, 3),
+    );
     let d = v[0].status_data();
     assert_eq!(u16::from_le_bytes([d[0], d[1]]), 120);
     assert!((20..=40).contains(&d[2]));
-    let v = transact(&mut chain, 4, inst::READ, &rd(addr::PRESENT_INPUT_VOLTAGE, 2));
+    let v = transact(
+        &mut chain,
+        4,
+        inst::READ,
+        &rd(addr::PRESENT_INPUT_VOLTAGE, 2),
+    );
     assert_eq!(v[0].status_data(), &50u16.to_le_bytes());
 }
 
@@ -56,8 +66,14 @@ fn read_model_firmware_and_present_values() {
 fn read_past_table_is_access_error() {
     let mut chain = koch_chain();
     assert_eq!(status(&mut chain, 1, inst::READ, &rd(146, 10)), se::ACCESS);
-    assert_eq!(status(&mut chain, 1, inst::READ, &rd(0, 0)), se::DATA_LENGTH);
-    assert_eq!(status(&mut chain, 1, inst::READ, &[0x84, 0x00]), se::DATA_LENGTH);
+    assert_eq!(
+        status(&mut chain, 1, inst::READ, &rd(0, 0)),
+        se::DATA_LENGTH
+    );
+    assert_eq!(
+        status(&mut chain, 1, inst::READ, &[0x84, 0x00]),
+        se::DATA_LENGTH
+    );
     // Broadcast read gets no reply.
     assert!(transact(&mut chain, BROADCAST_ID, inst::READ, &rd(132, 4)).is_empty());
 }
@@ -67,7 +83,12 @@ fn write_errors() {
     let mut chain = koch_chain();
     // Read-only register.
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::PRESENT_POSITION, &[0, 0, 0, 0])),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::PRESENT_POSITION, &[0, 0, 0, 0])
+        ),
         se::ACCESS
     );
     assert_eq!(
@@ -75,10 +96,18 @@ fn write_errors() {
         se::ACCESS
     );
     // Undefined gap (addresses 14..20 hold nothing).
-    assert_eq!(status(&mut chain, 1, inst::WRITE, &wr(15, &[1])), se::ACCESS);
+    assert_eq!(
+        status(&mut chain, 1, inst::WRITE, &wr(15, &[1])),
+        se::ACCESS
+    );
     // Half of a 4-byte register.
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::GOAL_POSITION, &[1, 2])),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::GOAL_POSITION, &[1, 2])
+        ),
         se::DATA_LENGTH
     );
     // Out of range values.
@@ -91,26 +120,54 @@ fn write_errors() {
         se::DATA_RANGE
     );
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::STATUS_RETURN_LEVEL, &[3])),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::STATUS_RETURN_LEVEL, &[3])
+        ),
         se::DATA_RANGE
     );
     // Goal outside the position limits in position mode.
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::MAX_POSITION_LIMIT, &3000i32.to_le_bytes())),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::MAX_POSITION_LIMIT, &3000i32.to_le_bytes())
+        ),
         0
     );
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::GOAL_POSITION, &3001i32.to_le_bytes())),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::GOAL_POSITION, &3001i32.to_le_bytes())
+        ),
         se::DATA_RANGE
     );
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::GOAL_POSITION, &3000i32.to_le_bytes())),
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::GOAL_POSITION, &3000i32.to_le_bytes())
+        ),
         0
     );
     // The same goal is fine in extended position mode.
-    assert_eq!(status(&mut chain, 1, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])), 0);
     assert_eq!(
-        status(&mut chain, 1, inst::WRITE, &wr(addr::GOAL_POSITION, &5000i32.to_le_bytes())),
+        status(&mut chain, 1, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])),
+        0
+    );
+    assert_eq!(
+        status(
+            &mut chain,
+            1,
+            inst::WRITE,
+            &wr(addr::GOAL_POSITION, &5000i32.to_le_bytes())
+        ),
         0
     );
     assert_eq!(chain.goal_position(1), Some(5000));
@@ -121,18 +178,32 @@ fn write_errors() {
 #[test]
 fn eeprom_locked_while_torque_on() {
     let mut chain = koch_chain();
-    assert_eq!(status(&mut chain, 5, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])), 0);
+    assert_eq!(
+        status(&mut chain, 5, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])),
+        0
+    );
     assert_eq!(chain.torque_enabled(5), Some(true));
     assert_eq!(
         status(&mut chain, 5, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])),
         se::ACCESS
     );
     assert_eq!(
-        status(&mut chain, 5, inst::WRITE, &wr(addr::HOMING_OFFSET, &100i32.to_le_bytes())),
+        status(
+            &mut chain,
+            5,
+            inst::WRITE,
+            &wr(addr::HOMING_OFFSET, &100i32.to_le_bytes())
+        ),
         se::ACCESS
     );
-    assert_eq!(status(&mut chain, 5, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[0])), 0);
-    assert_eq!(status(&mut chain, 5, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])), 0);
+    assert_eq!(
+        status(&mut chain, 5, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[0])),
+        0
+    );
+    assert_eq!(
+        status(&mut chain, 5, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])),
+        0
+    );
     assert_eq!(chain.register(5, addr::OPERATING_MODE, 1), Some(vec![4]));
 }
 
@@ -142,16 +213,32 @@ fn multi_register_write_and_homing_offset() {
     chain.set_present_position(3, 1000);
     // Homing offset shifts what the host reads.
     assert_eq!(
-        status(&mut chain, 3, inst::WRITE, &wr(addr::HOMING_OFFSET, &(-200i32).to_le_bytes())),
+        status(
+            &mut chain,
+            3,
+            inst::WRITE,
+            &wr(addr::HOMING_OFFSET, &(-200i32).to_le_bytes())
+        ),
         0
     );
     assert_eq!(chain.present_position(3), Some(800));
     // Profile_Velocity and Goal_Position in one write (112..120).
     let mut data = 50i32.to_le_bytes().to_vec();
     data.extend_from_slice(&1234i32.to_le_bytes());
-    assert_eq!(status(&mut chain, 3, inst::WRITE, &wr(addr::PROFILE_VELOCITY, &data)), 0);
+    assert_eq!(
+        status(
+            &mut chain,
+            3,
+            inst::WRITE,
+            &wr(addr::PROFILE_VELOCITY, &data)
+        ),
+        0
+    );
     assert_eq!(chain.goal_position(3), Some(1234));
-    assert_eq!(chain.register(3, addr::PROFILE_VELOCITY, 4), Some(data[..4].to_vec()));
+    assert_eq!(
+        chain.register(3, addr::PROFILE_VELOCITY, 4),
+        Some(data[..4].to_vec())
+    );
 }
 
 #[test]
@@ -176,7 +263,11 @@ fn bad_crc_gets_crc_error_from_the_addressed_servo() {
     assert_eq!((r[0].id, r[0].status_error()), (4, Some(se::CRC)));
     assert!(r[0].status_data().is_empty());
     // A corrupted write must not be executed.
-    let mut w = encode_instruction(4, inst::WRITE, &wr(addr::GOAL_POSITION, &100i32.to_le_bytes()));
+    let mut w = encode_instruction(
+        4,
+        inst::WRITE,
+        &wr(addr::GOAL_POSITION, &100i32.to_le_bytes()),
+    );
     let n = w.len();
     w[n - 2] ^= 0x01;
     chain.handle(&w);
@@ -189,31 +280,69 @@ fn reg_write_then_action() {
     // Action with nothing registered is an instruction error.
     assert_eq!(status(&mut chain, 1, inst::ACTION, &[]), se::INSTRUCTION);
     let goal = 1500i32.to_le_bytes();
-    assert_eq!(status(&mut chain, 1, inst::REG_WRITE, &wr(addr::GOAL_POSITION, &goal)), 0);
-    assert_eq!(status(&mut chain, 2, inst::REG_WRITE, &wr(addr::GOAL_POSITION, &goal)), 0);
-    assert_eq!(chain.register(1, addr::REGISTERED_INSTRUCTION, 1), Some(vec![1]));
+    assert_eq!(
+        status(
+            &mut chain,
+            1,
+            inst::REG_WRITE,
+            &wr(addr::GOAL_POSITION, &goal)
+        ),
+        0
+    );
+    assert_eq!(
+        status(
+            &mut chain,
+            2,
+            inst::REG_WRITE,
+            &wr(addr::GOAL_POSITION, &goal)
+        ),
+        0
+    );
+    assert_eq!(
+        chain.register(1, addr::REGISTERED_INSTRUCTION, 1),
+        Some(vec![1])
+    );
     assert_ne!(chain.goal_position(1), Some(1500));
     // Reg write validates like write.
     assert_eq!(
-        status(&mut chain, 3, inst::REG_WRITE, &wr(addr::PRESENT_POSITION, &goal)),
+        status(
+            &mut chain,
+            3,
+            inst::REG_WRITE,
+            &wr(addr::PRESENT_POSITION, &goal)
+        ),
         se::ACCESS
     );
     // Broadcast action: no reply, both apply.
     assert!(transact(&mut chain, BROADCAST_ID, inst::ACTION, &[]).is_empty());
     assert_eq!(chain.goal_position(1), Some(1500));
     assert_eq!(chain.goal_position(2), Some(1500));
-    assert_eq!(chain.register(1, addr::REGISTERED_INSTRUCTION, 1), Some(vec![0]));
+    assert_eq!(
+        chain.register(1, addr::REGISTERED_INSTRUCTION, 1),
+        Some(vec![0])
+    );
 }
 
 #[test]
 fn reboot_clears_ram_and_hardware_error() {
     let mut chain = koch_chain();
-    assert_eq!(status(&mut chain, 6, inst::WRITE, &wr(addr::OPERATING_MODE, &[5])), 0);
-    assert_eq!(status(&mut chain, 6, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])), 0);
+    assert_eq!(
+        status(&mut chain, 6, inst::WRITE, &wr(addr::OPERATING_MODE, &[5])),
+        0
+    );
+    assert_eq!(
+        status(&mut chain, 6, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])),
+        0
+    );
     chain.set_hardware_error(6, 0x20);
     assert_eq!(chain.torque_enabled(6), Some(false));
     // Every status now carries the alert bit; torque cannot come back before reboot.
-    let r = transact(&mut chain, 6, inst::READ, &rd(addr::HARDWARE_ERROR_STATUS, 1));
+    let r = transact(
+        &mut chain,
+        6,
+        inst::READ,
+        &rd(addr::HARDWARE_ERROR_STATUS, 1),
+    );
     assert_eq!(r[0].status_error(), Some(se::ALERT));
     assert_eq!(r[0].status_data(), &[0x20]);
     assert_eq!(
@@ -221,23 +350,43 @@ fn reboot_clears_ram_and_hardware_error() {
         se::ALERT | se::RESULT_FAIL
     );
     assert_eq!(status(&mut chain, 6, inst::REBOOT, &[]), se::ALERT);
-    let r = transact(&mut chain, 6, inst::READ, &rd(addr::HARDWARE_ERROR_STATUS, 1));
-    assert_eq!((r[0].status_error(), r[0].status_data()), (Some(0), &[0u8][..]));
+    let r = transact(
+        &mut chain,
+        6,
+        inst::READ,
+        &rd(addr::HARDWARE_ERROR_STATUS, 1),
+    );
+    assert_eq!(
+        (r[0].status_error(), r[0].status_data()),
+        (Some(0), &[0u8][..])
+    );
     // EEPROM (operating mode) survives the reboot; RAM is back to power-on values.
     assert_eq!(chain.register(6, addr::OPERATING_MODE, 1), Some(vec![5]));
-    assert_eq!(status(&mut chain, 6, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])), 0);
+    assert_eq!(
+        status(&mut chain, 6, inst::WRITE, &wr(addr::TORQUE_ENABLE, &[1])),
+        0
+    );
 }
 
 #[test]
 fn factory_reset_and_clear() {
     let mut chain = koch_chain();
-    assert_eq!(status(&mut chain, 4, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])), 0);
+    assert_eq!(
+        status(&mut chain, 4, inst::WRITE, &wr(addr::OPERATING_MODE, &[4])),
+        0
+    );
     assert_eq!(status(&mut chain, 4, inst::FACTORY_RESET, &[0x02]), 0);
     assert_eq!(chain.register(4, addr::OPERATING_MODE, 1), Some(vec![3]));
     // Clear multi-turn brings the position back within one turn.
     chain.set_present_position(4, 3 * 4096 + 100);
-    assert_eq!(status(&mut chain, 4, inst::CLEAR, &[1, 2, 3, 4, 5]), se::DATA_RANGE);
-    assert_eq!(status(&mut chain, 4, inst::CLEAR, &[0x01, 0x44, 0x58, 0x4C, 0x22]), 0);
+    assert_eq!(
+        status(&mut chain, 4, inst::CLEAR, &[1, 2, 3, 4, 5]),
+        se::DATA_RANGE
+    );
+    assert_eq!(
+        status(&mut chain, 4, inst::CLEAR, &[0x01, 0x44, 0x58, 0x4C, 0x22]),
+        0
+    );
     assert_eq!(chain.present_position(4), Some(100));
 }
 
@@ -253,11 +402,19 @@ fn sync_read_replies_in_listed_order_and_skips_silent_servos() {
     let r = transact(&mut chain, BROADCAST_ID, inst::SYNC_READ, &params);
     let got: Vec<(u8, i32)> = r
         .iter()
-        .map(|p| (p.id, i32::from_le_bytes(p.status_data().try_into().unwrap())))
+        .map(|p| {
+            (
+                p.id,
+                i32::from_le_bytes(p.status_data().try_into().unwrap()),
+            )
+        })
         .collect();
     assert_eq!(got, vec![(6, 600), (2, 200), (1, 100)]);
     // Sync read must be broadcast: addressed to one servo it is an instruction error.
-    assert_eq!(status(&mut chain, 1, inst::SYNC_READ, &params), se::INSTRUCTION);
+    assert_eq!(
+        status(&mut chain, 1, inst::SYNC_READ, &params),
+        se::INSTRUCTION
+    );
     // A silent servo also ignores pings and writes.
     assert!(transact(&mut chain, 4, inst::PING, &[]).is_empty());
     chain.set_responding(4, true);
@@ -272,7 +429,11 @@ fn fast_sync_read_packs_every_servo_in_one_packet() {
     }
     let mut params = rd(addr::PRESENT_POSITION, 4);
     params.extend_from_slice(&[1, 2, 3]);
-    let raw = chain.handle(&encode_instruction(BROADCAST_ID, inst::FAST_SYNC_READ, &params));
+    let raw = chain.handle(&encode_instruction(
+        BROADCAST_ID,
+        inst::FAST_SYNC_READ,
+        &params,
+    ));
     assert_eq!(raw.len(), 1);
     let p = intervened_sim::packet::decode(&raw[0]).unwrap();
     assert_eq!(p.id, BROADCAST_ID);
@@ -323,20 +484,43 @@ fn bulk_read_each_servo_its_own_range() {
     params.extend_from_slice(&rd(addr::MODEL_NUMBER, 2));
     let r = transact(&mut chain, BROADCAST_ID, inst::BULK_READ, &params);
     assert_eq!(r.len(), 2);
-    assert_eq!((r[0].id, r[0].status_data()), (5, &777i32.to_le_bytes()[..]));
-    assert_eq!((r[1].id, r[1].status_data()), (1, &1060u16.to_le_bytes()[..]));
+    assert_eq!(
+        (r[0].id, r[0].status_data()),
+        (5, &777i32.to_le_bytes()[..])
+    );
+    assert_eq!(
+        (r[1].id, r[1].status_data()),
+        (1, &1060u16.to_le_bytes()[..])
+    );
 }
 
 #[test]
 fn status_return_level() {
     let mut chain = koch_chain();
     // Level 1: ping and reads answer, writes do not (the write that sets it is still answered).
-    assert_eq!(status(&mut chain, 2, inst::WRITE, &wr(addr::STATUS_RETURN_LEVEL, &[1])), 0);
+    assert_eq!(
+        status(
+            &mut chain,
+            2,
+            inst::WRITE,
+            &wr(addr::STATUS_RETURN_LEVEL, &[1])
+        ),
+        0
+    );
     assert!(transact(&mut chain, 2, inst::WRITE, &wr(addr::LED, &[1])).is_empty());
     assert_eq!(chain.register(2, addr::LED, 1), Some(vec![1]));
-    assert_eq!(transact(&mut chain, 2, inst::READ, &rd(addr::LED, 1)).len(), 1);
+    assert_eq!(
+        transact(&mut chain, 2, inst::READ, &rd(addr::LED, 1)).len(),
+        1
+    );
     // Level 0: ping only.
-    assert!(transact(&mut chain, 2, inst::WRITE, &wr(addr::STATUS_RETURN_LEVEL, &[0])).is_empty());
+    assert!(transact(
+        &mut chain,
+        2,
+        inst::WRITE,
+        &wr(addr::STATUS_RETURN_LEVEL, &[0])
+    )
+    .is_empty());
     assert!(transact(&mut chain, 2, inst::READ, &rd(addr::LED, 1)).is_empty());
     let mut params = rd(addr::LED, 1);
     params.extend_from_slice(&[1, 2, 3]);
@@ -353,7 +537,10 @@ fn status_return_level() {
 
 #[test]
 fn specs_from_the_koch_config() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../robot-configs/koch-v1.1.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../robot-configs/koch-v1.1.toml"
+    );
     let cfg = intervened_robot::RobotConfig::load(std::path::Path::new(path)).unwrap();
     let specs = intervened_sim::specs_from_config(&cfg);
     assert_eq!(specs.len(), cfg.joints.len());

@@ -28,7 +28,10 @@ fn chain_answers_manual_ping() {
     let mut chain = koch_chain();
     let replies = chain.handle(&hex("FF FF FD 00 01 03 00 01 19 4E"));
     // XL430-W250 = 1060 = 0x0424, firmware 41 = 0x29; CRC worked out separately.
-    assert_eq!(replies, vec![hex("FF FF FD 00 01 07 00 55 00 24 04 29 EF 5F")]);
+    assert_eq!(
+        replies,
+        vec![hex("FF FF FD 00 01 07 00 55 00 24 04 29 EF 5F")]
+    );
 }
 
 #[test]
@@ -41,7 +44,10 @@ fn manual_read_and_write_examples() {
     let mut chain = koch_chain();
     chain.set_present_position(1, 166);
     let replies = chain.handle(&hex("FF FF FD 00 01 07 00 02 84 00 04 00 1D 15"));
-    assert_eq!(replies, vec![hex("FF FF FD 00 01 08 00 55 00 A6 00 00 00 8C C0")]);
+    assert_eq!(
+        replies,
+        vec![hex("FF FF FD 00 01 08 00 55 00 A6 00 00 00 8C C0")]
+    );
 
     // Write 512 to Goal_Position (116) of ID 1, and the empty status back.
     let write = hex("FF FF FD 00 01 09 00 03 74 00 00 02 00 00 CA 89");
@@ -80,7 +86,10 @@ fn stuffing_in_both_directions() {
 
     chain.set_present_position(1, -131_073);
     let r = chain.handle(&encode_instruction(1, inst::READ, &rd(132, 4)));
-    assert_eq!(r, vec![hex("FF FF FD 00 01 09 00 55 00 FF FF FD FD FF DA 9E")]);
+    assert_eq!(
+        r,
+        vec![hex("FF FF FD 00 01 09 00 55 00 FF FF FD FD FF DA 9E")]
+    );
 }
 
 #[test]

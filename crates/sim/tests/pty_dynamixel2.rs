@@ -28,7 +28,10 @@ fn dynamixel2_ping_read_write_sync_bulk() {
     let (chain, server) = serve(ServerOptions::default());
     assert!(server.path().exists());
     for id in IDS {
-        chain.lock().unwrap().set_present_position(id, 1000 + i32::from(id));
+        chain
+            .lock()
+            .unwrap()
+            .set_present_position(id, 1000 + i32::from(id));
     }
     let mut bus = open(&server);
 
@@ -78,7 +81,10 @@ fn dynamixel2_ping_read_write_sync_bulk() {
     // Sync write has no reply: a read right after proves it was applied in order.
     assert_eq!(bus.read_u32(6, addr::GOAL_POSITION).unwrap().data, 2006);
     for id in IDS {
-        assert_eq!(chain.lock().unwrap().goal_position(id), Some(2000 + i32::from(id)));
+        assert_eq!(
+            chain.lock().unwrap().goal_position(id),
+            Some(2000 + i32::from(id))
+        );
     }
 
     let r = bus
@@ -188,7 +194,10 @@ fn faults_are_seeded_and_counted() {
     let count = |c| a.iter().filter(|&&x| x == c).count() as u64;
     assert_eq!(count('c'), sa.corrupted);
     assert_eq!(count('d'), sa.dropped);
-    assert!(sa.corrupted > 0 && sa.dropped > 0 && count('o') > 0, "{a:?}");
+    assert!(
+        sa.corrupted > 0 && sa.dropped > 0 && count('o') > 0,
+        "{a:?}"
+    );
     assert_eq!(sa.packets, 40);
     assert_eq!(sa.replies, 40 - sa.dropped);
     assert_eq!(sa, sb);
@@ -228,7 +237,9 @@ fn garbage_and_bad_crc_on_the_line() {
     let mut raw = intervened_sim::packet::encode_instruction(2, 0x02, &[0x84, 0, 4, 0]);
     let n = raw.len();
     raw[n - 1] ^= 0x55;
-    bus.serial_port().write_all(&[0x00, 0xFF, 0x42, 0xFF, 0xFF]).unwrap();
+    bus.serial_port()
+        .write_all(&[0x00, 0xFF, 0x42, 0xFF, 0xFF])
+        .unwrap();
     bus.serial_port().write_all(&raw).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(bus.ping(2).unwrap().data.model, 1060);
@@ -252,7 +263,11 @@ fn unplug_then_replug_at_the_same_path() {
 
     server.replug().unwrap();
     assert!(path.exists());
-    assert_ne!(std::fs::read_link(&path).unwrap(), target, "a new /dev/pts/N");
+    assert_ne!(
+        std::fs::read_link(&path).unwrap(),
+        target,
+        "a new /dev/pts/N"
+    );
     assert!(bus.ping(1).is_err(), "the old handle stays dead");
     let mut bus = open(&server);
     assert_eq!(bus.ping(1).unwrap().data.model, 1060);
@@ -270,8 +285,10 @@ fn sync_read_write_throughput() {
     let t = Instant::now();
     for k in 0..n {
         let mut ok = 0;
-        bus.sync_read_cb(&IDS, addr::PRESENT_POSITION, 4, |r| ok += usize::from(r.is_ok()))
-            .unwrap();
+        bus.sync_read_cb(&IDS, addr::PRESENT_POSITION, 4, |r| {
+            ok += usize::from(r.is_ok())
+        })
+        .unwrap();
         assert_eq!(ok, 6);
         bus.sync_write_u32(
             addr::GOAL_POSITION,

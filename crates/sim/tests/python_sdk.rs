@@ -11,7 +11,10 @@ use std::process::Command;
 use intervened_sim::{PtyServer, ServerOptions};
 
 fn python() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python"));
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.venv/bin/python"
+    ));
     assert!(
         p.exists(),
         "{} is missing: run scripts/setup.sh (it installs dynamixel_sdk into the test venv)",
@@ -25,7 +28,10 @@ fn robotis_python_sdk_drives_the_emulator() {
     let python = python();
     let chain = common::koch_chain().shared();
     for id in 1..=6u8 {
-        chain.lock().unwrap().set_present_position(id, 1000 + i32::from(id));
+        chain
+            .lock()
+            .unwrap()
+            .set_present_position(id, 1000 + i32::from(id));
     }
     let server = PtyServer::start(chain.clone(), ServerOptions::default()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk_check.py");
