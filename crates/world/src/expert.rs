@@ -163,7 +163,9 @@ impl Expert {
             }
         };
         if block.iter().any(|v| !v.is_finite()) {
-            return Err(WorldError::NonFinite { what: "block position" });
+            return Err(WorldError::NonFinite {
+                what: "block position",
+            });
         }
         let p = &self.params;
         let tip = self.arm.fk_arm(&arm_q).pos;

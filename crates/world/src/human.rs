@@ -188,7 +188,11 @@ impl SimulatedHuman {
     }
 
     /// A human for a world with non-default parameters (block size, success height).
-    pub fn with_world(cfg: &RobotConfig, params: HumanParams, world: WorldParams) -> Result<Self, WorldError> {
+    pub fn with_world(
+        cfg: &RobotConfig,
+        params: HumanParams,
+        world: WorldParams,
+    ) -> Result<Self, WorldError> {
         let arm = ArmModel::from_config(cfg)?;
         let mut ep = ExpertParams::for_world(&arm, &world);
         if !(params.lookahead_m.is_finite() && params.lookahead_m > 0.0) {
@@ -308,7 +312,12 @@ impl SimulatedHuman {
 
     /// One tick: the measured joints (config order), the world's features, and whether a
     /// policy runs this episode (`true`: supervise, `false`: demonstrate).
-    pub fn step(&mut self, q_measured: &[f64], features: &[f64], policy_control: bool) -> Result<HumanCommand, WorldError> {
+    pub fn step(
+        &mut self,
+        q_measured: &[f64],
+        features: &[f64],
+        policy_control: bool,
+    ) -> Result<HumanCommand, WorldError> {
         self.arm.check(q_measured)?;
         if features.len() != FEATURE_NAMES.len() {
             return Err(WorldError::FeatureCount {
@@ -316,7 +325,8 @@ impl SimulatedHuman {
                 got: features.len(),
             });
         }
-        self.seen.push_back((q_measured.to_vec(), features.to_vec()));
+        self.seen
+            .push_back((q_measured.to_vec(), features.to_vec()));
         while self.seen.len() > self.params.reaction_delay_ticks + 1 {
             self.seen.pop_front();
         }
@@ -385,11 +395,17 @@ impl SimulatedHuman {
             .and_then(|i| q.get(i).copied())
             .unwrap_or(0.0);
         let dist = {
-            let d: f64 = (0..3).map(|k| (tip.pos[k] - plan.goal[k]).powi(2)).sum();
+            let d: f64 = tip
+                .pos
+                .iter()
+                .zip(plan.goal)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum();
             d.sqrt()
         };
         let e = dist + p.gripper_weight_m_per_rad * (opening - plan.gripper_goal).abs();
-        let pose_bad = (tip.pitch - PITCH_DOWN).abs() > p.pose_threshold_rad || roll.abs() > p.pose_threshold_rad;
+        let pose_bad = (tip.pitch - PITCH_DOWN).abs() > p.pose_threshold_rad
+            || roll.abs() > p.pose_threshold_rad;
 
         if self.phase != Some(plan.phase) {
             self.phase = Some(plan.phase);
@@ -434,7 +450,9 @@ impl SimulatedHuman {
             } else {
                 self.on_track_ticks = 0;
             }
-            if self.on_track_ticks >= p.handback_ticks && self.held_ticks >= p.min_intervention_ticks {
+            if self.on_track_ticks >= p.handback_ticks
+                && self.held_ticks >= p.min_intervention_ticks
+            {
                 self.intervening = false;
                 self.handbacks += 1;
                 // The policy gets a fresh start from here.
@@ -484,7 +502,8 @@ impl SimulatedHuman {
                     if d.abs() < self.params.min_deflection {
                         0.0
                     } else {
-                        let pushed = d.signum() * (self.deadzone + d.abs().min(1.0) * (1.0 - self.deadzone));
+                        let pushed =
+                            d.signum() * (self.deadzone + d.abs().min(1.0) * (1.0 - self.deadzone));
                         let noisy = pushed + self.params.noise_std * self.gaussian();
                         if k == AxisKind::Trigger {
                             noisy.clamp(0.0, 1.0)

@@ -128,7 +128,9 @@ impl TeleopIntegrator {
         }
         match self.style {
             DeadzoneStyle::Cut => d,
-            DeadzoneStyle::Rescale => d.signum() * (d.abs() - self.deadzone) / (1.0 - self.deadzone),
+            DeadzoneStyle::Rescale => {
+                d.signum() * (d.abs() - self.deadzone) / (1.0 - self.deadzone)
+            }
         }
     }
 }

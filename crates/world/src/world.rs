@@ -204,9 +204,7 @@ impl World {
                 ev.released = true;
                 debug!(tick = self.ticks, block = ?self.block, "block released");
             } else {
-                for k in 0..3 {
-                    self.block[k] = tip.pos[k] + self.offset[k];
-                }
+                self.block = std::array::from_fn(|k| tip.pos[k] + self.offset[k]);
                 self.block[2] = self.block[2].max(p.rest_z());
             }
         } else {
@@ -217,9 +215,7 @@ impl World {
             let closed_on = opening <= self.contact + p.grasp_margin_rad;
             if around && self.armed && closed_on {
                 self.grasped = true;
-                for k in 0..3 {
-                    self.offset[k] = self.block[k] - tip.pos[k];
-                }
+                self.offset = std::array::from_fn(|k| self.block[k] - tip.pos[k]);
                 ev.grasped = true;
                 debug!(tick = self.ticks, block = ?self.block, "block grasped");
             }
@@ -228,7 +224,11 @@ impl World {
         self.tip = Some(tip);
         self.elapsed += dt;
         self.ticks += 1;
-        if !self.success && self.grasped && p.lifted(self.block[2]) && !self.timed_out_at(self.elapsed - dt) {
+        if !self.success
+            && self.grasped
+            && p.lifted(self.block[2])
+            && !self.timed_out_at(self.elapsed - dt)
+        {
             self.success = true;
             ev.succeeded = true;
             debug!(tick = self.ticks, elapsed = self.elapsed, "episode success");
@@ -347,7 +347,11 @@ impl SensorSource for WorldSensor {
         if out.len() != self.names.len() {
             return Err(SensorError::Unavailable {
                 name: "world".into(),
-                message: format!("asked for {} values, the world has {}", out.len(), self.names.len()),
+                message: format!(
+                    "asked for {} values, the world has {}",
+                    out.len(),
+                    self.names.len()
+                ),
             });
         }
         // Uncontended in practice: the world is stepped by the same control thread.

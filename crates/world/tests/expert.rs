@@ -73,7 +73,10 @@ fn expert_is_deterministic_bit_for_bit() {
     }
     let a = run_expert(&cfg, 1, &q0, None);
     let b = run_expert(&cfg, 2, &q0, None);
-    assert_ne!(a.trace, b.trace, "different seeds must give different episodes");
+    assert_ne!(
+        a.trace, b.trace,
+        "different seeds must give different episodes"
+    );
 }
 
 #[test]
@@ -115,19 +118,27 @@ fn expert_phases_follow_the_state() {
     let expert = Expert::new(&arm);
     let b = [0.13, 0.02, 0.015];
     let at = |z: f64, grip: f64| {
-        let a = arm.ik([b[0], b[1], z], intervened_world::PITCH_DOWN).unwrap();
+        let a = arm
+            .ik([b[0], b[1], z], intervened_world::PITCH_DOWN)
+            .unwrap();
         arm.compose(a, 0.0, grip, &vec![0.0; cfg.joints.len()])
     };
     let f = [b[0], b[1], b[2], 0.0];
     let p = expert.plan(&at(0.08, 0.0), &f).unwrap();
-    assert_eq!(p.phase, Phase::Approach, "closed jaws above the block: open first");
+    assert_eq!(
+        p.phase,
+        Phase::Approach,
+        "closed jaws above the block: open first"
+    );
     let p = expert.plan(&at(0.06, 1.4), &f).unwrap();
     assert_eq!(p.phase, Phase::Descend);
     assert!(p.target[g_idx(&arm)] > 1.3);
     let p = expert.plan(&at(0.016, 1.4), &f).unwrap();
     assert_eq!(p.phase, Phase::Close);
     assert!(p.target[g_idx(&arm)] < 0.5);
-    let p = expert.plan(&at(0.016, 1.4), &[b[0], b[1], b[2], 1.0]).unwrap();
+    let p = expert
+        .plan(&at(0.016, 1.4), &[b[0], b[1], b[2], 1.0])
+        .unwrap();
     assert_eq!(p.phase, Phase::Lift);
     assert!(p.goal[2] > 0.09);
     // Closed without a grasp at the block: a missed grasp, reopen.

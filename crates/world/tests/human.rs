@@ -11,7 +11,10 @@ fn demonstrating_human_succeeds_on_most_seeds() {
     for seed in 0..100 {
         let o = run_human(&cfg, seed, HumanParams::default(), DeadzoneStyle::Cut, None);
         assert!(o.axes_well_formed, "seed {seed}: malformed deflections");
-        assert_eq!(o.takeovers, 0, "a demonstration never holds the takeover button");
+        assert_eq!(
+            o.takeovers, 0,
+            "a demonstration never holds the takeover button"
+        );
         assert!(!o.takeover_pressed_while_not_intervening);
         if o.success {
             ok += 1;
@@ -67,8 +70,22 @@ fn human_is_deterministic_and_its_seed_matters() {
     // Same block (world seed fixed by reset), different tremor.
     let mut world = World::new(&cfg).unwrap();
     world.reset(11);
-    let mut h1 = SimulatedHuman::new(&cfg, HumanParams { seed: 1, ..HumanParams::default() }).unwrap();
-    let mut h2 = SimulatedHuman::new(&cfg, HumanParams { seed: 2, ..HumanParams::default() }).unwrap();
+    let mut h1 = SimulatedHuman::new(
+        &cfg,
+        HumanParams {
+            seed: 1,
+            ..HumanParams::default()
+        },
+    )
+    .unwrap();
+    let mut h2 = SimulatedHuman::new(
+        &cfg,
+        HumanParams {
+            seed: 2,
+            ..HumanParams::default()
+        },
+    )
+    .unwrap();
     let q = vec![0.0; cfg.joints.len()];
     let c1 = h1.step(&q, &world.features(), false).unwrap();
     let c2 = h2.step(&q, &world.features(), false).unwrap();
@@ -84,7 +101,14 @@ fn human_rejects_malformed_input() {
     let mut q = vec![0.0; cfg.joints.len()];
     q[1] = f64::NAN;
     assert!(h.step(&q, &[0.1, 0.0, 0.015, 0.0], false).is_err());
-    assert!(SimulatedHuman::new(&cfg, HumanParams { noise_std: -1.0, ..HumanParams::default() }).is_err());
+    assert!(SimulatedHuman::new(
+        &cfg,
+        HumanParams {
+            noise_std: -1.0,
+            ..HumanParams::default()
+        }
+    )
+    .is_err());
 }
 
 fn expert_policy(cfg: &intervened_robot::RobotConfig) -> Expert {
@@ -97,11 +121,20 @@ fn supervising_a_good_policy_never_takes_over() {
     let expert = expert_policy(&cfg);
     for seed in 0..30 {
         let mut pol = |q: &[f64], f: &[f64], _t: u64| expert.act(q, f).unwrap();
-        let o = run_human(&cfg, seed, HumanParams::default(), DeadzoneStyle::Cut, Some(&mut pol));
+        let o = run_human(
+            &cfg,
+            seed,
+            HumanParams::default(),
+            DeadzoneStyle::Cut,
+            Some(&mut pol),
+        );
         assert!(o.success, "seed {seed}");
         assert_eq!(o.takeovers, 0, "seed {seed}: false alarm");
         assert_eq!(o.ticks_intervened, 0);
-        assert!(o.success_pressed_at.is_some(), "it labels the outcome in supervise mode too");
+        assert!(
+            o.success_pressed_at.is_some(),
+            "it labels the outcome in supervise mode too"
+        );
     }
 }
 
@@ -131,7 +164,10 @@ fn supervising_a_drifting_policy_takes_over_recovers_and_hands_back() {
         assert!(o.handbacks >= 1, "seed {seed}: never handed back");
         let took = o.first_takeover_at.unwrap();
         // Not before the drift is visible through the reaction delay.
-        assert!(took > 20 + p.reaction_delay_ticks as u64, "seed {seed}: took over at {took}");
+        assert!(
+            took > 20 + p.reaction_delay_ticks as u64,
+            "seed {seed}: took over at {took}"
+        );
         assert!(o.first_handback_at.unwrap() > took + u64::from(p.handback_ticks));
         assert!(o.ticks_intervened >= u64::from(p.min_intervention_ticks));
         if o.success {
@@ -162,5 +198,8 @@ fn supervising_a_stalled_policy_takes_over_after_the_stall_time() {
     // Each rescue moves the task on a phase; a policy that never moves keeps needing help.
     assert!(o.takeovers >= 2, "{} takeovers", o.takeovers);
     assert!(o.handbacks >= 1);
-    eprintln!("stalled policy: {} takeovers, {} ticks intervened, success {}", o.takeovers, o.ticks_intervened, o.success);
+    eprintln!(
+        "stalled policy: {} takeovers, {} ticks intervened, success {}",
+        o.takeovers, o.ticks_intervened, o.success
+    );
 }

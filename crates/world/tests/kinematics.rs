@@ -31,11 +31,20 @@ fn joint_signs_are_as_documented() {
     // Lift with the forearm and tool kept level/down: only the upper arm tilts.
     let lift = arm.fk_arm(&[0.0, 0.2, -0.2, 0.0]);
     let l1 = arm.links()[1];
-    assert!((lift.pos[0] - base.pos[0] - l1 * 0.2f64.sin()).abs() < 1e-12, "positive lift tilts the upper arm forward");
+    assert!(
+        (lift.pos[0] - base.pos[0] - l1 * 0.2f64.sin()).abs() < 1e-12,
+        "positive lift tilts the upper arm forward"
+    );
     let elbow = arm.fk_arm(&[0.0, 0.0, 0.2, 0.0]);
-    assert!(elbow.pos[2] < base.pos[2], "positive elbow turns the forearm down");
+    assert!(
+        elbow.pos[2] < base.pos[2],
+        "positive elbow turns the forearm down"
+    );
     let wrist = arm.fk_arm(&[0.0, 0.0, 0.0, 0.2]);
-    assert!((wrist.pitch - (PITCH_DOWN + 0.2)).abs() < 1e-12, "pitch is the sum of the three");
+    assert!(
+        (wrist.pitch - (PITCH_DOWN + 0.2)).abs() < 1e-12,
+        "pitch is the sum of the three"
+    );
     // Wrist roll and gripper do not move the tip.
     let cfg = config();
     let idx = arm.index();
@@ -58,8 +67,8 @@ fn ik_then_fk_round_trips_over_a_grid_to_1e_9() {
                     let t = [0.04 + xi as f64 * 0.01, yi as f64 * 0.015, zi as f64 * 0.01];
                     if let Ok(a) = arm.ik(t, pitch) {
                         let tip = arm.fk_arm(&a);
-                        for k in 0..3 {
-                            worst = worst.max((tip.pos[k] - t[k]).abs());
+                        for (got, want) in tip.pos.iter().zip(t) {
+                            worst = worst.max((got - want).abs());
                         }
                         worst = worst.max((tip.pitch - pitch).abs());
                         solved += 1;
@@ -69,7 +78,10 @@ fn ik_then_fk_round_trips_over_a_grid_to_1e_9() {
         }
     }
     eprintln!("round trip: {solved} targets solved, worst error {worst:e}");
-    assert!(solved > 2000, "the grid must mostly be reachable, solved {solved}");
+    assert!(
+        solved > 2000,
+        "the grid must mostly be reachable, solved {solved}"
+    );
     assert!(worst < 1e-9, "worst error {worst}");
 }
 
@@ -111,8 +123,10 @@ fn task_region_is_reachable_well_inside_the_limits() {
     let mut worst_frac: f64 = 0.0;
     for ri in 0..=6 {
         for yi in 0..=6 {
-            let r = w.spawn_radius_m[0] + (w.spawn_radius_m[1] - w.spawn_radius_m[0]) * ri as f64 / 6.0;
-            let yaw = w.spawn_yaw_rad[0] + (w.spawn_yaw_rad[1] - w.spawn_yaw_rad[0]) * yi as f64 / 6.0;
+            let r =
+                w.spawn_radius_m[0] + (w.spawn_radius_m[1] - w.spawn_radius_m[0]) * ri as f64 / 6.0;
+            let yaw =
+                w.spawn_yaw_rad[0] + (w.spawn_yaw_rad[1] - w.spawn_yaw_rad[0]) * yi as f64 / 6.0;
             // grasp height, hover height, and the lift point
             let rl = r.clamp(0.09, 0.13);
             for (rr, z) in [(r, w.rest_z()), (r, w.rest_z() + 0.045), (rl, 0.10)] {
@@ -127,17 +141,35 @@ fn task_region_is_reachable_well_inside_the_limits() {
             }
         }
     }
-    eprintln!("task region uses at most {:.0}% of a joint's range from zero", worst_frac * 100.0);
+    eprintln!(
+        "task region uses at most {:.0}% of a joint's range from zero",
+        worst_frac * 100.0
+    );
     assert!(worst_frac < 0.8, "{worst_frac}");
 }
 
 #[test]
 fn ik_reports_why_it_fails() {
     let (arm, _) = arm();
-    assert!(matches!(arm.ik([0.5, 0.0, 0.0], PITCH_DOWN), Err(IkError::OutOfReach { .. })));
-    assert!(matches!(arm.ik([-0.12, 0.0, 0.02], PITCH_DOWN), Err(IkError::JointLimit { joint: "shoulder_pan", .. })));
-    assert!(matches!(arm.ik([f64::NAN, 0.0, 0.0], PITCH_DOWN), Err(IkError::NonFinite)));
-    assert!(matches!(arm.ik([0.1, 0.0, 0.05], f64::INFINITY), Err(IkError::NonFinite)));
+    assert!(matches!(
+        arm.ik([0.5, 0.0, 0.0], PITCH_DOWN),
+        Err(IkError::OutOfReach { .. })
+    ));
+    assert!(matches!(
+        arm.ik([-0.12, 0.0, 0.02], PITCH_DOWN),
+        Err(IkError::JointLimit {
+            joint: "shoulder_pan",
+            ..
+        })
+    ));
+    assert!(matches!(
+        arm.ik([f64::NAN, 0.0, 0.0], PITCH_DOWN),
+        Err(IkError::NonFinite)
+    ));
+    assert!(matches!(
+        arm.ik([0.1, 0.0, 0.05], f64::INFINITY),
+        Err(IkError::NonFinite)
+    ));
     // Pointing straight forward at a low point needs a wrist beyond its limit.
     assert!(arm.ik([0.10, 0.0, 0.0], -FRAC_PI_2).is_err());
 }
@@ -148,7 +180,10 @@ fn jaw_geometry_matches_the_block() {
     let c = arm.contact_opening(0.03).unwrap();
     assert!((arm.jaw_gap(c) - 0.03).abs() < 1e-12);
     assert!(c > 0.3 && c < 1.2, "contact {c}");
-    assert!(arm.jaw_gap(1.4) > 0.045, "open jaws leave room around the block");
+    assert!(
+        arm.jaw_gap(1.4) > 0.045,
+        "open jaws leave room around the block"
+    );
     assert!(arm.contact_opening(0.2).is_none());
 }
 

@@ -59,7 +59,9 @@ pub fn run_expert(cfg: &RobotConfig, seed: u64, q0: &[f64], max_step: Option<f64
     let mut world = World::new(cfg).unwrap();
     world.reset(seed);
     let expert = Expert::new(world.arm());
-    run_policy_loop(cfg, &mut world, q0, max_step, |q, f, _| expert.act(q, f).unwrap())
+    run_policy_loop(cfg, &mut world, q0, max_step, |q, f, _| {
+        expert.act(q, f).unwrap()
+    })
 }
 
 /// Any policy `(q, features, tick) -> goals` driving the servos.
@@ -100,13 +102,16 @@ pub fn run_policy_loop(
     out
 }
 
+/// A policy under supervision: `(q, features, tick) -> goals`.
+pub type Policy<'a> = dyn FnMut(&[f64], &[f64], u64) -> Vec<f64> + 'a;
+
 /// The simulated human in the loop. `policy = None`: demonstrate; `Some`: supervise that policy.
 pub fn run_human(
     cfg: &RobotConfig,
     seed: u64,
     params: HumanParams,
     style: DeadzoneStyle,
-    mut policy: Option<&mut dyn FnMut(&[f64], &[f64], u64) -> Vec<f64>>,
+    mut policy: Option<&mut Policy<'_>>,
 ) -> Outcome {
     let mut world = World::new(cfg).unwrap();
     world.reset(seed);
