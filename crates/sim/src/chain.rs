@@ -67,6 +67,11 @@ const CURRENT_PER_TICK: f64 = 4.0;
 /// Current per tick/s of velocity (viscous friction).
 const CURRENT_PER_TICK_S: f64 = 0.02;
 
+/// Bus_Watchdog unit: 20 ms.
+const WATCHDOG_UNIT_S: f64 = 0.02;
+/// What Bus_Watchdog reads after it trips (-1 as a byte).
+const WATCHDOG_TRIPPED: u8 = 0xFF;
+
 const CLEAR_MULTI_TURN: [u8; 5] = [0x01, 0x44, 0x58, 0x4C, 0x22];
 
 /// Which side of `o` the position `x` is on: -1, +1, or 0 when on it.
@@ -112,6 +117,8 @@ struct Servo {
     obstacle: Option<(f64, f64)>,
     /// A Reg Write waiting for Action.
     pending: Option<(u16, Vec<u8>)>,
+    /// Seconds since the servo last heard an instruction packet (for Bus_Watchdog).
+    silent_s: f64,
 }
 
 /// Why a write is refused, as a status error number.
@@ -131,6 +138,7 @@ impl Servo {
             responding: true,
             obstacle: None,
             pending: None,
+            silent_s: 0.0,
         };
         s.power_on_goal();
         s.refresh();
@@ -164,6 +172,10 @@ impl Servo {
     }
     fn homing_offset(&self) -> f64 {
         self.get(addr::HOMING_OFFSET) as f64
+    }
+    /// Bus_Watchdog reads 255 (-1) once it has tripped.
+    fn watchdog_tripped(&self) -> bool {
+        self.table[usize::from(addr::BUS_WATCHDOG)] == WATCHDOG_TRIPPED
     }
     fn status_return_level(&self) -> u8 {
         self.table[usize::from(addr::STATUS_RETURN_LEVEL)]
@@ -270,6 +282,18 @@ impl Servo {
             if r.addr == addr::OPERATING_MODE && ![0, 1, 3, 4, 5, 16].contains(&v) {
                 return Err(se::DATA_RANGE);
             }
+            if self.watchdog_tripped()
+                && [
+                    addr::GOAL_PWM,
+                    addr::GOAL_CURRENT,
+                    addr::GOAL_VELOCITY,
+                    addr::GOAL_POSITION,
+                ]
+                .contains(&r.addr)
+            {
+                // Goals stay locked until the host writes 0 to Bus_Watchdog.
+                return Err(se::DATA_RANGE);
+            }
             if r.addr == addr::TORQUE_ENABLE && v == 1 && self.hardware_error() != 0 {
                 // A latched shutdown keeps torque off until reboot.
                 return Err(se::RESULT_FAIL);
@@ -284,6 +308,9 @@ impl Servo {
         let was_on = self.torque_on();
         let start = usize::from(a);
         self.table[start..start + data.len()].copy_from_slice(data);
+        if (start..start + data.len()).contains(&usize::from(addr::BUS_WATCHDOG)) {
+            self.silent_s = 0.0;
+        }
         if !was_on && self.torque_on() {
             // The X-series trajectory restarts from where the shaft is: no jump on torque-on.
             self.power_on_goal();
@@ -323,7 +350,16 @@ impl Servo {
         let limit = self.get(addr::CURRENT_LIMIT) as f64;
         let before = self.pos;
         let mut drive_current = 0.0;
-        if self.torque_on() {
+        let watchdog = self.table[usize::from(addr::BUS_WATCHDOG)];
+        if self.torque_on() && (1..=127).contains(&watchdog) {
+            self.silent_s += dt;
+            if self.silent_s > f64::from(watchdog) * WATCHDOG_UNIT_S {
+                debug!(id = self.id(), "bus watchdog tripped");
+                self.table[usize::from(addr::BUS_WATCHDOG)] = WATCHDOG_TRIPPED;
+                self.power_on_goal();
+            }
+        }
+        if self.torque_on() && !self.watchdog_tripped() {
             let mut vmax = dyn_.max_velocity_rad_s.abs() * ticks_per_rad();
             let profile = self.get(addr::PROFILE_VELOCITY);
             if profile > 0 {
@@ -514,6 +550,10 @@ impl Chain {
     pub fn execute(&mut self, p: &Packet) -> Vec<Vec<u8>> {
         let bc = p.id == packet::BROADCAST_ID;
         let ins = p.instruction;
+        // Every servo on the line hears every packet: that is what feeds Bus_Watchdog.
+        for s in self.servos.iter_mut().filter(|s| s.responding) {
+            s.silent_s = 0.0;
+        }
         trace!(
             id = p.id,
             instruction = ins,

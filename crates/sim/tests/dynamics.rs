@@ -198,3 +198,37 @@ fn velocity_mode_follows_goal_velocity() {
     assert!((-790..=-775).contains(&p), "{p}");
     assert_eq!(c.present_velocity(5), Some(-50));
 }
+
+#[test]
+fn bus_watchdog_stops_a_servo_the_host_forgot() {
+    let mut c = chain(0.03, 6.0);
+    c.set_present_position(2, 1000);
+    torque(&mut c, 2, true);
+    // 5 x 20 ms = 100 ms without a packet trips it.
+    transact(&mut c, 2, inst::WRITE, &wr(addr::BUS_WATCHDOG, &[5]));
+    goal(&mut c, 2, 3000);
+    // Traffic every 50 ms keeps it fed (any packet on the line counts).
+    for _ in 0..20 {
+        run(&mut c, 0.05, 0.01);
+        transact(&mut c, 4, inst::PING, &[]);
+    }
+    assert_eq!(c.register(2, addr::BUS_WATCHDOG, 1), Some(vec![5]));
+    assert!((c.present_position(2).unwrap() - 3000).abs() <= 1);
+    assert_eq!(goal(&mut c, 2, 1000), 0);
+    // Silence: it trips, holds where it is and refuses new goals.
+    run(&mut c, 0.12, 0.01);
+    assert_eq!(c.register(2, addr::BUS_WATCHDOG, 1), Some(vec![0xFF]));
+    let held = c.present_position(2).unwrap();
+    assert!(held > 1000 && held < 3000, "{held}");
+    assert_eq!(
+        goal(&mut c, 2, 1000),
+        intervened_sim::packet::status_error::DATA_RANGE
+    );
+    run(&mut c, 0.5, 0.01);
+    assert!((c.present_position(2).unwrap() - held).abs() <= 1);
+    // Writing 0 clears it; goals work again.
+    transact(&mut c, 2, inst::WRITE, &wr(addr::BUS_WATCHDOG, &[0]));
+    assert_eq!(goal(&mut c, 2, 1000), 0);
+    run(&mut c, 1.0, 0.01);
+    assert!((c.present_position(2).unwrap() - 1000).abs() <= 1);
+}
