@@ -4,7 +4,8 @@
 //! and simulation.
 //!
 //! The daemon's tick typically calls [`TeleopController::tick_source`] and acts on the
-//! returned [`Intent`]s; see [`takeover`] for the exact rules.
+//! returned [`Intent`]s; see [`takeover`] for the exact rules. The default button layout is
+//! drawn in `crates/teleop/docs/gamepad-layout.svg`.
 
 pub mod controller;
 pub mod error;

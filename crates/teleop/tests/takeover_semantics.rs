@@ -285,3 +285,35 @@ fn controller_demo_first_goal_is_measured() {
     let out = c.tick(Vec::new(), &q, DT);
     assert_eq!(out.human_goal.as_deref(), Some(&q[..]));
 }
+
+#[test]
+fn only_the_active_pad_drives_and_losing_it_holds() {
+    let (mut m, first) = machine(TakeoverMode::Hold);
+    let second = VirtualGamepad::with_id(PadId(1), "spare");
+    first.connect();
+    second.connect();
+    let mut evs: Vec<_> = first.events().try_iter().collect();
+    evs.extend(second.events().try_iter());
+    m.handle_all(&evs);
+    assert_eq!(m.pad().active(), Some(PadId(0)));
+    assert_eq!(m.pad().connected(), vec![PadId(0), PadId(1)]);
+
+    // The spare pad's buttons do nothing while the first pad is active.
+    second.press(Button::RightBumper);
+    second.press(Button::Select);
+    assert!(drain(&mut m, &second).is_empty());
+    assert_eq!(m.owner(), ControlOwner::Policy);
+    second.release(Button::RightBumper);
+    second.release(Button::Select);
+    drain(&mut m, &second);
+
+    first.press(Button::RightBumper);
+    assert_eq!(drain(&mut m, &first), vec![Intent::Takeover]);
+    first.disconnect();
+    assert_eq!(drain(&mut m, &first), vec![Intent::GamepadLost]);
+    assert_eq!(m.owner(), ControlOwner::Hold);
+    // The spare becomes active, but only a fresh press on it takes over.
+    assert_eq!(m.pad().active(), Some(PadId(1)));
+    second.press(Button::RightBumper);
+    assert_eq!(drain(&mut m, &second), vec![Intent::Takeover]);
+}
