@@ -44,6 +44,11 @@ pub enum TeleopError {
     /// gilrs has no backend for this platform.
     #[error("gamepad input is not supported on this platform")]
     Unsupported,
+    /// The action is refused while the e-stop is latched.
+    #[error(
+        "the e-stop is latched; clear it first (hold the e-stop button, press the clear button)"
+    )]
+    EStopLatched,
     /// An action needs a connected gamepad and there is none.
     #[error("no gamepad is connected")]
     NoGamepad,

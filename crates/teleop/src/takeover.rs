@@ -250,9 +250,7 @@ impl Takeover {
             return Ok(None);
         }
         if self.estop {
-            return Err(TeleopError::Config(
-                "e-stop is latched; clear it with the chord first".into(),
-            ));
+            return Err(TeleopError::EStopLatched);
         }
         if !self.pad.any_connected() {
             return Err(TeleopError::NoGamepad);

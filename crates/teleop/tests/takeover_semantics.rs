@@ -162,6 +162,14 @@ fn release_hold_needs_a_connected_pad_and_no_estop() {
     assert_eq!(m.release_hold().unwrap(), Some(Intent::Handback));
     assert_eq!(m.owner(), ControlOwner::Policy);
     assert_eq!(m.release_hold().unwrap(), None);
+    // An e-stop from outside the pad latches too, and blocks the operator's release.
+    assert_eq!(m.latch_estop(), Some(Intent::EStop));
+    assert_eq!(m.latch_estop(), None);
+    assert!(matches!(
+        m.release_hold(),
+        Err(intervened_teleop::TeleopError::EStopLatched)
+    ));
+    assert_eq!(m.owner(), ControlOwner::Hold);
 }
 
 #[test]
