@@ -45,7 +45,13 @@ impl UsbAdapter {
 
 impl std::fmt::Display for UsbAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {:04x}:{:04x}", self.port.display(), self.vid, self.pid)?;
+        write!(
+            f,
+            "{} {:04x}:{:04x}",
+            self.port.display(),
+            self.vid,
+            self.pid
+        )?;
         if let Some(p) = &self.product {
             write!(f, " {p}")?;
         }
@@ -102,7 +108,9 @@ impl Default for Sysfs {
 
 impl Sysfs {
     pub fn system() -> Self {
-        Self { root: PathBuf::from("/sys") }
+        Self {
+            root: PathBuf::from("/sys"),
+        }
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {
@@ -132,11 +140,12 @@ pub fn tty_name(port: &Path) -> io::Result<String> {
 pub fn read_latency_timer(sysfs: &Sysfs, tty: &str) -> io::Result<Option<u32>> {
     let path = sysfs.latency_timer_path(tty);
     match std::fs::read_to_string(&path) {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(s) => s.trim().parse().map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -157,7 +166,11 @@ pub enum LatencyCheck {
     /// It was too high and has been set to 1 ms.
     Fixed { tty: String, was: u32 },
     /// It is too high and could not be changed.
-    TooHigh { tty: String, ms: u32, error: Option<String> },
+    TooHigh {
+        tty: String,
+        ms: u32,
+        error: Option<String>,
+    },
 }
 
 impl LatencyCheck {
@@ -188,7 +201,11 @@ pub fn check_latency_timer(sysfs: &Sysfs, port: &Path, fix: bool) -> io::Result<
         "FTDI latency timer is above 1 ms: every servo reply is delayed by up to that long"
     );
     if !fix {
-        return Ok(LatencyCheck::TooHigh { tty, ms, error: None });
+        return Ok(LatencyCheck::TooHigh {
+            tty,
+            ms,
+            error: None,
+        });
     }
     match write_latency_timer(sysfs, &tty, 1).and_then(|()| read_latency_timer(sysfs, &tty)) {
         Ok(Some(v)) if v <= 1 => {
@@ -252,7 +269,13 @@ mod tests {
         );
         assert_eq!(read_latency_timer(&sysfs, "ttyUSB3").unwrap(), Some(1));
         let c = check_latency_timer(&sysfs, &link, true).unwrap();
-        assert_eq!(c, LatencyCheck::Ok { tty: "ttyUSB3".into(), ms: 1 });
+        assert_eq!(
+            c,
+            LatencyCheck::Ok {
+                tty: "ttyUSB3".into(),
+                ms: 1
+            }
+        );
     }
 
     #[test]

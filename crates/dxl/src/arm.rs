@@ -159,7 +159,11 @@ pub fn check_servo(bus: &mut Bus, j: &JointConfig) -> Result<PingInfo, ServoProb
 /// torque off). Torque is turned off only for such a write, so restarting the daemon does not
 /// drop an arm that is holding. Afterwards torque is `torque` if given, else as found; before
 /// torque goes on, the goal is set to the present position so the arm does not jump.
-pub fn configure(bus: &mut Bus, joints: &[JointConfig], torque: Option<bool>) -> Result<(), BusError> {
+pub fn configure(
+    bus: &mut Bus,
+    joints: &[JointConfig],
+    torque: Option<bool>,
+) -> Result<(), BusError> {
     let mut problems = Vec::new();
     for j in joints {
         if let Err(p) = configure_one(bus, j, torque) {
@@ -181,38 +185,56 @@ fn configure_one(bus: &mut Bus, j: &JointConfig, torque: Option<bool>) -> Result
             "check the servo's power and cable; run `intervened doctor`",
         )
     };
-    let torque_was = bus.read_u8(j.id, reg::TORQUE_ENABLE).map_err(|f| fail("reading Torque_Enable", f))? != 0;
-    let delay = bus.read_u8(j.id, reg::RETURN_DELAY_TIME).map_err(|f| fail("reading Return_Delay_Time", f))?;
-    let mode = bus.read_u8(j.id, reg::OPERATING_MODE).map_err(|f| fail("reading Operating_Mode", f))?;
-    let homing = bus.read_i32(j.id, reg::HOMING_OFFSET).map_err(|f| fail("reading Homing_Offset", f))?;
+    let torque_was = bus
+        .read_u8(j.id, reg::TORQUE_ENABLE)
+        .map_err(|f| fail("reading Torque_Enable", f))?
+        != 0;
+    let delay = bus
+        .read_u8(j.id, reg::RETURN_DELAY_TIME)
+        .map_err(|f| fail("reading Return_Delay_Time", f))?;
+    let mode = bus
+        .read_u8(j.id, reg::OPERATING_MODE)
+        .map_err(|f| fail("reading Operating_Mode", f))?;
+    let homing = bus
+        .read_i32(j.id, reg::HOMING_OFFSET)
+        .map_err(|f| fail("reading Homing_Offset", f))?;
     let want_mode = j.mode.register_value();
     let eeprom = delay != 0 || mode != want_mode || homing != 0;
     let mut torque_now = torque_was;
     if eeprom {
         if torque_now {
-            bus.write_u8(j.id, reg::TORQUE_ENABLE, 0).map_err(|f| fail("turning torque off", f))?;
+            bus.write_u8(j.id, reg::TORQUE_ENABLE, 0)
+                .map_err(|f| fail("turning torque off", f))?;
             torque_now = false;
         }
         if delay != 0 {
             info!(id = j.id, joint = %j.name, from = delay, "setting Return_Delay_Time to 0");
-            bus.write_u8(j.id, reg::RETURN_DELAY_TIME, 0).map_err(|f| fail("writing Return_Delay_Time", f))?;
+            bus.write_u8(j.id, reg::RETURN_DELAY_TIME, 0)
+                .map_err(|f| fail("writing Return_Delay_Time", f))?;
         }
         if mode != want_mode {
             info!(id = j.id, joint = %j.name, from = mode, to = want_mode, "setting Operating_Mode");
-            bus.write_u8(j.id, reg::OPERATING_MODE, want_mode).map_err(|f| fail("writing Operating_Mode", f))?;
+            bus.write_u8(j.id, reg::OPERATING_MODE, want_mode)
+                .map_err(|f| fail("writing Operating_Mode", f))?;
         }
         if homing != 0 {
             info!(id = j.id, joint = %j.name, from = homing, "setting Homing_Offset to 0 (calibration is in software)");
-            bus.write_i32(j.id, reg::HOMING_OFFSET, 0).map_err(|f| fail("writing Homing_Offset", f))?;
+            bus.write_i32(j.id, reg::HOMING_OFFSET, 0)
+                .map_err(|f| fail("writing Homing_Offset", f))?;
         }
     }
     let want_torque = torque.unwrap_or(torque_was);
     if want_torque && !torque_now {
-        let present = bus.read_i32(j.id, reg::PRESENT_POSITION).map_err(|f| fail("reading Present_Position", f))?;
-        bus.write_i32(j.id, reg::GOAL_POSITION, present).map_err(|f| fail("writing Goal_Position", f))?;
-        bus.write_u8(j.id, reg::TORQUE_ENABLE, 1).map_err(|f| fail("turning torque on", f))?;
+        let present = bus
+            .read_i32(j.id, reg::PRESENT_POSITION)
+            .map_err(|f| fail("reading Present_Position", f))?;
+        bus.write_i32(j.id, reg::GOAL_POSITION, present)
+            .map_err(|f| fail("writing Goal_Position", f))?;
+        bus.write_u8(j.id, reg::TORQUE_ENABLE, 1)
+            .map_err(|f| fail("turning torque on", f))?;
     } else if !want_torque && torque_now {
-        bus.write_u8(j.id, reg::TORQUE_ENABLE, 0).map_err(|f| fail("turning torque off", f))?;
+        bus.write_u8(j.id, reg::TORQUE_ENABLE, 0)
+            .map_err(|f| fail("turning torque off", f))?;
     }
     Ok(())
 }
@@ -221,7 +243,9 @@ fn configure_one(bus: &mut Bus, j: &JointConfig, torque: Option<bool>) -> Result
 fn goal_range(mode: OperatingMode) -> (i64, i64) {
     match mode {
         OperatingMode::Position => (0, 4095),
-        OperatingMode::ExtendedPosition | OperatingMode::CurrentBasedPosition => (-1_048_575, 1_048_575),
+        OperatingMode::ExtendedPosition | OperatingMode::CurrentBasedPosition => {
+            (-1_048_575, 1_048_575)
+        }
     }
 }
 
@@ -285,7 +309,11 @@ impl Arm {
         Ok(Arm {
             bus,
             ids: cfg.joints.iter().map(|j| j.id).collect(),
-            units: cfg.joints.iter().map(|j| CurrentUnit::of(j.model)).collect(),
+            units: cfg
+                .joints
+                .iter()
+                .map(|j| CurrentUnit::of(j.model))
+                .collect(),
             joints: cfg.joints.clone(),
             cal,
             velocity_current_every: cfg.bus.velocity_current_every.max(1),
@@ -315,9 +343,15 @@ impl Arm {
     /// Replaces the calibration (e.g. after [`crate::Calibrator`] produced a new one).
     pub fn set_calibration(&mut self, cal: Calibration) -> Result<(), BusError> {
         if cal.joints.len() != self.joints.len()
-            || cal.joints.iter().zip(&self.joints).any(|((n, c), j)| *n != j.name || c.id != j.id)
+            || cal
+                .joints
+                .iter()
+                .zip(&self.joints)
+                .any(|((n, c), j)| *n != j.name || c.id != j.id)
         {
-            return Err(BusError::Calibration("joints or ids differ from the config".into()));
+            return Err(BusError::Calibration(
+                "joints or ids differ from the config".into(),
+            ));
         }
         self.cal = cal;
         Ok(())
@@ -362,8 +396,8 @@ impl Arm {
     /// `velocity_current_every` ticks (one sync read of the block 126..136); hardware error,
     /// voltage and temperature every `health_every` ticks. Never waits past the read budget.
     pub fn read_into(&mut self, tick: u64, r: &mut ArmReading) {
-        let motion = tick % u64::from(self.velocity_current_every) == 0;
-        let health = tick % u64::from(self.health_every) == 0;
+        let motion = tick.is_multiple_of(u64::from(self.velocity_current_every));
+        let health = tick.is_multiple_of(u64::from(self.health_every));
         self.read_with(tick, r, motion, health);
     }
 
@@ -389,10 +423,14 @@ impl Arm {
         };
         let l = len as usize;
         self.buf.resize(n * l, 0);
-        if let Err(e) = self
-            .bus
-            .sync_read(&self.ids, addr, len, &mut self.buf[..n * l], &mut r.status, Some(deadline))
-        {
+        if let Err(e) = self.bus.sync_read(
+            &self.ids,
+            addr,
+            len,
+            &mut self.buf[..n * l],
+            &mut r.status,
+            Some(deadline),
+        ) {
             // Only a buffer-size mismatch lands here, which resize() above rules out.
             warn!(error = %e, "position read refused");
         }
@@ -439,7 +477,9 @@ impl Arm {
                 if let Some(v) = qd.as_mut().and_then(|v| v.get_mut(i)) {
                     *v = c.velocity_to_rad_s(velocity);
                 }
-                if let (Some(v), Some(u)) = (cur.as_mut().and_then(|v| v.get_mut(i)), self.units.get(i)) {
+                if let (Some(v), Some(u)) =
+                    (cur.as_mut().and_then(|v| v.get_mut(i)), self.units.get(i))
+                {
                     *v = u.convert(current);
                 }
             }
@@ -447,7 +487,11 @@ impl Arm {
         r.qd = qd;
         r.current = cur;
         if health {
-            let mut h = r.health.take().or_else(|| self.spare_health.take()).unwrap_or_default();
+            let mut h = r
+                .health
+                .take()
+                .or_else(|| self.spare_health.take())
+                .unwrap_or_default();
             self.read_health(&mut h, deadline);
             r.health = Some(h);
         } else if let Some(h) = r.health.take() {
@@ -471,7 +515,10 @@ impl Arm {
             Some(deadline),
         );
         for i in 0..n {
-            let ok = matches!(self.scratch_status.get(i), Some(Ok(())) | Some(Err(ServoFault::HardwareAlert(_))));
+            let ok = matches!(
+                self.scratch_status.get(i),
+                Some(Ok(())) | Some(Err(ServoFault::HardwareAlert(_)))
+            );
             if let (true, Some(&bits), Some(&id)) = (ok, self.buf.get(i), self.ids.get(i)) {
                 self.bus.note_hardware_error(id, bits);
                 if let Some(slot) = h.get_mut(i) {
@@ -492,7 +539,10 @@ impl Arm {
             Some(deadline),
         );
         for i in 0..n {
-            let ok = matches!(self.scratch_status.get(i), Some(Ok(())) | Some(Err(ServoFault::HardwareAlert(_))));
+            let ok = matches!(
+                self.scratch_status.get(i),
+                Some(Ok(())) | Some(Err(ServoFault::HardwareAlert(_)))
+            );
             let b = self.buf.get(i * 3..i * 3 + 3);
             match (ok, b, h.get_mut(i)) {
                 (true, Some(b), Some(Some(s))) => {
@@ -529,7 +579,10 @@ impl Arm {
                 });
             }
             let Some((_, c)) = self.cal.joints.get(i) else {
-                return Err(BusError::Calibration(format!("no calibration for joint {}", j.name)));
+                return Err(BusError::Calibration(format!(
+                    "no calibration for joint {}",
+                    j.name
+                )));
             };
             let ticks = if q.abs() < 1.0e4 {
                 c.rad_to_ticks(q) as i64
@@ -569,7 +622,10 @@ impl Arm {
             let mut good_ids = Vec::with_capacity(n);
             let mut ticks = Vec::with_capacity(n);
             for (i, &id) in ids.iter().enumerate() {
-                if status.get(i).is_some_and(|s| s.is_ok() || matches!(s, Err(f) if f.data_valid())) {
+                if status
+                    .get(i)
+                    .is_some_and(|s| s.is_ok() || matches!(s, Err(f) if f.data_valid()))
+                {
                     if let Some(b) = buf.get(i * 4..i * 4 + 4) {
                         good_ids.push(id);
                         ticks.push(i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -581,7 +637,11 @@ impl Arm {
             for (i, &id) in ids.iter().enumerate() {
                 if let Some(Err(f)) = status.get(i) {
                     if !f.data_valid() {
-                        problems.push(self.torque_problem(id, *f, "reading the present position before torque on"));
+                        problems.push(self.torque_problem(
+                            id,
+                            *f,
+                            "reading the present position before torque on",
+                        ));
                     }
                 }
             }
@@ -594,7 +654,10 @@ impl Arm {
         let problems: Vec<ServoProblem> = ids
             .iter()
             .zip(&status)
-            .filter_map(|(&id, s)| s.err().map(|f| self.torque_problem(id, f, "writing Torque_Enable")))
+            .filter_map(|(&id, s)| {
+                s.err()
+                    .map(|f| self.torque_problem(id, f, "writing Torque_Enable"))
+            })
             .collect();
         if problems.is_empty() {
             Ok(())

@@ -212,9 +212,11 @@ impl std::fmt::Debug for Bus {
 
 fn open_fix(e: &std::io::Error) -> String {
     match e.kind() {
-        ErrorKind::NotFound => "is the adapter plugged in? `intervened doctor` lists USB serial adapters; \
+        ErrorKind::NotFound => {
+            "is the adapter plugged in? `intervened doctor` lists USB serial adapters; \
              /dev/intervened-bus comes from crates/dxl/udev/99-intervened.rules"
-            .into(),
+                .into()
+        }
         ErrorKind::PermissionDenied => {
             "add the user to the dialout group (sudo usermod -aG dialout $USER, then log in again) \
              or install the udev rule, which sets mode 0660 group dialout"
@@ -242,26 +244,27 @@ impl Bus {
     /// Wraps a port that is already open and configured (raw mode, 8N1), e.g. one end of
     /// `SerialPort::pair()`. Such a bus cannot `reconnect()`.
     pub fn from_serial_port(port: SerialPort, baud: u32) -> Result<Self, BusError> {
-        let raw = RawBus::with_buffers(port, vec![0; BUFFER_LEN], vec![0; BUFFER_LEN]).map_err(|e| {
-            BusError::Open {
-                path: PathBuf::from("<open port>"),
-                baud,
-                fix: "use a raw-mode serial port".into(),
-                source: std::io::Error::other(format!("{e:?}")),
-            }
-        })?;
+        let raw =
+            RawBus::with_buffers(port, vec![0; BUFFER_LEN], vec![0; BUFFER_LEN]).map_err(|e| {
+                BusError::Open {
+                    path: PathBuf::from("<open port>"),
+                    baud,
+                    fix: "use a raw-mode serial port".into(),
+                    source: std::io::Error::other(format!("{e:?}")),
+                }
+            })?;
         Ok(Self::with_raw(raw, None, baud))
     }
 
     fn open_raw(path: &Path, baud: u32) -> Result<RawBus, BusError> {
-        RawBus::open_with_buffers(path, baud, vec![0; BUFFER_LEN], vec![0; BUFFER_LEN]).map_err(|source| {
-            BusError::Open {
+        RawBus::open_with_buffers(path, baud, vec![0; BUFFER_LEN], vec![0; BUFFER_LEN]).map_err(
+            |source| BusError::Open {
                 path: path.to_path_buf(),
                 baud,
                 fix: open_fix(&source),
                 source,
-            }
-        })
+            },
+        )
     }
 
     fn with_raw(raw: RawBus, path: Option<PathBuf>, baud: u32) -> Self {
@@ -354,8 +357,14 @@ impl Bus {
 
     /// The time to wait for an exchange: wire time of the instruction and replies plus the
     /// margin, plus 1 ms for serial2's millisecond rounding.
-    pub fn reply_window(&self, instruction_params: usize, replies: usize, reply_params: usize) -> Duration {
-        let bytes = INSTRUCTION_OVERHEAD + instruction_params + replies * (STATUS_OVERHEAD + reply_params);
+    pub fn reply_window(
+        &self,
+        instruction_params: usize,
+        replies: usize,
+        reply_params: usize,
+    ) -> Duration {
+        let bytes =
+            INSTRUCTION_OVERHEAD + instruction_params + replies * (STATUS_OVERHEAD + reply_params);
         wire_time(bytes, self.baud) + self.reply_margin + Duration::from_millis(1)
     }
 
@@ -439,32 +448,40 @@ impl Bus {
             let slots = &self.slots;
             let st = &state;
             let data_ref = &mut *data;
-            let event = catch_unwind(AssertUnwindSafe(|| match raw.read_status_response_deadline(end) {
-                Ok(p) => {
-                    let id = p.packet_id();
-                    let params = p.parameters();
-                    let k = (0..n).find(|&k| ids.get(k) == Some(&id) && st.get(k) != Some(&Slot::Done));
-                    match (k, k.and_then(|k| slots.get(k))) {
-                        (Some(k), Some(&slot)) if params.len() == len => {
-                            match data_ref.get_mut(slot * len..slot * len + len) {
-                                Some(dst) => {
-                                    dst.copy_from_slice(params);
-                                    Event::Reply { k, alert: p.alert() }
+            let event = catch_unwind(AssertUnwindSafe(|| {
+                match raw.read_status_response_deadline(end) {
+                    Ok(p) => {
+                        let id = p.packet_id();
+                        let params = p.parameters();
+                        let k = (0..n)
+                            .find(|&k| ids.get(k) == Some(&id) && st.get(k) != Some(&Slot::Done));
+                        match (k, k.and_then(|k| slots.get(k))) {
+                            (Some(k), Some(&slot)) if params.len() == len => {
+                                match data_ref.get_mut(slot * len..slot * len + len) {
+                                    Some(dst) => {
+                                        dst.copy_from_slice(params);
+                                        Event::Reply {
+                                            k,
+                                            alert: p.alert(),
+                                        }
+                                    }
+                                    None => Event::Stray,
                                 }
-                                None => Event::Stray,
                             }
+                            _ => Event::Stray,
                         }
-                        _ => Event::Stray,
                     }
+                    Err(e) => classify_read_error(e),
                 }
-                Err(e) => classify_read_error(e),
             }))
             .unwrap_or_else(|_| {
                 error!("dynamixel2 panicked on a garbled packet");
                 Event::Stop(ServoFault::Corrupt)
             });
             // The first pending slot at or after `next`: where an unattributable packet belongs.
-            let attribute = |state: &[Slot], next: usize| (next..n).find(|&k| state.get(k) == Some(&Slot::Pending));
+            let attribute = |state: &[Slot], next: usize| {
+                (next..n).find(|&k| state.get(k) == Some(&Slot::Pending))
+            };
             match event {
                 Event::Reply { k, alert } => {
                     heard_anything = true;
@@ -474,7 +491,9 @@ impl Bus {
                     let id = self.attempt_ids.get(k).copied().unwrap_or(0);
                     if let Some(st) = self.slots.get(k).and_then(|&s| status.get_mut(s)) {
                         *st = if alert {
-                            Err(ServoFault::HardwareAlert(self.hw_error.get(id as usize).copied().unwrap_or(0)))
+                            Err(ServoFault::HardwareAlert(
+                                self.hw_error.get(id as usize).copied().unwrap_or(0),
+                            ))
                         } else {
                             Ok(())
                         };
@@ -598,7 +617,9 @@ impl Bus {
                             *fb = true;
                         }
                     }
-                    Some(Ok(())) if failed_before.get(s) == Some(&true) => self.stats.recovered += 1,
+                    Some(Ok(())) if failed_before.get(s) == Some(&true) => {
+                        self.stats.recovered += 1
+                    }
                     _ => {}
                 }
             }
@@ -670,7 +691,12 @@ impl Bus {
 
     /// For servos that newly raised the alert bit, reads Hardware_Error_Status once so the
     /// alert carries its bits (only if it fits before the deadline).
-    fn refresh_alert_bits(&mut self, ids: &[u8], status: &mut [Result<(), ServoFault>], deadline: Option<Instant>) {
+    fn refresh_alert_bits(
+        &mut self,
+        ids: &[u8],
+        status: &mut [Result<(), ServoFault>],
+        deadline: Option<Instant>,
+    ) {
         for (i, &id) in ids.iter().enumerate() {
             if status.get(i) != Some(&Err(ServoFault::HardwareAlert(0))) {
                 continue;
@@ -689,7 +715,13 @@ impl Bus {
     }
 
     /// One instruction to one servo, with retries; `out` receives the reply parameters.
-    fn single(&mut self, id: u8, instruction: u8, params: &[u8], out: &mut [u8]) -> Result<(), ServoFault> {
+    fn single(
+        &mut self,
+        id: u8,
+        instruction: u8,
+        params: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), ServoFault> {
         let mut status = [Err(ServoFault::Timeout)];
         let build = |_: &[u8], p: &mut Vec<u8>| p.extend_from_slice(params);
         let len = out.len();
@@ -706,7 +738,16 @@ impl Bus {
         let mut out = [0u8; 3];
         let mut status = [Err(ServoFault::Timeout)];
         let build = |_: &[u8], _: &mut Vec<u8>| {};
-        self.with_retries(id, instruction_id::PING, &[id], 3, &mut out, &mut status, None, &build);
+        self.with_retries(
+            id,
+            instruction_id::PING,
+            &[id],
+            3,
+            &mut out,
+            &mut status,
+            None,
+            &build,
+        );
         let alert = match status[0] {
             Ok(()) => false,
             Err(ServoFault::HardwareAlert(_)) => true,
@@ -725,26 +766,32 @@ impl Bus {
         self.params.clear();
         self.send(packet_id::BROADCAST, instruction_id::PING)
             .map_err(|_| self.gone_error())?;
-        let end = Instant::now() + wire_time(STATUS_OVERHEAD + 3, self.baud) * 253 + self.reply_margin * 2;
+        let end = Instant::now()
+            + wire_time(STATUS_OVERHEAD + 3, self.baud) * 253
+            + self.reply_margin * 2;
         let mut found = Vec::new();
-        loop {
-            let Some(raw) = self.raw.as_mut() else { break };
-            let r = catch_unwind(AssertUnwindSafe(|| match raw.read_status_response_deadline(end) {
-                Ok(p) if p.parameters().len() == 3 => {
-                    let b = p.parameters();
-                    Ok(Some(PingInfo {
-                        id: p.packet_id(),
-                        model: u16::from_le_bytes([b[0], b[1]]),
-                        firmware: b[2],
-                        alert: p.alert(),
-                    }))
+        while let Some(raw) = self.raw.as_mut() {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                match raw.read_status_response_deadline(end) {
+                    Ok(p) if p.parameters().len() == 3 => {
+                        let b = p.parameters();
+                        Ok(Some(PingInfo {
+                            id: p.packet_id(),
+                            model: u16::from_le_bytes([b[0], b[1]]),
+                            firmware: b[2],
+                            alert: p.alert(),
+                        }))
+                    }
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(classify_read_error(e)),
                 }
-                Ok(_) => Ok(None),
-                Err(e) => Err(classify_read_error(e)),
             }));
             match r {
                 Ok(Ok(Some(p))) => found.push(p),
-                Ok(Ok(None)) | Ok(Err(Event::Corrupt)) | Ok(Err(Event::Stray)) | Ok(Err(Event::MotorError(_))) => {
+                Ok(Ok(None))
+                | Ok(Err(Event::Corrupt))
+                | Ok(Err(Event::Stray))
+                | Ok(Err(Event::MotorError(_))) => {
                     self.stats.stray_packets += 1;
                 }
                 Ok(Err(Event::Stop(ServoFault::PortGone))) => {
@@ -806,7 +853,13 @@ impl Bus {
 
     /// Sync write of `len` bytes per servo; `data` holds `ids.len() * len` bytes in id order.
     /// Servos do not acknowledge a sync write, so the only failure is the port itself.
-    pub fn sync_write(&mut self, address: u16, len: u16, ids: &[u8], data: &[u8]) -> Result<(), BusError> {
+    pub fn sync_write(
+        &mut self,
+        address: u16,
+        len: u16,
+        ids: &[u8],
+        data: &[u8],
+    ) -> Result<(), BusError> {
         let l = len as usize;
         if data.len() != ids.len() * l {
             return Err(BusError::Length {
@@ -841,7 +894,8 @@ impl Bus {
             });
         }
         self.params.clear();
-        self.params.extend_from_slice(&registers::GOAL_POSITION.to_le_bytes());
+        self.params
+            .extend_from_slice(&registers::GOAL_POSITION.to_le_bytes());
         self.params.extend_from_slice(&4u16.to_le_bytes());
         for (id, t) in ids.iter().zip(ticks) {
             self.params.push(*id);

@@ -23,7 +23,9 @@
 use std::path::Path;
 
 use intervened_robot::calibration::CENTER_TICKS;
-use intervened_robot::{Calibration, CalibrationError, JointCalibration, OperatingMode, RobotConfig};
+use intervened_robot::{
+    Calibration, CalibrationError, JointCalibration, OperatingMode, RobotConfig,
+};
 use thiserror::Error;
 
 use crate::arm::{Arm, ArmReading};
@@ -34,7 +36,11 @@ pub enum CalibrateError {
     #[error(transparent)]
     Bus(#[from] BusError),
     #[error("joint {joint} (servo id {id}) did not report its position: {fault}")]
-    Read { joint: String, id: u8, fault: ServoFault },
+    Read {
+        joint: String,
+        id: u8,
+        fault: ServoFault,
+    },
     #[error("the middle pose has not been recorded yet")]
     NoMiddle,
     #[error("these joints were not swept (less than {min_ticks} ticks of travel): {}\n  fix: move each of them through its whole range before finishing", joints.join(", "))]
@@ -171,13 +177,15 @@ impl Calibrator {
         let r = self.read_raw(arm).clone();
         let n = self.cfg.joints.len();
         for i in 0..n {
-            let fresh = matches!(r.status.get(i), Some(Ok(()))) || matches!(r.status.get(i), Some(Err(f)) if f.data_valid());
+            let fresh = matches!(r.status.get(i), Some(Ok(())))
+                || matches!(r.status.get(i), Some(Err(f)) if f.data_valid());
             if !fresh {
                 self.last[i] = None;
                 continue;
             }
             let raw = r.raw.get(i).copied().unwrap_or(0);
-            let extended = self.cfg.joints.get(i).map(|j| j.mode) == Some(OperatingMode::ExtendedPosition);
+            let extended =
+                self.cfg.joints.get(i).map(|j| j.mode) == Some(OperatingMode::ExtendedPosition);
             if let Some(prev) = self.last[i] {
                 if !extended && (raw - prev).abs() > CENTER_TICKS {
                     self.wrapped[i] = true;
@@ -249,7 +257,8 @@ impl Calibrator {
             });
         }
         let cal = Calibration { joints };
-        let checked = Calibration::parse(&cal.to_json(), Path::new("<new calibration>"), &self.cfg)?;
+        let checked =
+            Calibration::parse(&cal.to_json(), Path::new("<new calibration>"), &self.cfg)?;
         Ok(checked)
     }
 }

@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::Path;
 
 use intervened_robot::config::VALID_BAUDS;
-use intervened_robot::{Calibration, JointCalibration, JointConfig, OperatingMode, RobotConfig, ServoModel};
+use intervened_robot::{
+    Calibration, JointCalibration, JointConfig, OperatingMode, RobotConfig, ServoModel,
+};
 
 use crate::adapter::{adapter_for, check_latency_timer, list_adapters, LatencyCheck, Sysfs};
 use crate::bus::Bus;
@@ -58,7 +60,14 @@ impl DoctorReport {
         self.rows.iter().filter(|r| r.status != CheckStatus::Ok)
     }
 
-    fn push(&mut self, check: &str, target: &str, status: CheckStatus, detail: impl Into<String>, fix: impl Into<String>) {
+    fn push(
+        &mut self,
+        check: &str,
+        target: &str,
+        status: CheckStatus,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.rows.push(DoctorRow {
             check: check.into(),
             target: target.into(),
@@ -71,18 +80,39 @@ impl DoctorReport {
 
 impl fmt::Display for DoctorReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = |h: &str, g: &dyn Fn(&DoctorRow) -> usize| self.rows.iter().map(g).max().unwrap_or(0).max(h.len());
+        let w = |h: &str, g: &dyn Fn(&DoctorRow) -> usize| {
+            self.rows.iter().map(g).max().unwrap_or(0).max(h.len())
+        };
         let wc = w("CHECK", &|r| r.check.chars().count());
         let wt = w("SERVO", &|r| r.target.chars().count());
         let wd = w("DETAIL", &|r| r.detail.chars().count());
-        writeln!(f, "{:<6} {:<wc$} {:<wt$} {:<wd$} FIX", "STATUS", "CHECK", "SERVO", "DETAIL")?;
+        writeln!(
+            f,
+            "{:<6} {:<wc$} {:<wt$} {:<wd$} FIX",
+            "STATUS", "CHECK", "SERVO", "DETAIL"
+        )?;
         for r in &self.rows {
-            let line = format!("{:<6} {:<wc$} {:<wt$} {:<wd$} {}", r.status, r.check, r.target, r.detail, r.fix);
+            let line = format!(
+                "{:<6} {:<wc$} {:<wt$} {:<wd$} {}",
+                r.status, r.check, r.target, r.detail, r.fix
+            );
             writeln!(f, "{}", line.trim_end())?;
         }
-        let fails = self.rows.iter().filter(|r| r.status == CheckStatus::Fail).count();
-        let warns = self.rows.iter().filter(|r| r.status == CheckStatus::Warn).count();
-        write!(f, "{} checks: {fails} failed, {warns} warnings", self.rows.len())
+        let fails = self
+            .rows
+            .iter()
+            .filter(|r| r.status == CheckStatus::Fail)
+            .count();
+        let warns = self
+            .rows
+            .iter()
+            .filter(|r| r.status == CheckStatus::Warn)
+            .count();
+        write!(
+            f,
+            "{} checks: {fails} failed, {warns} warnings",
+            self.rows.len()
+        )
     }
 }
 
@@ -129,7 +159,12 @@ fn baud_register(baud: u32) -> Option<u8> {
     }
 }
 
-pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, opts: &DoctorOptions) -> DoctorReport {
+pub fn doctor_with(
+    cfg: &RobotConfig,
+    cal: Option<&Calibration>,
+    port: &Path,
+    opts: &DoctorOptions,
+) -> DoctorReport {
     use CheckStatus::*;
     let mut rep = DoctorReport::default();
     let adapters = list_adapters().unwrap_or_default();
@@ -139,7 +174,11 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
         } else {
             format!(
                 "adapters present: {}",
-                adapters.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ")
+                adapters
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )
         };
         rep.push(
@@ -152,7 +191,9 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
         return rep;
     }
     match adapter_for(port, &adapters) {
-        Some(a) if a.is_known_dynamixel_adapter() => rep.push("adapter", "-", Ok, a.to_string(), ""),
+        Some(a) if a.is_known_dynamixel_adapter() => {
+            rep.push("adapter", "-", Ok, a.to_string(), "")
+        }
         Some(a) => rep.push(
             "adapter",
             "-",
@@ -164,15 +205,24 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
             "adapter",
             "-",
             Ok,
-            format!("{} is not a USB serial adapter (a pty or a built-in UART)", port.display()),
+            format!(
+                "{} is not a USB serial adapter (a pty or a built-in UART)",
+                port.display()
+            ),
             "",
         ),
     }
     match check_latency_timer(&opts.sysfs, port, opts.fix_latency) {
-        Result::Ok(LatencyCheck::NotApplicable { tty }) => {
-            rep.push("latency timer", "-", Ok, format!("n/a: {tty} has no FTDI latency timer"), "")
+        Result::Ok(LatencyCheck::NotApplicable { tty }) => rep.push(
+            "latency timer",
+            "-",
+            Ok,
+            format!("n/a: {tty} has no FTDI latency timer"),
+            "",
+        ),
+        Result::Ok(LatencyCheck::Ok { tty, ms }) => {
+            rep.push("latency timer", "-", Ok, format!("{tty}: {ms} ms"), "")
         }
-        Result::Ok(LatencyCheck::Ok { tty, ms }) => rep.push("latency timer", "-", Ok, format!("{tty}: {ms} ms"), ""),
         Result::Ok(LatencyCheck::Fixed { tty, was }) => rep.push(
             "latency timer",
             "-",
@@ -187,7 +237,9 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
             format!(
                 "{tty}: {ms} ms caps the bus near {} Hz{}",
                 1000 / (2 * ms.max(1)),
-                error.map(|e| format!(" (could not set it: {e})")).unwrap_or_default()
+                error
+                    .map(|e| format!(" (could not set it: {e})"))
+                    .unwrap_or_default()
             ),
             LatencyCheck::fix(&tty, &opts.sysfs),
         ),
@@ -196,7 +248,13 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
     let mut bus = match Bus::open(port, cfg.bus.baud) {
         Result::Ok(b) => b,
         Err(crate::BusError::Open { source, fix, .. }) => {
-            rep.push("open port", "-", Fail, format!("{}: {source}", port.display()), fix);
+            rep.push(
+                "open port",
+                "-",
+                Fail,
+                format!("{}: {source}", port.display()),
+                fix,
+            );
             return rep;
         }
         Err(e) => {
@@ -205,7 +263,13 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
         }
     };
     bus.set_retries(cfg.bus.retries.max(1));
-    rep.push("open port", "-", Ok, format!("{} at {} baud", port.display(), cfg.bus.baud), "");
+    rep.push(
+        "open port",
+        "-",
+        Ok,
+        format!("{} at {} baud", port.display(), cfg.bus.baud),
+        "",
+    );
     if cal.is_none() {
         rep.push(
             "calibration",
@@ -244,8 +308,17 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
                 "model",
                 &t,
                 Fail,
-                format!("servo id {} is {found} ({}), config says {} ({})", j.id, p.model, j.model, j.model.number()),
-                format!("fix `model` of joint {:?} in the config, or give the right servo id {}", j.name, j.id),
+                format!(
+                    "servo id {} is {found} ({}), config says {} ({})",
+                    j.id,
+                    p.model,
+                    j.model,
+                    j.model.number()
+                ),
+                format!(
+                    "fix `model` of joint {:?} in the config, or give the right servo id {}",
+                    j.name, j.id
+                ),
             );
         }
         if p.firmware >= j.model.min_firmware() {
@@ -255,11 +328,20 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
                 "firmware",
                 &t,
                 Warn,
-                format!("v{} is older than v{}, the oldest checked", p.firmware, j.model.min_firmware()),
+                format!(
+                    "v{} is older than v{}, the oldest checked",
+                    p.firmware,
+                    j.model.min_firmware()
+                ),
                 "update the firmware with Dynamixel Wizard 2.0 (Firmware Update)",
             );
         }
-        servo_registers(&mut rep, &mut bus, j, cal.and_then(|c| c.joints.get(i)).map(|(_, c)| *c));
+        servo_registers(
+            &mut rep,
+            &mut bus,
+            j,
+            cal.and_then(|c| c.joints.get(i)).map(|(_, c)| *c),
+        );
     }
     if !missing.is_empty() {
         probe_missing(&mut rep, &mut bus, cfg, &missing, opts.probe_bauds);
@@ -268,11 +350,22 @@ pub fn doctor_with(cfg: &RobotConfig, cal: Option<&Calibration>, port: &Path, op
 }
 
 /// Register checks of one answering servo.
-fn servo_registers(rep: &mut DoctorReport, bus: &mut Bus, j: &JointConfig, cal: Option<JointCalibration>) {
+fn servo_registers(
+    rep: &mut DoctorReport,
+    bus: &mut Bus,
+    j: &JointConfig,
+    cal: Option<JointCalibration>,
+) {
     use CheckStatus::*;
     let t = target(j);
     let unreadable = |rep: &mut DoctorReport, check: &str, f: crate::ServoFault| {
-        rep.push(check, &t, Fail, format!("cannot read: {f}"), "check the cable; rerun doctor")
+        rep.push(
+            check,
+            &t,
+            Fail,
+            format!("cannot read: {f}"),
+            "check the cable; rerun doctor",
+        )
     };
     match bus.read_u8(j.id, reg::RETURN_DELAY_TIME) {
         Result::Ok(0) => rep.push("return delay", &t, Ok, "0 us", ""),
@@ -286,14 +379,18 @@ fn servo_registers(rep: &mut DoctorReport, bus: &mut Bus, j: &JointConfig, cal: 
         Err(f) => unreadable(rep, "return delay", f),
     }
     match bus.read_u8(j.id, reg::OPERATING_MODE) {
-        Result::Ok(v) if v == j.mode.register_value() => rep.push("operating mode", &t, Ok, format!("{:?} ({v})", j.mode), ""),
+        Result::Ok(v) if v == j.mode.register_value() => {
+            rep.push("operating mode", &t, Ok, format!("{:?} ({v})", j.mode), "")
+        }
         Result::Ok(v) => rep.push(
             "operating mode",
             &t,
             Warn,
             format!(
                 "{} ({v}), config says {:?} ({})",
-                OperatingMode::from_register(v).map(|m| format!("{m:?}")).unwrap_or_else(|| "other".into()),
+                OperatingMode::from_register(v)
+                    .map(|m| format!("{m:?}"))
+                    .unwrap_or_else(|| "other".into()),
                 j.mode,
                 j.mode.register_value()
             ),
@@ -351,17 +448,28 @@ fn servo_registers(rep: &mut DoctorReport, bus: &mut Bus, j: &JointConfig, cal: 
         let a = c.rad_to_ticks(eff_lo);
         let b = c.rad_to_ticks(eff_hi);
         let (raw_lo, raw_hi) = (a.min(b), a.max(b));
-        match (bus.read_i32(j.id, reg::MIN_POSITION_LIMIT), bus.read_i32(j.id, reg::MAX_POSITION_LIMIT)) {
+        match (
+            bus.read_i32(j.id, reg::MIN_POSITION_LIMIT),
+            bus.read_i32(j.id, reg::MAX_POSITION_LIMIT),
+        ) {
             (Result::Ok(min), Result::Ok(max)) if raw_lo < min || raw_hi > max => {
                 status = Warn;
                 notes.push(format!("servo clamps goals to {min}..{max} ticks but the limits need {raw_lo}..{raw_hi}"));
             }
             (Result::Ok(_), Result::Ok(_)) => {}
-            (Err(f), _) | (_, Err(f)) => notes.push(format!("position limit registers unreadable: {f}")),
+            (Err(f), _) | (_, Err(f)) => {
+                notes.push(format!("position limit registers unreadable: {f}"))
+            }
         }
     }
     if notes.is_empty() {
-        rep.push("limits", &t, Ok, format!("[{eff_lo:.3}, {eff_hi:.3}] rad"), "");
+        rep.push(
+            "limits",
+            &t,
+            Ok,
+            format!("[{eff_lo:.3}, {eff_hi:.3}] rad"),
+            "",
+        );
     } else {
         rep.push(
             "limits",
@@ -374,10 +482,19 @@ fn servo_registers(rep: &mut DoctorReport, bus: &mut Bus, j: &JointConfig, cal: 
 }
 
 /// For servos that did not answer: the ids that do answer, and other baud rates.
-fn probe_missing(rep: &mut DoctorReport, bus: &mut Bus, cfg: &RobotConfig, missing: &[&JointConfig], probe_bauds: bool) {
+fn probe_missing(
+    rep: &mut DoctorReport,
+    bus: &mut Bus,
+    cfg: &RobotConfig,
+    missing: &[&JointConfig],
+    probe_bauds: bool,
+) {
     use CheckStatus::*;
     if let Result::Ok(found) = bus.scan() {
-        for p in found.iter().filter(|p| !cfg.joints.iter().any(|j| j.id == p.id)) {
+        for p in found
+            .iter()
+            .filter(|p| !cfg.joints.iter().any(|j| j.id == p.id))
+        {
             let model = ServoModel::from_number(p.model)
                 .map(|m| m.name().to_string())
                 .unwrap_or_else(|| format!("model {}", p.model));

@@ -56,7 +56,10 @@ impl ServoFault {
 
     /// Whether retrying within the same tick can help.
     pub fn retryable(&self) -> bool {
-        matches!(self, ServoFault::Timeout | ServoFault::Corrupt | ServoFault::Servo(_))
+        matches!(
+            self,
+            ServoFault::Timeout | ServoFault::Corrupt | ServoFault::Servo(_)
+        )
     }
 }
 

@@ -25,7 +25,12 @@ fn open_configures_modes_and_reads_positions_per_servo() {
     {
         let c = r.chain.lock().unwrap();
         for j in &r.cfg.joints {
-            assert_eq!(c.register(j.id, reg::OPERATING_MODE, 1).unwrap()[0], j.mode.register_value(), "{}", j.name);
+            assert_eq!(
+                c.register(j.id, reg::OPERATING_MODE, 1).unwrap()[0],
+                j.mode.register_value(),
+                "{}",
+                j.name
+            );
             assert_eq!(c.register(j.id, reg::RETURN_DELAY_TIME, 1).unwrap()[0], 0);
             assert_eq!(c.register(j.id, reg::HOMING_OFFSET, 4).unwrap(), vec![0; 4]);
         }
@@ -41,7 +46,9 @@ fn open_configures_modes_and_reads_positions_per_servo() {
     // Tick 0 reads velocity/current and health too; tick 1 (health_every 50) no health.
     assert!(reading.qd.is_some() && reading.current.is_some());
     let h = reading.health.as_ref().unwrap();
-    assert!(h.iter().all(|h| h.is_some_and(|h| h.hardware_error == 0 && h.voltage_v > 3.0)));
+    assert!(h
+        .iter()
+        .all(|h| h.is_some_and(|h| h.hardware_error == 0 && h.voltage_v > 3.0)));
     let mut again = arm.new_reading();
     arm.read_into(1, &mut again);
     assert!(again.health.is_none());
@@ -70,21 +77,33 @@ fn goals_move_the_arm_and_torque_holds_in_place() {
     {
         let mut c = r.chain.lock().unwrap();
         for (i, j) in r.cfg.joints.iter().enumerate() {
-            assert_eq!(c.goal_position(j.id), Some(cal.joints[i].1.rad_to_ticks(goal[i])));
+            assert_eq!(
+                c.goal_position(j.id),
+                Some(cal.joints[i].1.rad_to_ticks(goal[i]))
+            );
         }
         c.advance(2.0);
     }
     arm.read_into(1, &mut reading);
-    for i in 0..goal.len() {
-        assert!((reading.q[i] - goal[i]).abs() < 0.01, "joint {i}: {} vs {}", reading.q[i], goal[i]);
+    for (i, (q, g)) in reading.q.iter().zip(&goal).enumerate() {
+        assert!((q - g).abs() < 0.01, "joint {i}: {q} vs {g}");
     }
     // Goals that cannot be encoded are refused, nothing is written.
     let mut bad = goal.clone();
     bad[3] = f64::NAN;
-    assert!(matches!(arm.write_goals(&bad), Err(BusError::NonFiniteGoal { .. })));
-    assert!(matches!(arm.write_goals(&goal[..2]), Err(BusError::Length { .. })));
+    assert!(matches!(
+        arm.write_goals(&bad),
+        Err(BusError::NonFiniteGoal { .. })
+    ));
+    assert!(matches!(
+        arm.write_goals(&goal[..2]),
+        Err(BusError::Length { .. })
+    ));
     bad[3] = 1e300;
-    assert!(matches!(arm.write_goals(&bad), Err(BusError::GoalOutOfRange { .. })));
+    assert!(matches!(
+        arm.write_goals(&bad),
+        Err(BusError::GoalOutOfRange { .. })
+    ));
     arm.set_torque(false).unwrap();
     assert_eq!(r.chain.lock().unwrap().torque_enabled(3), Some(false));
 }
@@ -100,7 +119,12 @@ fn missing_servo_is_reported_alone_and_others_keep_their_data() {
             assert_eq!(reading.status[i], Err(ServoFault::Timeout));
         } else {
             assert_eq!(reading.status[i], Ok(()), "{}", j.name);
-            assert_eq!(reading.raw[i], position_of(j.id), "{} got another servo's reply", j.name);
+            assert_eq!(
+                reading.raw[i],
+                position_of(j.id),
+                "{} got another servo's reply",
+                j.name
+            );
         }
     }
     let s = arm.bus().stats();
@@ -113,26 +137,47 @@ fn missing_servo_is_reported_alone_and_others_keep_their_data() {
     arm.set_read_budget(Duration::from_millis(40));
     let reading = arm.read(1);
     assert_eq!(reading.status[5], Err(ServoFault::Timeout));
-    assert!(reading.status[..5].iter().all(|s| s.is_ok()), "{:?}", reading.status);
-    assert!(reading.elapsed <= Duration::from_millis(45), "read took {:?}", reading.elapsed);
+    assert!(
+        reading.status[..5].iter().all(|s| s.is_ok()),
+        "{:?}",
+        reading.status
+    );
+    assert!(
+        reading.elapsed <= Duration::from_millis(45),
+        "read took {:?}",
+        reading.elapsed
+    );
 }
 
 #[test]
 fn hardware_alert_carries_bits_and_valid_data() {
     let r = rig();
     let mut arm = open_arm(&r);
-    r.chain.lock().unwrap().set_hardware_error(4, reg::HW_OVERLOAD);
+    r.chain
+        .lock()
+        .unwrap()
+        .set_hardware_error(4, reg::HW_OVERLOAD);
     let reading = arm.read(0);
-    assert_eq!(reading.status[3], Err(ServoFault::HardwareAlert(reg::HW_OVERLOAD)));
+    assert_eq!(
+        reading.status[3],
+        Err(ServoFault::HardwareAlert(reg::HW_OVERLOAD))
+    );
     assert_eq!(reading.raw[3], position_of(4));
     assert!(reading.stale_joints().next().is_none());
-    assert_eq!(reading.health.as_ref().unwrap()[3].unwrap().hardware_error, reg::HW_OVERLOAD);
+    assert_eq!(
+        reading.health.as_ref().unwrap()[3].unwrap().hardware_error,
+        reg::HW_OVERLOAD
+    );
     assert!(arm.bus().stats().servo(4).hardware_alert >= 1);
 }
 
 /// Under injected faults: every fault is classified, no reply lands on the wrong servo,
 /// and nothing panics.
-fn run_faults(faults: FaultConfig, retries: u32, reads: usize) -> (usize, intervened_dxl::BusStats) {
+fn run_faults(
+    faults: FaultConfig,
+    retries: u32,
+    reads: usize,
+) -> (usize, intervened_dxl::BusStats) {
     let r = rig();
     let mut arm = open_arm(&r);
     arm.bus_mut().set_retries(retries);
@@ -163,7 +208,10 @@ fn corrupt_replies_are_classified_and_retried() {
     };
     let (ok0, s0) = run_faults(f.clone(), 0, 60);
     assert!(s0.faults.corrupt > 0, "{s0:?}");
-    assert_eq!(s0.faults.port_gone + s0.faults.servo + s0.faults.hardware_alert, 0);
+    assert_eq!(
+        s0.faults.port_gone + s0.faults.servo + s0.faults.hardware_alert,
+        0
+    );
     let (ok1, s1) = run_faults(f, 2, 60);
     assert!(s1.recovered > 0 && s1.retries > 0, "{s1:?}");
     assert!(ok1 > ok0, "retries should help: {ok1} vs {ok0}");
@@ -202,7 +250,14 @@ fn unplug_is_port_gone_and_reconnect_recovers() {
     assert!(arm.read(1).all_ok());
     r.server.unplug();
     let reading = arm.read(1);
-    assert!(reading.status.iter().all(|s| *s == Err(ServoFault::PortGone)), "{:?}", reading.status);
+    assert!(
+        reading
+            .status
+            .iter()
+            .all(|s| *s == Err(ServoFault::PortGone)),
+        "{:?}",
+        reading.status
+    );
     assert!(!arm.bus().is_connected());
     // While unplugged, reads fail fast and reconnect reports the open error.
     let reading = arm.read(1);

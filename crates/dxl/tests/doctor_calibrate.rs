@@ -27,9 +27,18 @@ fn doctor_on_a_configured_chain_is_all_ok() {
     assert!(!rep.has_failures(), "{text}");
     assert!(!rep.has_warnings(), "{text}");
     for j in &r.cfg.joints {
-        for check in ["ping", "model", "firmware", "return delay", "operating mode", "limits"] {
+        for check in [
+            "ping",
+            "model",
+            "firmware",
+            "return delay",
+            "operating mode",
+            "limits",
+        ] {
             assert!(
-                rep.rows.iter().any(|row| row.check == check && row.target.contains(&j.name)),
+                rep.rows
+                    .iter()
+                    .any(|row| row.check == check && row.target.contains(&j.name)),
                 "no {check} row for {}:\n{text}",
                 j.name
             );
@@ -38,7 +47,11 @@ fn doctor_on_a_configured_chain_is_all_ok() {
     // The table is aligned: the detail column starts at the same place on every line.
     let header = text.lines().next().unwrap();
     let col = header.find("DETAIL").unwrap();
-    assert!(text.lines().skip(1).take(rep.rows.len()).all(|l| l.len() >= col));
+    assert!(text
+        .lines()
+        .skip(1)
+        .take(rep.rows.len())
+        .all(|l| l.len() >= col));
 }
 
 #[test]
@@ -53,7 +66,10 @@ fn doctor_fresh_chain_warns_about_modes() {
         .find(|row| row.check == "operating mode" && row.target == "id 1 shoulder_pan")
         .unwrap();
     assert_eq!(row.status, CheckStatus::Warn);
-    assert!(rep.rows.iter().any(|row| row.check == "calibration" && row.status == CheckStatus::Warn));
+    assert!(rep
+        .rows
+        .iter()
+        .any(|row| row.check == "calibration" && row.status == CheckStatus::Warn));
 }
 
 #[test]
@@ -65,14 +81,30 @@ fn doctor_names_wrong_model_and_missing_servo_with_fixes() {
     r.chain.lock().unwrap().set_responding(5, false);
     let rep = doctor_with(&r.cfg, None, &r.server.path(), &opts());
     assert!(rep.has_failures());
-    let model = rep.rows.iter().find(|row| row.check == "model" && row.status == CheckStatus::Fail).unwrap();
+    let model = rep
+        .rows
+        .iter()
+        .find(|row| row.check == "model" && row.status == CheckStatus::Fail)
+        .unwrap();
     assert_eq!(model.target, "id 3 elbow_flex");
-    assert!(model.detail.contains("XL430-W250") && model.detail.contains("XL330-M288"), "{}", model.detail);
+    assert!(
+        model.detail.contains("XL430-W250") && model.detail.contains("XL330-M288"),
+        "{}",
+        model.detail
+    );
     assert!(model.fix.contains("config"));
-    let ping = rep.rows.iter().find(|row| row.check == "ping" && row.status == CheckStatus::Fail).unwrap();
+    let ping = rep
+        .rows
+        .iter()
+        .find(|row| row.check == "ping" && row.status == CheckStatus::Fail)
+        .unwrap();
     assert_eq!(ping.target, "id 5 wrist_roll");
     assert!(!ping.fix.is_empty());
-    let fails: Vec<_> = rep.rows.iter().filter(|r| r.status == CheckStatus::Fail).collect();
+    let fails: Vec<_> = rep
+        .rows
+        .iter()
+        .filter(|r| r.status == CheckStatus::Fail)
+        .collect();
     assert_eq!(fails.len(), 2, "{rep}");
     assert!(rep.to_string().contains("2 failed"));
 }
@@ -80,7 +112,12 @@ fn doctor_names_wrong_model_and_missing_servo_with_fixes() {
 #[test]
 fn doctor_missing_port_fails_with_fix() {
     let cfg = koch();
-    let rep = doctor_with(&cfg, None, std::path::Path::new("/dev/does-not-exist-dxl"), &opts());
+    let rep = doctor_with(
+        &cfg,
+        None,
+        std::path::Path::new("/dev/does-not-exist-dxl"),
+        &opts(),
+    );
     assert!(rep.has_failures());
     assert_eq!(rep.rows[0].check, "adapter");
     assert!(rep.rows[0].fix.contains("udev"));
@@ -162,7 +199,9 @@ fn calibration_refuses_an_unswept_joint_and_a_wrap() {
     }
     cal.sample(&mut arm).unwrap();
     match cal.finish() {
-        Err(CalibrateError::NotSwept { joints, .. }) => assert_eq!(joints, vec!["gripper".to_string()]),
+        Err(CalibrateError::NotSwept { joints, .. }) => {
+            assert_eq!(joints, vec!["gripper".to_string()])
+        }
         other => panic!("{other:?}"),
     }
     // The gripper (current-based position, one turn) jumping across the wrap point.
@@ -170,5 +209,7 @@ fn calibration_refuses_an_unswept_joint_and_a_wrap() {
     cal.sample(&mut arm).unwrap();
     r.chain.lock().unwrap().set_present_position(6, 10);
     cal.sample(&mut arm).unwrap();
-    assert!(matches!(cal.finish(), Err(CalibrateError::Wraps { ref joint, .. }) if joint == "gripper"));
+    assert!(
+        matches!(cal.finish(), Err(CalibrateError::Wraps { ref joint, .. }) if joint == "gripper")
+    );
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use intervened_dxl::{Arm, Bus};
 use intervened_robot::{Calibration, RobotConfig};
-use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, ServoSpec, SharedChain};
+use intervened_sim::{
+    specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, ServoSpec, SharedChain,
+};
 
 pub fn koch() -> RobotConfig {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robot-configs/koch-v1.1.toml");
