@@ -1,0 +1,260 @@
+//! The on-disk MCAP layout: topics, JSON Schemas, and the JSON messages on each topic.
+//!
+//! Every message is JSON (`json` message encoding) described by a JSON Schema (`jsonschema`
+//! schema encoding), so Foxglove can show and plot any field without a plugin.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::types::{de_f64, de_f64_vec, ControlSource, EpisodeMeta, Outcome};
+
+pub const TOPIC_EPISODE: &str = "/episode";
+pub const TOPIC_OBSERVATION: &str = "/observation";
+pub const TOPIC_ACTION: &str = "/action";
+pub const TOPIC_PROPOSAL: &str = "/policy/proposal";
+pub const TOPIC_GAMEPAD: &str = "/gamepad";
+pub const TOPIC_EVENTS: &str = "/events";
+pub const TOPIC_DIAGNOSTICS: &str = "/diagnostics";
+
+/// Every topic an episode file has, in the order its channels are declared.
+pub const TOPICS: [&str; 7] = [
+    TOPIC_EPISODE,
+    TOPIC_OBSERVATION,
+    TOPIC_ACTION,
+    TOPIC_PROPOSAL,
+    TOPIC_GAMEPAD,
+    TOPIC_EVENTS,
+    TOPIC_DIAGNOSTICS,
+];
+
+/// Profile string in the MCAP header.
+pub const PROFILE: &str = "intervened";
+
+/// `/episode`: written first (begin, flushed at once so even a file cut short right after has
+/// its meta) and last (end, with the outcome).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EpisodeRecord {
+    Begin {
+        meta: EpisodeMeta,
+    },
+    End {
+        outcome: Outcome,
+        frames: u64,
+        dropped_frames: u64,
+    },
+}
+
+#[derive(Serialize)]
+pub(crate) struct ObservationOut<'a> {
+    pub tick: u64,
+    pub t: f64,
+    pub q: &'a [f64],
+    pub qd: &'a [f64],
+    pub current: &'a [f64],
+    pub task: &'a [f64],
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ObservationIn {
+    pub tick: u64,
+    #[serde(deserialize_with = "de_f64")]
+    pub t: f64,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub q: Vec<f64>,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub qd: Vec<f64>,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub current: Vec<f64>,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub task: Vec<f64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ActionOut<'a> {
+    pub tick: u64,
+    pub t: f64,
+    pub goal: &'a [f64],
+    pub source: ControlSource,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ActionIn {
+    pub tick: u64,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub goal: Vec<f64>,
+    pub source: ControlSource,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProposalOut<'a> {
+    pub tick: u64,
+    pub t: f64,
+    pub action: &'a [f64],
+    pub doubt: Option<f64>,
+    /// Who was actually driving when the policy proposed this.
+    pub driver: ControlSource,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProposalIn {
+    pub tick: u64,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub action: Vec<f64>,
+    #[serde(default, deserialize_with = "de_opt_f64")]
+    pub doubt: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct GamepadOut<'a> {
+    pub tick: u64,
+    pub t: f64,
+    pub axes: &'a [f64],
+    pub buttons: u32,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GamepadIn {
+    pub tick: u64,
+    #[serde(deserialize_with = "de_f64_vec")]
+    pub axes: Vec<f64>,
+    pub buttons: u32,
+}
+
+// `doubt: null` means "no doubt", not NaN.
+fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Option::<f64>::deserialize(d)
+}
+
+fn number_array(description: String) -> Value {
+    json!({"type": "array", "items": {"type": ["number", "null"]}, "description": description})
+}
+
+fn stamp_props() -> Value {
+    json!({
+        "tick": {"type": "integer", "minimum": 0, "description": "control-loop tick"},
+        "t": {"type": ["number", "null"], "description": "seconds since the episode started"}
+    })
+}
+
+fn object(title: &str, mut props: Value, extra: Value, required: &[&str]) -> Value {
+    if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        "type": "object",
+        "properties": props,
+        "required": required,
+    })
+}
+
+/// (schema name, JSON Schema) for a topic, with this episode's names in the descriptions.
+pub(crate) fn schema_for(topic: &str, meta: &EpisodeMeta) -> (&'static str, Value) {
+    let joints = meta.joint_names.join(", ");
+    let tasks = meta.task_feature_names.join(", ");
+    let sources = json!({"type": "string", "enum": ["demo", "robot", "intervention"]});
+    match topic {
+        TOPIC_OBSERVATION => (
+            "intervened.Observation",
+            object(
+                "Observation",
+                stamp_props(),
+                json!({
+                    "q": number_array(format!("joint positions (rad): {joints}")),
+                    "qd": number_array(format!("joint velocities (rad/s): {joints}")),
+                    "current": number_array(format!("joint currents (mA): {joints}")),
+                    "task": number_array(format!("task features: {tasks}")),
+                }),
+                &["tick", "t", "q", "qd", "current", "task"],
+            ),
+        ),
+        TOPIC_ACTION => (
+            "intervened.Action",
+            object(
+                "Action",
+                stamp_props(),
+                json!({
+                    "goal": number_array(format!("executed goal positions (rad): {joints}")),
+                    "source": sources,
+                }),
+                &["tick", "t", "goal", "source"],
+            ),
+        ),
+        TOPIC_PROPOSAL => (
+            "intervened.PolicyProposal",
+            object(
+                "PolicyProposal",
+                stamp_props(),
+                json!({
+                    "action": number_array(format!("policy proposal (rad): {joints}")),
+                    "doubt": {"type": ["number", "null"], "description": "ensemble disagreement"},
+                    "driver": sources,
+                }),
+                &["tick", "t", "action", "driver"],
+            ),
+        ),
+        TOPIC_GAMEPAD => (
+            "intervened.Gamepad",
+            object(
+                "Gamepad",
+                stamp_props(),
+                json!({
+                    "axes": number_array("gamepad axes in [-1, 1]".to_string()),
+                    "buttons": {"type": "integer", "minimum": 0, "description": "held-button bit mask"},
+                }),
+                &["tick", "t", "axes", "buttons"],
+            ),
+        ),
+        TOPIC_EVENTS => (
+            "intervened.Event",
+            object(
+                "Event",
+                stamp_props(),
+                json!({
+                    "event": {"type": "object", "properties": {"kind": {"type": "string"}}, "required": ["kind"]},
+                }),
+                &["tick", "t", "event"],
+            ),
+        ),
+        TOPIC_DIAGNOSTICS => (
+            "intervened.LoopDiagnostics",
+            object(
+                "LoopDiagnostics",
+                stamp_props(),
+                json!({
+                    "diagnostics": {
+                        "type": "object",
+                        "properties": {
+                            "period_error_us": {"type": "number"},
+                            "work_us": {"type": "number"},
+                            "overruns": {"type": "integer"},
+                            "clamps": {"type": "integer"},
+                            "dropped_frames": {"type": "integer"}
+                        }
+                    }
+                }),
+                &["tick", "t", "diagnostics"],
+            ),
+        ),
+        _ => (
+            "intervened.EpisodeRecord",
+            json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "title": "EpisodeRecord",
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["begin", "end"]},
+                    "meta": {"type": "object"},
+                    "outcome": {"type": "string"},
+                    "frames": {"type": "integer"},
+                    "dropped_frames": {"type": "integer"}
+                },
+                "required": ["kind"]
+            }),
+        ),
+    }
+}

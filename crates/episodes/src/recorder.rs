@@ -1,0 +1,569 @@
+//! The recorder thread. The control loop only ever calls `try_send` on a bounded channel:
+//! it never blocks on the recorder, the disk or a lock. A full queue drops the frame and
+//! counts it.
+//!
+//! The queue holds `queue_frames` frames plus a small reserve that only control messages
+//! (begin/end, events, diagnostics) may use, so an episode's end is not lost to a burst of
+//! frames, and order is kept (one channel).
+//!
+//! Disk faults (full disk, unwritable directory) are reported through [`RecorderStatus`]
+//! (`disk_ok`, `write_errors`, `last_error`) and a tracing error; the recorder keeps draining
+//! the queue so the loop is unaffected, and never touches what was already flushed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use intervened_robot::RecordingConfig;
+use tracing::{debug, error, info, warn};
+
+use crate::error::{EpisodeError, Result};
+use crate::layout;
+use crate::manifest::Manifest;
+use crate::recovery::{recover_all, RecoveryReport};
+use crate::types::{DiagnosticsRecord, EpisodeMeta, Event, EventRecord, Frame, Outcome};
+use crate::writer::{EpisodeWriter, WriterOptions};
+
+/// Messages from the control loop to the recorder.
+#[derive(Debug, Clone)]
+pub enum RecorderMsg {
+    /// Open a new episode file. An episode still open is ended as `Aborted` first.
+    BeginEpisode(Box<EpisodeMeta>),
+    Frame(Box<Frame>),
+    Event(EventRecord),
+    Diagnostics(DiagnosticsRecord),
+    /// Close the open episode with this outcome and write its manifest.
+    EndEpisode(Outcome),
+    /// Stop the thread (sent by [`Recorder::shutdown`]); an open episode ends as `Aborted`.
+    Shutdown,
+}
+
+/// Recorder settings; [`RecorderOptions::from_config`] maps the robot config's section.
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    pub root: PathBuf,
+    /// Close and fsync a chunk at least this often (bounds loss on a crash or power cut).
+    pub flush_ms: u64,
+    /// Frames the queue holds before frames are dropped.
+    pub queue_frames: usize,
+    /// Extra queue slots only non-frame messages may use.
+    pub control_reserve: usize,
+    /// Run [`recover_all`] in [`Recorder::spawn`], before any new episode is opened.
+    pub recover_on_start: bool,
+    pub writer: WriterOptions,
+}
+
+impl RecorderOptions {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let d = RecordingConfig::default();
+        Self {
+            root: root.into(),
+            flush_ms: d.flush_ms,
+            queue_frames: d.queue_frames,
+            control_reserve: 64,
+            recover_on_start: true,
+            writer: WriterOptions::default(),
+        }
+    }
+
+    pub fn from_config(cfg: &RecordingConfig) -> Self {
+        Self {
+            flush_ms: cfg.flush_ms,
+            queue_frames: cfg.queue_frames,
+            ..Self::new(cfg.root.clone())
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    frames_written: AtomicU64,
+    frames_dropped: AtomicU64,
+    messages_dropped: AtomicU64,
+    frames_lost: AtomicU64,
+    frames_rejected: AtomicU64,
+    frames_outside_episode: AtomicU64,
+    write_errors: AtomicU64,
+    episodes_finished: AtomicU64,
+    flushes: AtomicU64,
+    disk_error: AtomicBool,
+    recording: AtomicBool,
+    running: AtomicBool,
+    // Only the recorder thread and status readers touch this, never the control loop.
+    last_error: Mutex<Option<String>>,
+}
+
+/// A snapshot of the recorder's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderStatus {
+    /// False after a write error, until an episode is written cleanly again.
+    pub disk_ok: bool,
+    /// An episode file is open.
+    pub recording: bool,
+    /// The recorder thread is alive.
+    pub running: bool,
+    pub frames_written: u64,
+    /// Frames the loop could not queue (queue full).
+    pub frames_dropped: u64,
+    /// Non-frame messages the loop could not queue.
+    pub messages_dropped: u64,
+    /// Frames that reached the recorder but not the disk (write error).
+    pub frames_lost: u64,
+    /// Frames refused for their shape (wrong number of joints or features).
+    pub frames_rejected: u64,
+    /// Frames sent while no episode was open (ignored).
+    pub frames_outside_episode: u64,
+    pub write_errors: u64,
+    pub episodes_finished: u64,
+    pub flushes: u64,
+    pub last_error: Option<String>,
+}
+
+impl Shared {
+    fn status(&self) -> RecorderStatus {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RecorderStatus {
+            disk_ok: !self.disk_error.load(Ordering::Relaxed),
+            recording: self.recording.load(Ordering::Relaxed),
+            running: self.running.load(Ordering::Relaxed),
+            frames_written: r(&self.frames_written),
+            frames_dropped: r(&self.frames_dropped),
+            messages_dropped: r(&self.messages_dropped),
+            frames_lost: r(&self.frames_lost),
+            frames_rejected: r(&self.frames_rejected),
+            frames_outside_episode: r(&self.frames_outside_episode),
+            write_errors: r(&self.write_errors),
+            episodes_finished: r(&self.episodes_finished),
+            flushes: r(&self.flushes),
+            last_error: self.last_error.lock().ok().and_then(|g| g.clone()),
+        }
+    }
+
+    fn report_error(&self, context: &str, e: &EpisodeError) {
+        let n = self.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        self.disk_error.store(true, Ordering::Relaxed);
+        let msg = format!("{context}: {e}");
+        // Loud on the first errors, then every power of two: a dead disk must not flood logs.
+        if n <= 3 || n.is_power_of_two() {
+            error!(errors = n, disk_full = e.is_disk_full(), "RECORDING FAILED: {msg}");
+        }
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(msg);
+        }
+    }
+}
+
+/// The control loop's side: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct RecorderHandle {
+    tx: Sender<RecorderMsg>,
+    shared: Arc<Shared>,
+    frame_capacity: usize,
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendRejected {
+    #[error("recorder queue full; message dropped")]
+    Full,
+    #[error("recorder stopped; message dropped")]
+    Stopped,
+}
+
+impl RecorderHandle {
+    /// Queue a message without blocking. Frames are dropped once `queue_frames` are waiting;
+    /// other messages may also use the reserve. Every drop is counted.
+    pub fn try_send(&self, msg: RecorderMsg) -> Result<(), SendRejected> {
+        let is_frame = matches!(msg, RecorderMsg::Frame(_));
+        if is_frame && self.tx.len() >= self.frame_capacity {
+            self.count_drop(true, SendRejected::Full);
+            return Err(SendRejected::Full);
+        }
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let why = match e {
+                    TrySendError::Full(_) => SendRejected::Full,
+                    TrySendError::Disconnected(_) => SendRejected::Stopped,
+                };
+                self.count_drop(is_frame, why);
+                Err(why)
+            }
+        }
+    }
+
+    fn count_drop(&self, is_frame: bool, why: SendRejected) {
+        let counter = if is_frame {
+            &self.shared.frames_dropped
+        } else {
+            &self.shared.messages_dropped
+        };
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        // Rate-limited so a stalled disk cannot turn logging into the loop's bottleneck.
+        if n.is_power_of_two() {
+            error!(
+                dropped = n,
+                frames = is_frame,
+                "RECORDER {why}: the control loop is dropping data (total {n})"
+            );
+        }
+    }
+
+    pub fn begin_episode(&self, meta: EpisodeMeta) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::BeginEpisode(Box::new(meta)))
+    }
+
+    pub fn record_frame(&self, frame: Frame) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::Frame(Box::new(frame)))
+    }
+
+    pub fn event(&self, tick: u64, t: f64, event: Event) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::Event(EventRecord { tick, t, event }))
+    }
+
+    pub fn diagnostics(&self, record: DiagnosticsRecord) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::Diagnostics(record))
+    }
+
+    pub fn end_episode(&self, outcome: Outcome) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::EndEpisode(outcome))
+    }
+
+    /// Frames dropped because the queue was full, since the recorder started.
+    pub fn dropped_frames(&self) -> u64 {
+        self.shared.frames_dropped.load(Ordering::Relaxed)
+    }
+
+    /// False once the recorder has hit a write error (reset by the next clean episode).
+    pub fn disk_ok(&self) -> bool {
+        !self.shared.disk_error.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> RecorderStatus {
+        self.shared.status()
+    }
+}
+
+/// What the recorder reports when an episode is closed.
+#[derive(Debug, Clone)]
+pub struct EpisodeReport {
+    pub path: PathBuf,
+    /// The manifest written for it; `None` if even that failed (recovery will redo it).
+    pub manifest: Option<Manifest>,
+    pub error: Option<String>,
+}
+
+/// Owns the recorder thread.
+pub struct Recorder {
+    handle: RecorderHandle,
+    thread: Option<JoinHandle<()>>,
+    reports: Receiver<EpisodeReport>,
+    recovery: RecoveryReport,
+}
+
+impl Recorder {
+    /// Run crash recovery (if enabled), then start the recorder thread.
+    pub fn spawn(opts: RecorderOptions) -> Result<Self> {
+        let recovery = if opts.recover_on_start {
+            recover_all(&opts.root)?
+        } else {
+            RecoveryReport::default()
+        };
+        let frame_capacity = opts.queue_frames.max(1);
+        let (tx, rx) = bounded(frame_capacity + opts.control_reserve.max(2));
+        let (report_tx, reports) = unbounded();
+        let shared = Arc::new(Shared::default());
+        shared.running.store(true, Ordering::Relaxed);
+        let worker = Worker {
+            opts,
+            rx,
+            shared: shared.clone(),
+            reports: report_tx,
+            open: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || worker.run())
+            .map_err(|e| EpisodeError::Thread(e.to_string()))?;
+        Ok(Self {
+            handle: RecorderHandle {
+                tx,
+                shared,
+                frame_capacity,
+            },
+            thread: Some(thread),
+            reports,
+            recovery,
+        })
+    }
+
+    pub fn handle(&self) -> RecorderHandle {
+        self.handle.clone()
+    }
+
+    pub fn status(&self) -> RecorderStatus {
+        self.handle.status()
+    }
+
+    /// Reports of closed episodes, in order (unbounded; poll it from the service shell).
+    pub fn reports(&self) -> &Receiver<EpisodeReport> {
+        &self.reports
+    }
+
+    /// What start-up recovery found.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// Drain the queue, end an open episode as `Aborted`, and join the thread. This call
+    /// blocks (for the queue to drain); it is for the service shell, not the loop.
+    pub fn shutdown(mut self) -> RecorderStatus {
+        self.stop();
+        self.handle.status()
+    }
+
+    fn stop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // A blocking send is fine here: we want everything queued before it written.
+            if self.handle.tx.send(RecorderMsg::Shutdown).is_err() {
+                warn!("recorder thread already gone");
+            }
+            if thread.join().is_err() {
+                error!("recorder thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct OpenEpisode {
+    /// `None` when the file could not be created: frames are drained and counted as lost.
+    writer: Option<EpisodeWriter>,
+    path: PathBuf,
+    dropped_at_start: u64,
+    lost: u64,
+    healthy: bool,
+}
+
+struct Worker {
+    opts: RecorderOptions,
+    rx: Receiver<RecorderMsg>,
+    shared: Arc<Shared>,
+    reports: Sender<EpisodeReport>,
+    open: Option<OpenEpisode>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let period = Duration::from_millis(self.opts.flush_ms.max(1));
+        let mut next_flush = Instant::now() + period;
+        let mut reported_drops = 0u64;
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(RecorderMsg::Shutdown) => break,
+                Ok(msg) => self.handle(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Checked after every message too, so a busy queue cannot postpone the flush.
+            if Instant::now() >= next_flush {
+                self.flush();
+                next_flush = Instant::now() + period;
+                let dropped = self.shared.frames_dropped.load(Ordering::Relaxed);
+                if dropped > reported_drops {
+                    error!(
+                        new = dropped - reported_drops,
+                        total = dropped,
+                        "recorder queue overflowed: frames were dropped"
+                    );
+                    reported_drops = dropped;
+                }
+            }
+        }
+        self.end_episode(Outcome::Aborted);
+        self.shared.running.store(false, Ordering::Relaxed);
+        debug!("recorder thread stopped");
+    }
+
+    fn handle(&mut self, msg: RecorderMsg) {
+        match msg {
+            RecorderMsg::BeginEpisode(meta) => {
+                if self.open.is_some() {
+                    warn!("new episode while one is open: ending the open one as aborted");
+                    self.end_episode(Outcome::Aborted);
+                }
+                self.begin_episode(&meta);
+            }
+            RecorderMsg::Frame(frame) => self.frame(&frame),
+            RecorderMsg::Event(e) => self.with_writer("event", |w| w.write_event(&e)),
+            RecorderMsg::Diagnostics(d) => {
+                self.with_writer("diagnostics", |w| w.write_diagnostics(&d))
+            }
+            RecorderMsg::EndEpisode(outcome) => self.end_episode(outcome),
+            RecorderMsg::Shutdown => {}
+        }
+    }
+
+    fn begin_episode(&mut self, meta: &EpisodeMeta) {
+        let path = layout::episode_path(&self.opts.root, &meta.session_id, meta.episode_index);
+        let dropped_at_start = self.shared.frames_dropped.load(Ordering::Relaxed);
+        let writer = match EpisodeWriter::create_with(&self.opts.root, meta, self.opts.writer.clone()) {
+            Ok(w) => {
+                info!(path = %path.display(), "recording episode");
+                Some(w)
+            }
+            Err(e) => {
+                self.shared.report_error("cannot create episode file", &e);
+                None
+            }
+        };
+        let healthy = writer.is_some();
+        self.shared.recording.store(healthy, Ordering::Relaxed);
+        self.open = Some(OpenEpisode {
+            writer,
+            path,
+            dropped_at_start,
+            lost: 0,
+            healthy,
+        });
+    }
+
+    fn frame(&mut self, frame: &Frame) {
+        let Some(open) = self.open.as_mut() else {
+            self.shared
+                .frames_outside_episode
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(w) = open.writer.as_mut().filter(|_| open.healthy) else {
+            open.lost += 1;
+            self.shared.frames_lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        match w.write_frame(frame) {
+            Ok(()) => {
+                self.shared.frames_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e @ EpisodeError::FrameShape { .. }) => {
+                let n = self.shared.frames_rejected.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    error!(rejected = n, "frame refused: {e}");
+                }
+            }
+            Err(e) => {
+                open.healthy = false;
+                open.lost += 1;
+                self.shared.frames_lost.fetch_add(1, Ordering::Relaxed);
+                self.shared.recording.store(false, Ordering::Relaxed);
+                self.shared.report_error("writing frame", &e);
+            }
+        }
+    }
+
+    fn with_writer(&mut self, what: &str, f: impl FnOnce(&mut EpisodeWriter) -> Result<()>) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        let Some(w) = open.writer.as_mut().filter(|_| open.healthy) else {
+            return;
+        };
+        if let Err(e) = f(w) {
+            open.healthy = false;
+            self.shared.recording.store(false, Ordering::Relaxed);
+            self.shared.report_error(&format!("writing {what}"), &e);
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        let Some(w) = open.writer.as_mut().filter(|_| open.healthy) else {
+            return;
+        };
+        match w.flush() {
+            Ok(()) => {
+                self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                open.healthy = false;
+                self.shared.recording.store(false, Ordering::Relaxed);
+                self.shared.report_error("flushing episode", &e);
+            }
+        }
+    }
+
+    fn end_episode(&mut self, outcome: Outcome) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        self.shared.recording.store(false, Ordering::Relaxed);
+        let dropped = self
+            .shared
+            .frames_dropped
+            .load(Ordering::Relaxed)
+            .saturating_sub(open.dropped_at_start);
+        let result = match (open.writer, open.healthy) {
+            (Some(w), true) => match w.finish(outcome, dropped, open.lost) {
+                Ok(m) => Ok(m),
+                Err(e) => {
+                    self.shared.report_error("finishing episode", &e);
+                    // Whatever reached the disk is still recoverable.
+                    crate::recovery::recover_episode_with(
+                        &open.path,
+                        Some(outcome),
+                        dropped,
+                        open.lost,
+                        Some(format!("finishing failed: {e}")),
+                    )
+                }
+            },
+            (Some(w), false) => w.abandon(outcome, dropped, open.lost),
+            (None, _) => Err(EpisodeError::Io {
+                path: open.path.clone(),
+                source: std::io::Error::other("the episode file was never created"),
+            }),
+        };
+        let report = match result {
+            Ok(m) => {
+                if !m.truncated {
+                    // A clean episode proves the disk works again.
+                    self.shared.disk_error.store(false, Ordering::Relaxed);
+                }
+                self.shared.episodes_finished.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    path = %open.path.display(),
+                    outcome = %m.outcome,
+                    frames = m.frames,
+                    interventions = m.intervention_count,
+                    truncated = m.truncated,
+                    "episode closed"
+                );
+                EpisodeReport {
+                    path: open.path,
+                    manifest: Some(m),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.shared.report_error("closing episode", &e);
+                EpisodeReport {
+                    path: open.path,
+                    manifest: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        // Nobody listening is fine.
+        let _ = self.reports.send(report);
+    }
+}
