@@ -133,7 +133,11 @@ impl Calibration {
                     "is missing".into(),
                     format!(
                         "run `intervened calibrate --config {}` or add an entry for joint {:?}",
-                        config.source.as_deref().unwrap_or(Path::new("CONFIG")).display(),
+                        config
+                            .source
+                            .as_deref()
+                            .unwrap_or(Path::new("CONFIG"))
+                            .display(),
                         j.name
                     ),
                 ));
@@ -141,7 +145,10 @@ impl Calibration {
             if cal.id != j.id {
                 return Err(invalid(
                     format!("{}.id", j.name),
-                    format!("is {}, but the config gives joint {:?} servo id {}", cal.id, j.name, j.id),
+                    format!(
+                        "is {}, but the config gives joint {:?} servo id {}",
+                        cal.id, j.name, j.id
+                    ),
                     "recalibrate, or correct the id in the file or the config".into(),
                 ));
             }
@@ -185,7 +192,10 @@ impl Calibration {
             return Err(invalid(
                 extra.clone(),
                 "is not a joint of this config".into(),
-                format!("the config's joints are {:?}; remove the entry or fix its name", config.joint_names()),
+                format!(
+                    "the config's joints are {:?}; remove the entry or fix its name",
+                    config.joint_names()
+                ),
             ));
         }
         Ok(Self { joints })
@@ -204,7 +214,11 @@ impl Calibration {
 
     /// Per-joint limits: the calibrated range intersected with the config's limits.
     /// An empty intersection is an error that names the joint.
-    pub fn joint_limits(&self, config: &RobotConfig, path: &Path) -> Result<Vec<[f64; 2]>, CalibrationError> {
+    pub fn joint_limits(
+        &self,
+        config: &RobotConfig,
+        path: &Path,
+    ) -> Result<Vec<[f64; 2]>, CalibrationError> {
         config
             .joints
             .iter()
@@ -232,7 +246,8 @@ impl Calibration {
 
     /// The LeRobot JSON text for this calibration.
     pub fn to_json(&self) -> String {
-        let map: BTreeMap<&str, &JointCalibration> = self.joints.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        let map: BTreeMap<&str, &JointCalibration> =
+            self.joints.iter().map(|(n, c)| (n.as_str(), c)).collect();
         // Serialising a map of plain structs cannot fail.
         serde_json::to_string_pretty(&map).unwrap_or_default() + "\n"
     }

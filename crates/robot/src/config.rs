@@ -540,7 +540,10 @@ impl RobotConfig {
         if self.bus.protocol != 2 {
             return Err(err(
                 "bus.protocol".into(),
-                format!("is {}, only Dynamixel Protocol 2.0 is supported", self.bus.protocol),
+                format!(
+                    "is {}, only Dynamixel Protocol 2.0 is supported",
+                    self.bus.protocol
+                ),
                 "set protocol = 2 (X-series servos speak it)".into(),
             ));
         }
@@ -612,15 +615,21 @@ impl RobotConfig {
                     "write limits = [min, max] in radians, min below max".into(),
                 ));
             }
-            if j.mode == OperatingMode::Position && (lo < -std::f64::consts::PI || hi > std::f64::consts::PI) {
+            if j.mode == OperatingMode::Position
+                && (lo < -std::f64::consts::PI || hi > std::f64::consts::PI)
+            {
                 return Err(err(
                     key("limits"),
                     format!("[{lo}, {hi}] exceeds one turn, which position mode cannot reach"),
-                    "keep limits within [-3.14159, 3.14159] or use mode = \"extended_position\"".into(),
+                    "keep limits within [-3.14159, 3.14159] or use mode = \"extended_position\""
+                        .into(),
                 ));
             }
         }
-        if !(self.control.rate_hz.is_finite() && self.control.rate_hz >= 1.0 && self.control.rate_hz <= 2000.0) {
+        if !(self.control.rate_hz.is_finite()
+            && self.control.rate_hz >= 1.0
+            && self.control.rate_hz <= 2000.0)
+        {
             return Err(err(
                 "control.rate_hz".into(),
                 format!("{} Hz is outside 1..=2000", self.control.rate_hz),
@@ -632,7 +641,8 @@ impl RobotConfig {
                 return Err(err(
                     "control.realtime_priority".into(),
                     format!("{p} is outside 1..=99"),
-                    "SCHED_FIFO priorities run 1..=99; 50 is a good choice, or remove the key".into(),
+                    "SCHED_FIFO priorities run 1..=99; 50 is a good choice, or remove the key"
+                        .into(),
                 ));
             }
         }
@@ -660,7 +670,11 @@ impl RobotConfig {
                 "0.05-0.15 suits most gamepads".into(),
             ));
         }
-        if !(t.fine_scale > 0.0 && t.fine_scale <= 1.0) || !(t.speed_scale > 0.0 && t.speed_scale <= 4.0) {
+        if !(t.fine_scale > 0.0
+            && t.fine_scale <= 1.0
+            && t.speed_scale > 0.0
+            && t.speed_scale <= 4.0)
+        {
             return Err(err(
                 "teleop.fine_scale".into(),
                 "fine_scale must be in (0, 1] and speed_scale in (0, 4]".into(),
@@ -668,9 +682,19 @@ impl RobotConfig {
             ));
         }
         let b = &t.buttons;
-        let episode_buttons = [b.start_episode, b.success, b.failure, b.discard, b.estop, b.clear_estop];
+        let episode_buttons = [
+            b.start_episode,
+            b.success,
+            b.failure,
+            b.discard,
+            b.estop,
+            b.clear_estop,
+        ];
         let mut seen = BTreeSet::new();
-        for btn in episode_buttons.iter().chain([&t.takeover_button, &t.fine_button]) {
+        for btn in episode_buttons
+            .iter()
+            .chain([&t.takeover_button, &t.fine_button])
+        {
             if !seen.insert(*btn) {
                 return Err(err(
                     "teleop.buttons".into(),
@@ -679,7 +703,8 @@ impl RobotConfig {
                 ));
             }
         }
-        if !(self.policy.temporal_ensemble_m >= 0.0 && self.policy.temporal_ensemble_m.is_finite()) {
+        if !(self.policy.temporal_ensemble_m >= 0.0 && self.policy.temporal_ensemble_m.is_finite())
+        {
             return Err(err(
                 "policy.temporal_ensemble_m".into(),
                 "must be a finite number >= 0".into(),
@@ -690,7 +715,8 @@ impl RobotConfig {
             return Err(err(
                 "policy.inline_budget".into(),
                 format!("{} is outside (0, 1]", self.policy.inline_budget),
-                "it is the fraction of a period inference may take inline; 0.25 is the default".into(),
+                "it is the fraction of a period inference may take inline; 0.25 is the default"
+                    .into(),
             ));
         }
         if self.recording.flush_ms == 0 || self.recording.flush_ms > 1000 {
@@ -723,11 +749,12 @@ impl RobotConfig {
             ));
         }
         let sim = &self.sim;
-        if !(sim.episode_seconds > 0.0)
-            || sim.links_m.iter().any(|l| !(*l > 0.0 && *l < 2.0))
-            || !(sim.servo_time_constant_s >= 0.0)
-            || !(sim.servo_max_velocity > 0.0)
-        {
+        let positive = |v: f64| v > 0.0;
+        let sim_ok = positive(sim.episode_seconds)
+            && sim.links_m.iter().all(|l| *l > 0.0 && *l < 2.0)
+            && sim.servo_time_constant_s >= 0.0
+            && positive(sim.servo_max_velocity);
+        if !sim_ok {
             return Err(err(
                 "sim".into(),
                 "episode_seconds, links_m, servo_time_constant_s and servo_max_velocity must be positive".into(),

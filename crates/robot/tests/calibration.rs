@@ -42,7 +42,13 @@ fn lerobot_json_imports_unchanged_in_config_order() {
     assert_eq!(names, cfg.joint_names());
     assert_eq!(
         *cal.get("shoulder_lift").unwrap(),
-        JointCalibration { id: 2, drive_mode: 1, homing_offset: 512, range_min: 900, range_max: 3100 }
+        JointCalibration {
+            id: 2,
+            drive_mode: 1,
+            homing_offset: 512,
+            range_min: 900,
+            range_max: 3100
+        }
     );
     // Writing it back gives the same JSON values.
     let again = Calibration::parse(&cal.to_json(), Path::new("again.json"), &cfg).unwrap();
@@ -53,10 +59,23 @@ fn lerobot_json_imports_unchanged_in_config_order() {
 fn ticks_radians_round_trip_both_drive_modes() {
     for drive_mode in [0u8, 1] {
         for offset in [-3000, -1024, 0, 77, 2048, 1_000_000] {
-            let c = JointCalibration { id: 1, drive_mode, homing_offset: offset, range_min: 0, range_max: 4095 };
-            for raw in (-70_000..70_000).step_by(37).chain([i32::from(0), 2048 - offset, 4095]) {
+            let c = JointCalibration {
+                id: 1,
+                drive_mode,
+                homing_offset: offset,
+                range_min: 0,
+                range_max: 4095,
+            };
+            for raw in (-70_000..70_000)
+                .step_by(37)
+                .chain([0, 2048 - offset, 4095])
+            {
                 let q = c.ticks_to_rad(raw);
-                assert_eq!(c.rad_to_ticks(q), raw, "mode {drive_mode} offset {offset} raw {raw}");
+                assert_eq!(
+                    c.rad_to_ticks(q),
+                    raw,
+                    "mode {drive_mode} offset {offset} raw {raw}"
+                );
             }
             // rad -> ticks -> rad stays within half a tick.
             for i in -300..300 {
@@ -70,8 +89,17 @@ fn ticks_radians_round_trip_both_drive_modes() {
 
 #[test]
 fn drive_mode_reverses_direction_and_offset_centres() {
-    let fwd = JointCalibration { id: 1, drive_mode: 0, homing_offset: 100, range_min: 0, range_max: 4095 };
-    let rev = JointCalibration { drive_mode: 1, ..fwd };
+    let fwd = JointCalibration {
+        id: 1,
+        drive_mode: 0,
+        homing_offset: 100,
+        range_min: 0,
+        range_max: 4095,
+    };
+    let rev = JointCalibration {
+        drive_mode: 1,
+        ..fwd
+    };
     // raw + offset = 2048 is the middle pose in both modes.
     assert_eq!(fwd.ticks_to_rad(1948), 0.0);
     assert_eq!(rev.ticks_to_rad(1948), 0.0);
@@ -79,7 +107,12 @@ fn drive_mode_reverses_direction_and_offset_centres() {
     assert!((fwd.ticks_to_rad(1948 + 1024) - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
     assert!((rev.ticks_to_rad(1948 + 1024) + std::f64::consts::FRAC_PI_2).abs() < 1e-12);
     // The reversed range is mirrored.
-    let r = JointCalibration { range_min: 1024, range_max: 2048, ..rev }.range_rad();
+    let r = JointCalibration {
+        range_min: 1024,
+        range_max: 2048,
+        ..rev
+    }
+    .range_rad();
     assert!((r[0] - 0.0).abs() < 1e-12 && (r[1] - std::f64::consts::FRAC_PI_2).abs() < 1e-12);
 }
 
@@ -88,7 +121,9 @@ fn rejects(from: &str, to: &str, with: &str, key: &str) {
     let edit = format!("{from} => {to}");
     let text = LEROBOT_KOCH.replacen(from, to, 1);
     assert_ne!(text, LEROBOT_KOCH, "edit {edit} did not apply");
-    let err = Calibration::parse(&text, Path::new("cal.json"), &cfg).unwrap_err().to_string();
+    let err = Calibration::parse(&text, Path::new("cal.json"), &cfg)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("cal.json"), "{err}");
     assert!(err.contains(with), "{edit}: {err}");
     assert!(err.contains(key), "{edit}: {err}");
@@ -97,21 +132,61 @@ fn rejects(from: &str, to: &str, with: &str, key: &str) {
 
 #[test]
 fn bad_files_are_rejected_clearly() {
-    rejects(r#""id": 3, "#, r#""id": 9, "#, "servo id 3", "elbow_flex.id");
-    rejects(r#""drive_mode": 1, "homing_offset": 512"#, r#""drive_mode": 2, "homing_offset": 512"#, "is 2", "shoulder_lift.drive_mode");
-    rejects(r#""homing_offset": 100"#, r#""homing_offset": 2000000"#, "outside", "gripper.homing_offset");
-    rejects(r#""range_min": 2000, "range_max": 3000"#, r#""range_min": 3000, "range_max": 2000"#, "not below", "gripper.range_min");
-    rejects(r#""range_max": 3000"#, r#""range_max": 5000"#, "outside 0..=4095", "gripper.range_max");
-    rejects(r#""wrist_roll""#, r#""wrist_rol""#, "is missing", "wrist_roll");
-    rejects(r#""id": 6,"#, r#""id": 6, "offset": 1,"#, "unknown field", "offset");
+    rejects(
+        r#""id": 3, "#,
+        r#""id": 9, "#,
+        "servo id 3",
+        "elbow_flex.id",
+    );
+    rejects(
+        r#""drive_mode": 1, "homing_offset": 512"#,
+        r#""drive_mode": 2, "homing_offset": 512"#,
+        "is 2",
+        "shoulder_lift.drive_mode",
+    );
+    rejects(
+        r#""homing_offset": 100"#,
+        r#""homing_offset": 2000000"#,
+        "outside",
+        "gripper.homing_offset",
+    );
+    rejects(
+        r#""range_min": 2000, "range_max": 3000"#,
+        r#""range_min": 3000, "range_max": 2000"#,
+        "not below",
+        "gripper.range_min",
+    );
+    rejects(
+        r#""range_max": 3000"#,
+        r#""range_max": 5000"#,
+        "outside 0..=4095",
+        "gripper.range_max",
+    );
+    rejects(
+        r#""wrist_roll""#,
+        r#""wrist_rol""#,
+        "is missing",
+        "wrist_roll",
+    );
+    rejects(
+        r#""id": 6,"#,
+        r#""id": 6, "offset": 1,"#,
+        "unknown field",
+        "offset",
+    );
 }
 
 #[test]
 fn extra_joint_is_rejected() {
     let cfg = sim_config();
     let text = LEROBOT_KOCH.replacen('{', r#"{"elbow2": {"id": 7, "drive_mode": 0, "homing_offset": 0, "range_min": 0, "range_max": 4095},"#, 1);
-    let err = Calibration::parse(&text, Path::new("cal.json"), &cfg).unwrap_err().to_string();
-    assert!(err.contains("elbow2") && err.contains("not a joint"), "{err}");
+    let err = Calibration::parse(&text, Path::new("cal.json"), &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("elbow2") && err.contains("not a joint"),
+        "{err}"
+    );
 }
 
 #[test]

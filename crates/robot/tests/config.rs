@@ -15,7 +15,8 @@ fn sim_text() -> String {
 #[test]
 fn shipped_configs_load() {
     for name in ["koch-v1.1.toml", "sim-koch.toml", "openmanipulator-x.toml"] {
-        let cfg = RobotConfig::load(&repo().join("robot-configs").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cfg = RobotConfig::load(&repo().join("robot-configs").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!cfg.joints.is_empty());
     }
     let koch = RobotConfig::load(&repo().join("robot-configs/koch-v1.1.toml")).unwrap();
@@ -23,14 +24,19 @@ fn shipped_configs_load() {
     assert_eq!(koch.bus.baud, 1_000_000);
     assert_eq!(koch.joints[0].model, ServoModel::Xl430W250);
     assert_eq!(koch.joints[1].model, ServoModel::Xl430W250);
-    assert!(koch.joints[2..].iter().all(|j| j.model == ServoModel::Xl330M288));
+    assert!(koch.joints[2..]
+        .iter()
+        .all(|j| j.model == ServoModel::Xl330M288));
     assert_eq!(koch.joints[5].mode, OperatingMode::CurrentBasedPosition);
     assert!(koch.joints[5].gripper);
     assert_eq!(koch.teleop.takeover, TakeoverMode::Hold);
     let sim = RobotConfig::load(&repo().join("robot-configs/sim-koch.toml")).unwrap();
     assert!(sim.bus.is_sim());
     assert_eq!(sim.joint_names(), koch.joint_names());
-    assert!(sim.calibration_path().unwrap().ends_with("calibration/sim-koch.json"));
+    assert!(sim
+        .calibration_path()
+        .unwrap()
+        .ends_with("calibration/sim-koch.json"));
 }
 
 /// Applies `edit` to the sim config text and returns the error it must produce.
@@ -62,23 +68,88 @@ fn unknown_key_is_rejected_with_line() {
 
 #[test]
 fn each_validation_error_names_its_key() {
-    let cases: Vec<(Box<dyn Fn(&str) -> String>, &str, &str)> = vec![
-        (Box::new(|t: &str| t.replace("baud = 1000000", "baud = 1000")), "bus.baud", "1000000"),
-        (Box::new(|t: &str| t.replace("protocol = 2", "protocol = 1")), "bus.protocol", "protocol = 2"),
-        (Box::new(|t: &str| t.replace("port = \"sim\"", "port = \"\"")), "bus.port", "/dev/ttyUSB0"),
-        (Box::new(|t: &str| t.replacen("id = 2", "id = 1", 1)), "joints[1].id", "its own id"),
-        (Box::new(|t: &str| t.replacen("id = 2", "id = 253", 1)), "joints[1].id", "0..=252"),
-        (Box::new(|t: &str| t.replacen("name = \"elbow_flex\"", "name = \"shoulder_pan\"", 1)), "joints[2].name", "unique"),
-        (Box::new(|t: &str| t.replacen("limits = [-1.8, 1.8]", "limits = [1.8, -1.8]", 1)), "joints[0].limits", "min below max"),
-        (Box::new(|t: &str| t.replace("rate_hz = 50", "rate_hz = 0.5")), "control.rate_hz", "30-500"),
-        (Box::new(|t: &str| t.replacen("joint = \"shoulder_pan\"", "joint = \"shoulder\"", 1)), "teleop.axes[0].joint", "shoulder_pan"),
-        (Box::new(|t: &str| t.replacen("rad_per_s = 1.0", "rad_per_s = 0.0", 1)), "teleop.axes[0].rad_per_s", "non-zero"),
-        (Box::new(|t: &str| t.replace("deadzone = 0.1", "deadzone = 1.5")), "teleop.deadzone", "0.05-0.15"),
-        (Box::new(|t: &str| t.replace("success = \"south\"", "success = \"start\"")), "teleop.buttons", "its own button"),
-        (Box::new(|t: &str| t.replace("flush_ms = 100", "flush_ms = 0")), "recording.flush_ms", "100 ms"),
-        (Box::new(|t: &str| t.replace("max_step_rad = 0.05", "max_step_rad = 2.0")), "safety.max_step_rad", "0.05"),
-        (Box::new(|t: &str| t.replace("fault_ticks = 5", "fault_ticks = 0")), "safety.fault_ticks", "5 ticks"),
-        (Box::new(|t: &str| t.replace("episode_seconds = 10.0", "episode_seconds = -1.0")), "sim", "Koch defaults"),
+    type Edit = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(Edit, &str, &str)> = vec![
+        (
+            Box::new(|t: &str| t.replace("baud = 1000000", "baud = 1000")),
+            "bus.baud",
+            "1000000",
+        ),
+        (
+            Box::new(|t: &str| t.replace("protocol = 2", "protocol = 1")),
+            "bus.protocol",
+            "protocol = 2",
+        ),
+        (
+            Box::new(|t: &str| t.replace("port = \"sim\"", "port = \"\"")),
+            "bus.port",
+            "/dev/ttyUSB0",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("id = 2", "id = 1", 1)),
+            "joints[1].id",
+            "its own id",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("id = 2", "id = 253", 1)),
+            "joints[1].id",
+            "0..=252",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("name = \"elbow_flex\"", "name = \"shoulder_pan\"", 1)),
+            "joints[2].name",
+            "unique",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("limits = [-1.8, 1.8]", "limits = [1.8, -1.8]", 1)),
+            "joints[0].limits",
+            "min below max",
+        ),
+        (
+            Box::new(|t: &str| t.replace("rate_hz = 50", "rate_hz = 0.5")),
+            "control.rate_hz",
+            "30-500",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("joint = \"shoulder_pan\"", "joint = \"shoulder\"", 1)),
+            "teleop.axes[0].joint",
+            "shoulder_pan",
+        ),
+        (
+            Box::new(|t: &str| t.replacen("rad_per_s = 1.0", "rad_per_s = 0.0", 1)),
+            "teleop.axes[0].rad_per_s",
+            "non-zero",
+        ),
+        (
+            Box::new(|t: &str| t.replace("deadzone = 0.1", "deadzone = 1.5")),
+            "teleop.deadzone",
+            "0.05-0.15",
+        ),
+        (
+            Box::new(|t: &str| t.replace("success = \"south\"", "success = \"start\"")),
+            "teleop.buttons",
+            "its own button",
+        ),
+        (
+            Box::new(|t: &str| t.replace("flush_ms = 100", "flush_ms = 0")),
+            "recording.flush_ms",
+            "100 ms",
+        ),
+        (
+            Box::new(|t: &str| t.replace("max_step_rad = 0.05", "max_step_rad = 2.0")),
+            "safety.max_step_rad",
+            "0.05",
+        ),
+        (
+            Box::new(|t: &str| t.replace("fault_ticks = 5", "fault_ticks = 0")),
+            "safety.fault_ticks",
+            "5 ticks",
+        ),
+        (
+            Box::new(|t: &str| t.replace("episode_seconds = 10.0", "episode_seconds = -1.0")),
+            "sim",
+            "Koch defaults",
+        ),
     ];
     for (edit, key, fix) in cases {
         let err = invalid(edit);

@@ -242,6 +242,18 @@ impl Takeover {
         Some(Intent::EStop)
     }
 
+    /// Unlatches the e-stop on an operator's explicit command (the control socket's
+    /// `clear_estop`). The owner stays Hold: a fresh takeover press or `release_hold` is still
+    /// needed before anyone drives.
+    pub fn clear_estop(&mut self) -> Option<Intent> {
+        if !self.estop {
+            return None;
+        }
+        self.estop = false;
+        self.owner = ControlOwner::Hold;
+        Some(Intent::ClearEStop)
+    }
+
     /// Leaves Hold for Policy on an operator's explicit command. Refused while e-stopped,
     /// and without a connected pad (the human must be able to take over again).
     /// Returns `Ok(None)` when the owner is not Hold (nothing to do).
