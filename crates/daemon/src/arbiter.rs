@@ -36,7 +36,9 @@ pub enum Mode {
 /// What can ask for a change of control.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
-    StartEpisode { demo: bool },
+    StartEpisode {
+        demo: bool,
+    },
     EndEpisode,
     Takeover,
     Handback,
@@ -93,13 +95,19 @@ impl Arbiter {
         use Mode::*;
         let from = self.mode;
         let (to, reason) = match (from, t) {
-            (EStop, Trigger::ClearEStop) => (if self.episode { Hold } else { Idle }, "e-stop cleared".to_string()),
+            (EStop, Trigger::ClearEStop) => (
+                if self.episode { Hold } else { Idle },
+                "e-stop cleared".to_string(),
+            ),
             (EStop, _) => return None,
             (_, Trigger::EStop(why)) => (EStop, why.clone()),
             (Idle, Trigger::StartEpisode { demo }) => {
                 self.episode = true;
                 self.demo = *demo;
-                (if *demo { Intervening } else { Autonomous }, "episode started".into())
+                (
+                    if *demo { Intervening } else { Autonomous },
+                    "episode started".into(),
+                )
             }
             (_, Trigger::StartEpisode { .. }) => return None,
             (Idle, _) => return None,
@@ -131,8 +139,15 @@ mod tests {
     #[test]
     fn policy_episode_takeover_and_handback() {
         let mut a = Arbiter::new();
-        assert_eq!(a.apply(&Trigger::Takeover), None, "no takeover without an episode");
-        assert_eq!(a.apply(&Trigger::StartEpisode { demo: false }).unwrap().to, Mode::Autonomous);
+        assert_eq!(
+            a.apply(&Trigger::Takeover),
+            None,
+            "no takeover without an episode"
+        );
+        assert_eq!(
+            a.apply(&Trigger::StartEpisode { demo: false }).unwrap().to,
+            Mode::Autonomous
+        );
         assert_eq!(a.apply(&Trigger::Takeover).unwrap().to, Mode::Intervening);
         assert_eq!(a.apply(&Trigger::Handback).unwrap().to, Mode::Autonomous);
         assert_eq!(a.apply(&Trigger::EndEpisode).unwrap().to, Mode::Idle);
@@ -142,7 +157,10 @@ mod tests {
     #[test]
     fn demo_episode_cannot_hand_back() {
         let mut a = Arbiter::new();
-        assert_eq!(a.apply(&Trigger::StartEpisode { demo: true }).unwrap().to, Mode::Intervening);
+        assert_eq!(
+            a.apply(&Trigger::StartEpisode { demo: true }).unwrap().to,
+            Mode::Intervening
+        );
         assert_eq!(a.apply(&Trigger::Handback), None);
         assert_eq!(a.mode(), Mode::Intervening);
     }
@@ -152,7 +170,10 @@ mod tests {
         let mut a = Arbiter::new();
         a.apply(&Trigger::StartEpisode { demo: false });
         a.apply(&Trigger::Takeover);
-        assert_eq!(a.apply(&Trigger::Hold("gamepad lost".into())).unwrap().to, Mode::Hold);
+        assert_eq!(
+            a.apply(&Trigger::Hold("gamepad lost".into())).unwrap().to,
+            Mode::Hold
+        );
         // Nothing but a takeover or an explicit resume leaves Hold.
         assert_eq!(a.apply(&Trigger::Handback), None);
         assert_eq!(a.mode(), Mode::Hold);
@@ -163,8 +184,17 @@ mod tests {
     fn estop_latches_until_cleared() {
         let mut a = Arbiter::new();
         a.apply(&Trigger::StartEpisode { demo: false });
-        assert_eq!(a.apply(&Trigger::EStop("button".into())).unwrap().to, Mode::EStop);
-        for t in [Trigger::Takeover, Trigger::Resume, Trigger::Handback, Trigger::EndEpisode, Trigger::StartEpisode { demo: false }] {
+        assert_eq!(
+            a.apply(&Trigger::EStop("button".into())).unwrap().to,
+            Mode::EStop
+        );
+        for t in [
+            Trigger::Takeover,
+            Trigger::Resume,
+            Trigger::Handback,
+            Trigger::EndEpisode,
+            Trigger::StartEpisode { demo: false },
+        ] {
             assert_eq!(a.apply(&t), None, "{t:?} must not leave EStop");
         }
         assert_eq!(a.apply(&Trigger::ClearEStop).unwrap().to, Mode::Hold);

@@ -79,12 +79,16 @@ impl RealtimePacer {
     }
 
     fn deadline(&self, tick: u64) -> Duration {
-        self.period.saturating_mul((tick + self.skipped).min(u32::MAX as u64) as u32)
+        self.period
+            .saturating_mul((tick + self.skipped).min(u32::MAX as u64) as u32)
     }
 }
 
 fn monotonic_now() -> libc::timespec {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer for the duration of the call.
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
@@ -99,14 +103,24 @@ fn add(ts: libc::timespec, d: Duration) -> libc::timespec {
         sec += 1;
         nsec -= 1_000_000_000;
     }
-    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }
 }
 
 /// Sleeps until an absolute CLOCK_MONOTONIC time, restarting on signals.
 pub fn sleep_until_abs(ts: &libc::timespec) {
     loop {
         // SAFETY: ts points to a valid timespec; the remainder pointer may be null with TIMER_ABSTIME.
-        let rc = unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, ts, std::ptr::null_mut()) };
+        let rc = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                ts,
+                std::ptr::null_mut(),
+            )
+        };
         if rc != libc::EINTR {
             return;
         }

@@ -42,7 +42,12 @@ use crate::teleop::{GamepadInput, PadIntent};
 /// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
 pub trait PolicyDriver: Send {
     /// The goal for this tick, or None when no action is ready (the loop holds).
-    fn step(&mut self, tick: u64, obs: &[f64], measured_q: &[f64]) -> Result<Option<Vec<f64>>, String>;
+    fn step(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        measured_q: &[f64],
+    ) -> Result<Option<Vec<f64>>, String>;
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
     fn doubt(&self) -> Option<f64>;
@@ -217,7 +222,11 @@ impl ControlLoop {
 
     /// The names of the observation vector the policy sees: joint positions then task features.
     pub fn observation_names(cfg: &RobotConfig, sensors: &[Box<dyn SensorSource>]) -> Vec<String> {
-        let mut names: Vec<String> = cfg.joints.iter().map(|j| format!("{}.pos", j.name)).collect();
+        let mut names: Vec<String> = cfg
+            .joints
+            .iter()
+            .map(|j| format!("{}.pos", j.name))
+            .collect();
         for s in sensors {
             names.extend(s.names().iter().cloned());
         }
@@ -266,8 +275,12 @@ impl ControlLoop {
                 self.bus_fail_streak = 0;
                 if self.bus_fault && self.state.alerts.iter().all(|a| a.is_none()) {
                     self.bus_fault = false;
-                    info!("bus answers again; staying in {:?} until a person resumes", self.arbiter.mode());
-                    self.sink.event(tick, LoopEvent::Note("bus recovered".into()));
+                    info!(
+                        "bus answers again; staying in {:?} until a person resumes",
+                        self.arbiter.mode()
+                    );
+                    self.sink
+                        .event(tick, LoopEvent::Note("bus recovered".into()));
                 }
                 if self.reseed {
                     self.last_goal.copy_from_slice(&self.state.q);
@@ -275,8 +288,19 @@ impl ControlLoop {
                     self.reseed = false;
                     self.known_position = true;
                 }
-                if let Some((i, bits)) = self.state.alerts.iter().enumerate().find_map(|(i, a)| a.map(|b| (i, b))) {
-                    let name = self.cfg.joints.get(i).map(|j| j.name.as_str()).unwrap_or("?");
+                if let Some((i, bits)) = self
+                    .state
+                    .alerts
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, a)| a.map(|b| (i, b)))
+                {
+                    let name = self
+                        .cfg
+                        .joints
+                        .get(i)
+                        .map(|j| j.name.as_str())
+                        .unwrap_or("?");
                     self.fault(tick, format!("servo {name} hardware alert 0x{bits:02x}"));
                 }
             }
@@ -321,7 +345,9 @@ impl ControlLoop {
         self.obs.extend_from_slice(&self.features);
         let mode = self.arbiter.mode();
         let mut proposal = None;
-        let run_policy = self.arbiter.in_episode() && !self.arbiter.is_demo() && matches!(mode, Mode::Autonomous | Mode::Intervening);
+        let run_policy = self.arbiter.in_episode()
+            && !self.arbiter.is_demo()
+            && matches!(mode, Mode::Autonomous | Mode::Intervening);
         if run_policy {
             if let Some(p) = self.policy.as_mut() {
                 match p.step(tick, &self.obs, &self.state.q) {
@@ -349,7 +375,11 @@ impl ControlLoop {
                 }
             }
             Mode::Intervening => {
-                source = if self.arbiter.is_demo() { ControlSource::Demo } else { ControlSource::Intervention };
+                source = if self.arbiter.is_demo() {
+                    ControlSource::Demo
+                } else {
+                    ControlSource::Intervention
+                };
                 match &pad_out.human_goal {
                     Some(g) if g.len() == self.cmd.len() => self.cmd.copy_from_slice(g),
                     _ => self.cmd.copy_from_slice(&self.last_goal),
@@ -368,22 +398,43 @@ impl ControlLoop {
                 *g = l + alpha * (*g - l);
             }
             if self.ramp_left == self.ramp_ticks {
-                let jump = self.cmd.iter().zip(&self.last_goal).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                let jump = self
+                    .cmd
+                    .iter()
+                    .zip(&self.last_goal)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
                 self.max_handback_jump = self.max_handback_jump.max(jump);
             }
             self.ramp_left -= 1;
         }
-        if self.arbiter.mode() == Mode::Intervening && self.takeover_tick == Some(tick) && pad_out.human_goal.is_some() {
-            let jump = self.cmd.iter().zip(&self.state.q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        if self.arbiter.mode() == Mode::Intervening
+            && self.takeover_tick == Some(tick)
+            && pad_out.human_goal.is_some()
+        {
+            let jump = self
+                .cmd
+                .iter()
+                .zip(&self.state.q)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
             self.max_takeover_jump = self.max_takeover_jump.max(jump);
         }
         // 8. Filter and write. Every goal the arm receives passes here.
-        let outcome = self.filter.apply(&self.cmd, &self.last_goal, &mut self.goal);
+        let outcome = self
+            .filter
+            .apply(&self.cmd, &self.last_goal, &mut self.goal);
         if outcome.non_finite {
             self.fault(tick, "non-finite command".into());
         }
         if outcome.clamped() {
-            self.sink.event(tick, LoopEvent::Clamp { limit: outcome.limit_clamps, step: outcome.step_clamps });
+            self.sink.event(
+                tick,
+                LoopEvent::Clamp {
+                    limit: outcome.limit_clamps,
+                    step: outcome.step_clamps,
+                },
+            );
         }
         if self.known_position && !self.torque_off {
             if let Err(e) = self.arm.write(&self.goal) {
@@ -418,6 +469,9 @@ impl ControlLoop {
             episode_time: (tick.saturating_sub(self.episode_start_tick)) as f64 * period,
         };
         if let Some(env) = self.env.as_mut() {
+            if let Err(e) = self.arm.sync() {
+                warn!("bus barrier failed: {e}");
+            }
             if let Some(o) = env.after_tick(&info) {
                 if self.arbiter.in_episode() {
                     self.pending_outcome = Some(o);
@@ -492,7 +546,11 @@ impl ControlLoop {
                 self.transition(tick, Trigger::Handback);
             }
             PadIntent::StartEpisode => {
-                let demo = self.opts.plan.map(|p| p.demo).unwrap_or(self.policy.is_none());
+                let demo = self
+                    .opts
+                    .plan
+                    .map(|p| p.demo)
+                    .unwrap_or(self.policy.is_none());
                 if let Err(e) = self.start_episode(tick, demo) {
                     warn!("start episode refused: {e}");
                 }
@@ -548,7 +606,9 @@ impl ControlLoop {
                     self.pad.release_hold();
                     self.transition(tick, Trigger::Resume)
                         .map(|_| ())
-                        .ok_or_else(|| format!("resume only leaves Hold; mode is {:?}", self.arbiter.mode()))
+                        .ok_or_else(|| {
+                            format!("resume only leaves Hold; mode is {:?}", self.arbiter.mode())
+                        })
                 }
             }
             Request::Estop {} => {
@@ -590,7 +650,8 @@ impl ControlLoop {
 
     fn install_policy(&mut self, tick: u64, p: Box<dyn PolicyDriver>) {
         info!(version = p.version(), "policy loaded");
-        self.sink.event(tick, LoopEvent::PolicyLoaded(p.version().to_string()));
+        self.sink
+            .event(tick, LoopEvent::PolicyLoaded(p.version().to_string()));
         self.policy = Some(p);
     }
 
@@ -599,14 +660,19 @@ impl ControlLoop {
             return Err("an episode is already running".into());
         }
         if self.arbiter.mode() != Mode::Idle {
-            return Err(format!("cannot start an episode in {:?}", self.arbiter.mode()));
+            return Err(format!(
+                "cannot start an episode in {:?}",
+                self.arbiter.mode()
+            ));
         }
         if !self.known_position {
             return Err("the arm's position is not known yet (no successful bus read)".into());
         }
         if !demo {
             if self.policy.is_none() {
-                return Err("no policy is loaded; record demonstrations first (demo episodes)".into());
+                return Err(
+                    "no policy is loaded; record demonstrations first (demo episodes)".into(),
+                );
             }
             if self.cfg.teleop.require_gamepad && !self.pad.connected() {
                 return Err(
@@ -620,8 +686,15 @@ impl ControlLoop {
         if let Ok(p) = self.policy_updates.try_recv() {
             self.install_policy(tick, p);
         }
-        let version = if demo { None } else { self.policy.as_ref().map(|p| p.version().to_string()) };
-        if let Err(e) = self.sink.begin_episode(self.episode_index, demo, version, &self.opts.task) {
+        let version = if demo {
+            None
+        } else {
+            self.policy.as_ref().map(|p| p.version().to_string())
+        };
+        if let Err(e) = self
+            .sink
+            .begin_episode(self.episode_index, demo, version, &self.opts.task)
+        {
             // Recording is the point of an episode, but control must go on: report loudly.
             error!("recording could not start: {e}");
         }
@@ -648,7 +721,10 @@ impl ControlLoop {
 
     fn maybe_start_planned(&mut self, tick: u64) {
         let Some(plan) = self.opts.plan else { return };
-        if self.arbiter.mode() == Mode::Idle && !self.reseed && (self.outcomes.len() as u64) < plan.episodes {
+        if self.arbiter.mode() == Mode::Idle
+            && !self.reseed
+            && (self.outcomes.len() as u64) < plan.episodes
+        {
             if let Err(e) = self.start_episode(tick, plan.demo) {
                 warn!("planned episode could not start: {e}");
                 self.stop.store(true, Ordering::Relaxed);
@@ -657,7 +733,9 @@ impl ControlLoop {
     }
 
     fn update_help(&mut self, doubt: Option<f64>) {
-        let Some(th) = self.cfg.policy.doubt_threshold else { return };
+        let Some(th) = self.cfg.policy.doubt_threshold else {
+            return;
+        };
         let want = doubt.is_some_and(|d| d > th) && self.arbiter.mode() == Mode::Autonomous;
         if want && !self.help_requested {
             self.pad.rumble_help();
@@ -666,7 +744,9 @@ impl ControlLoop {
     }
 
     fn publish(&mut self, tick: u64, doubt: Option<f64>) {
-        let Ok(mut s) = self.status.try_lock() else { return };
+        let Ok(mut s) = self.status.try_lock() else {
+            return;
+        };
         s.mode = self.arbiter.mode();
         s.in_episode = self.arbiter.in_episode();
         s.demo = self.arbiter.is_demo();

@@ -33,4 +33,9 @@ pub trait ArmIo: Send {
     /// Writes goal positions (rad). Only the control loop's safety filter calls this.
     fn write(&mut self, goals: &[f64]) -> Result<(), String>;
     fn set_torque(&mut self, on: bool) -> Result<(), String>;
+    /// Returns once everything written so far has reached the arm (lockstep simulation
+    /// advances the world only after the tick's goals were applied).
+    fn sync(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }

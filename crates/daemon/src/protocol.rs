@@ -89,22 +89,46 @@ mod tests {
 
     #[test]
     fn parses_every_command() {
-        assert_eq!(parse_request(r#"{"cmd":"status"}"#).unwrap(), Request::Status {});
-        assert_eq!(parse_request(r#"{"cmd":"start_episode"}"#).unwrap(), Request::StartEpisode { demo: false });
-        assert_eq!(parse_request(r#"{"cmd":"start_episode","demo":true}"#).unwrap(), Request::StartEpisode { demo: true });
+        assert_eq!(
+            parse_request(r#"{"cmd":"status"}"#).unwrap(),
+            Request::Status {}
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"start_episode"}"#).unwrap(),
+            Request::StartEpisode { demo: false }
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"start_episode","demo":true}"#).unwrap(),
+            Request::StartEpisode { demo: true }
+        );
         assert_eq!(
             parse_request(r#"{"cmd":"stop_episode","outcome":"failure"}"#).unwrap(),
-            Request::StopEpisode { outcome: StopOutcome::Failure }
+            Request::StopEpisode {
+                outcome: StopOutcome::Failure
+            }
         );
-        assert_eq!(parse_request(r#" {"cmd":"clear_estop"} "#).unwrap(), Request::ClearEstop {});
+        assert_eq!(
+            parse_request(r#" {"cmd":"clear_estop"} "#).unwrap(),
+            Request::ClearEstop {}
+        );
     }
 
     #[test]
     fn rejects_malformed_input_with_help() {
-        for bad in ["", "status", "{", r#"{"cmd":"fly"}"#, r#"{"cmd":"status","x":1}"#, r#"{"cmd":"stop_episode"}"#, "[1,2]"] {
+        for bad in [
+            "",
+            "status",
+            "{",
+            r#"{"cmd":"fly"}"#,
+            r#"{"cmd":"status","x":1}"#,
+            r#"{"cmd":"stop_episode"}"#,
+            "[1,2]",
+        ] {
             let e = parse_request(bad).unwrap_err();
             assert!(e.contains("commands:"), "{bad}: {e}");
         }
-        assert!(parse_request(&"x".repeat(MAX_LINE + 1)).unwrap_err().contains("longer"));
+        assert!(parse_request(&"x".repeat(MAX_LINE + 1))
+            .unwrap_err()
+            .contains("longer"));
     }
 }

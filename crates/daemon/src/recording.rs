@@ -49,7 +49,13 @@ pub enum LoopEvent {
 
 /// The recorder as the loop sees it. Every method returns at once.
 pub trait FrameSink: Send {
-    fn begin_episode(&mut self, index: u64, demo: bool, policy_version: Option<String>, task: &str) -> Result<(), String>;
+    fn begin_episode(
+        &mut self,
+        index: u64,
+        demo: bool,
+        policy_version: Option<String>,
+        task: &str,
+    ) -> Result<(), String>;
     fn frame(&mut self, f: FrameRecord<'_>);
     fn event(&mut self, tick: u64, e: LoopEvent);
     fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome);

@@ -66,12 +66,20 @@ impl SafetyFilter {
     pub fn apply(&mut self, proposed: &[f64], previous: &[f64], out: &mut [f64]) -> FilterOutcome {
         let mut o = FilterOutcome::default();
         let n = self.limits.len();
-        if proposed.len() != n || previous.len() != n || out.len() != n || proposed.iter().any(|v| !v.is_finite()) {
+        if proposed.len() != n
+            || previous.len() != n
+            || out.len() != n
+            || proposed.iter().any(|v| !v.is_finite())
+        {
             o.non_finite = true;
             self.non_finite_count += 1;
             for i in 0..n.min(out.len()).min(previous.len()) {
                 let [lo, hi] = self.limits[i];
-                out[i] = if previous[i].is_finite() { previous[i].clamp(lo, hi) } else { (lo + hi) / 2.0 };
+                out[i] = if previous[i].is_finite() {
+                    previous[i].clamp(lo, hi)
+                } else {
+                    (lo + hi) / 2.0
+                };
             }
             return o;
         }

@@ -71,14 +71,21 @@ pub async fn serve_socket(
     Ok(())
 }
 
-async fn handle_connection(stream: UnixStream, commands: Sender<Command>, status: Arc<Mutex<Status>>) -> std::io::Result<()> {
+async fn handle_connection(
+    stream: UnixStream,
+    commands: Sender<Command>,
+    status: Arc<Mutex<Status>>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     let mut buf = Vec::with_capacity(256);
     loop {
         buf.clear();
         // Read one line, refusing to buffer more than MAX_LINE (+1 to detect overflow).
-        let n = (&mut lines).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).await?;
+        let n = (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await?;
         if n == 0 {
             return Ok(());
         }
@@ -124,7 +131,9 @@ pub async fn notify_loop(status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
     let watchdog_every = sd_notify::watchdog_enabled();
     let watchdog = watchdog_every.is_some();
     // Feed at half the watchdog interval.
-    let interval = watchdog_every.map(|d| (d / 2).max(Duration::from_millis(50))).unwrap_or(Duration::from_millis(500));
+    let interval = watchdog_every
+        .map(|d| (d / 2).max(Duration::from_millis(50)))
+        .unwrap_or(Duration::from_millis(500));
     let mut ready = false;
     let mut last_tick = 0u64;
     let mut last_line = String::new();

@@ -39,7 +39,9 @@ impl LatencyHistogram {
         // Bounds are constants known to be valid for hdrhistogram.
         match Histogram::new_with_bounds(1, 60_000_000, 3) {
             Ok(h) => Self(h),
-            Err(_) => Self(Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))),
+            Err(_) => Self(
+                Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid")),
+            ),
         }
     }
 

@@ -74,7 +74,11 @@ impl Status {
             self.takeover_button,
             self.episodes_done,
             self.policy_version.as_deref().unwrap_or("none"),
-            if self.faults.is_empty() { "none".to_string() } else { self.faults.join(", ") }
+            if self.faults.is_empty() {
+                "none".to_string()
+            } else {
+                self.faults.join(", ")
+            }
         )
     }
 }

@@ -1,0 +1,291 @@
+//! The real parts behind the loop's small traits: the Dynamixel arm, the gamepad (gilrs or
+//! virtual) with the teleop controller, and the tch policy runner.
+
+use intervened_dxl::{Arm, ArmReading, ServoFault};
+use intervened_policy::PolicyRunner;
+use intervened_robot::{Axis, Button};
+use intervened_teleop::{GamepadSource, Intent, RumblePattern, TeleopController};
+use tracing::{info, warn};
+
+use crate::control::PolicyDriver;
+use crate::hardware::{ArmIo, ArmState};
+use crate::teleop::{GamepadInput, PadIntent, PadTick};
+
+/// The Dynamixel arm (real bus or the emulator's pty).
+pub struct DxlArm {
+    arm: Arm,
+    reading: ArmReading,
+    /// Ticks since the port went away; a reconnect is tried every `RECONNECT_EVERY` ticks so
+    /// a missing adapter never costs more than one open attempt per interval.
+    gone_ticks: u64,
+}
+
+const RECONNECT_EVERY: u64 = 25;
+
+impl DxlArm {
+    pub fn new(arm: Arm) -> Self {
+        let reading = arm.new_reading();
+        Self {
+            arm,
+            reading,
+            gone_ticks: 0,
+        }
+    }
+
+    pub fn arm_mut(&mut self) -> &mut Arm {
+        &mut self.arm
+    }
+}
+
+impl ArmIo for DxlArm {
+    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), String> {
+        if self.gone_ticks > 0 {
+            self.gone_ticks += 1;
+            if self.gone_ticks % RECONNECT_EVERY != 0 {
+                return Err("serial port gone (adapter unplugged?)".into());
+            }
+            match self.arm.reconnect() {
+                Ok(()) => {
+                    info!("bus reconnected");
+                    self.gone_ticks = 0;
+                }
+                Err(e) => return Err(format!("reconnect failed: {e}")),
+            }
+        }
+        self.arm.read_into(tick, &mut self.reading);
+        let r = &self.reading;
+        let mut failed = 0;
+        let mut first_err = None;
+        for (i, st) in r.status.iter().enumerate() {
+            match st {
+                Ok(()) => {
+                    if let (Some(o), Some(v)) = (out.alerts.get_mut(i), r.q.get(i)) {
+                        *o = None;
+                        out.q[i] = *v;
+                    }
+                }
+                Err(ServoFault::HardwareAlert(bits)) => {
+                    if let (Some(o), Some(v)) = (out.alerts.get_mut(i), r.q.get(i)) {
+                        *o = Some((*bits).max(1));
+                        out.q[i] = *v;
+                    }
+                }
+                Err(ServoFault::PortGone) => {
+                    self.gone_ticks = 1;
+                    return Err("serial port gone (adapter unplugged?)".into());
+                }
+                Err(e) => {
+                    failed += 1;
+                    first_err.get_or_insert_with(|| {
+                        format!("servo {}: {e}", self.arm.ids().get(i).copied().unwrap_or(0))
+                    });
+                }
+            }
+        }
+        if let Some(qd) = &r.qd {
+            out.qd.copy_from_slice(qd);
+        }
+        if let Some(c) = &r.current {
+            out.current.copy_from_slice(c);
+        }
+        match first_err {
+            // One silent servo fails the tick: a joint we cannot see is a joint we cannot hold safely.
+            Some(e) => Err(format!("{failed} servo(s) failed: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    fn write(&mut self, goals: &[f64]) -> Result<(), String> {
+        if self.gone_ticks > 0 {
+            return Err("serial port gone".into());
+        }
+        self.arm.write_goals(goals).map_err(|e| e.to_string())
+    }
+
+    fn set_torque(&mut self, on: bool) -> Result<(), String> {
+        self.arm.set_torque(on).map_err(|e| e.to_string())
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        // A ping is answered only after every byte before it was handled: a barrier.
+        let id = self.arm.ids().first().copied().unwrap_or(1);
+        self.arm
+            .bus_mut()
+            .ping(id)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The gamepad (gilrs or virtual) with takeover, mapping and integration.
+pub struct Pad {
+    ctl: TeleopController,
+    source: Box<dyn GamepadSource>,
+    events: Vec<intervened_teleop::GamepadEvent>,
+}
+
+impl Pad {
+    pub fn new(ctl: TeleopController, source: Box<dyn GamepadSource>) -> Self {
+        Self {
+            ctl,
+            source,
+            events: Vec::with_capacity(64),
+        }
+    }
+}
+
+const AXES: [Axis; 8] = [
+    Axis::LeftStickX,
+    Axis::LeftStickY,
+    Axis::RightStickX,
+    Axis::RightStickY,
+    Axis::LeftTrigger,
+    Axis::RightTrigger,
+    Axis::DpadX,
+    Axis::DpadY,
+];
+
+const BUTTONS: [Button; 17] = [
+    Button::South,
+    Button::East,
+    Button::North,
+    Button::West,
+    Button::LeftBumper,
+    Button::RightBumper,
+    Button::LeftTrigger,
+    Button::RightTrigger,
+    Button::Select,
+    Button::Start,
+    Button::Mode,
+    Button::LeftThumb,
+    Button::RightThumb,
+    Button::DpadUp,
+    Button::DpadDown,
+    Button::DpadLeft,
+    Button::DpadRight,
+];
+
+fn map_intent(i: Intent) -> Option<PadIntent> {
+    Some(match i {
+        Intent::Takeover => PadIntent::Takeover,
+        Intent::Handback => PadIntent::Handback,
+        Intent::StartEpisode => PadIntent::StartEpisode,
+        Intent::Success => PadIntent::Success,
+        Intent::Failure => PadIntent::Failure,
+        Intent::Discard => PadIntent::Discard,
+        Intent::EStop => PadIntent::EStop,
+        Intent::ClearEStop => PadIntent::ClearEStop,
+        Intent::GamepadLost => PadIntent::Lost,
+        Intent::GamepadConnected(id) => {
+            info!(pad = %id, "gamepad connected");
+            return None;
+        }
+    })
+}
+
+impl GamepadInput for Pad {
+    fn tick(&mut self, measured: &[f64], dt: f64) -> PadTick {
+        self.events.clear();
+        self.events.extend(self.source.events().try_iter());
+        let out = self.ctl.tick(self.events.drain(..), measured, dt);
+        for r in &out.rumbles {
+            self.source.rumble(*r);
+        }
+        if let Some(e) = &out.goal_error {
+            warn!("teleop goal unavailable: {e}");
+        }
+        let pad = self.ctl.takeover().pad();
+        let axes = AXES.iter().map(|a| pad.axis(*a)).collect();
+        let buttons = BUTTONS
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| pad.is_pressed(**b))
+            .fold(0u32, |m, (i, _)| m | (1 << i));
+        PadTick {
+            intents: out.intents.into_iter().filter_map(map_intent).collect(),
+            human_goal: out.human_goal,
+            axes,
+            buttons,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.ctl.takeover().pad().any_connected()
+    }
+
+    fn count(&self) -> usize {
+        self.ctl.takeover().pad().connected().len()
+    }
+
+    fn set_demo(&mut self, on: bool) {
+        if let Some(i) = self.ctl.takeover_mut().set_demo(on) {
+            self.ctl.note_intent(i);
+        }
+    }
+
+    fn release_hold(&mut self) {
+        match self.ctl.takeover_mut().release_hold() {
+            Ok(Some(i)) => self.ctl.note_intent(i),
+            Ok(None) => {}
+            Err(e) => warn!("gamepad hold not released: {e}"),
+        }
+    }
+
+    fn latch_estop(&mut self) {
+        if let Some(i) = self.ctl.takeover_mut().latch_estop() {
+            self.ctl.note_intent(i);
+        }
+    }
+
+    fn clear_estop(&mut self) {
+        self.ctl.takeover_mut().clear_estop();
+    }
+
+    fn rumble_help(&mut self) {
+        self.source.rumble(RumblePattern::HelpRequested);
+    }
+}
+
+/// The tch policy runner.
+pub struct TchPolicy {
+    runner: PolicyRunner,
+    version: String,
+    errors_seen: u64,
+}
+
+impl TchPolicy {
+    pub fn new(runner: PolicyRunner, version: String) -> Self {
+        Self {
+            runner,
+            version,
+            errors_seen: 0,
+        }
+    }
+}
+
+impl PolicyDriver for TchPolicy {
+    fn step(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        measured_q: &[f64],
+    ) -> Result<Option<Vec<f64>>, String> {
+        let a = self.runner.step(tick, obs, measured_q);
+        // RunnerStats is plain data; its only heap part (last_error) exists only after an error.
+        let stats = self.runner.stats();
+        if stats.errors > self.errors_seen {
+            self.errors_seen = stats.errors;
+            return Err(stats.last_error.unwrap_or_else(|| "policy error".into()));
+        }
+        Ok(a)
+    }
+    fn reset(&mut self) {
+        self.runner.reset();
+    }
+    fn doubt(&self) -> Option<f64> {
+        self.runner.last_doubt().map(f64::from)
+    }
+    fn version(&self) -> &str {
+        &self.version
+    }
+}

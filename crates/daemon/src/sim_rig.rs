@@ -1,0 +1,214 @@
+//! The simulated robot: the emulated servo chain on a pty, the arm-and-block world, and the
+//! simulated human on a virtual gamepad. The daemon talks to it exactly as to a real arm:
+//! Protocol 2.0 over a serial line, gamepad events through the teleop crate.
+//!
+//! In lockstep, each tick after the goals are written the rig advances the servos and the
+//! world by one control period, then lets the simulated human look and move the sticks.
+//! The same seed therefore gives the same episode, bit for bit.
+
+use std::sync::{Arc, Mutex};
+
+use intervened_robot::{Calibration, RobotConfig};
+use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, SharedChain};
+use intervened_teleop::VirtualGamepad;
+use intervened_world::{HumanParams, SimulatedHuman, World, WorldSensor};
+use tracing::warn;
+
+use crate::arbiter::Mode;
+use crate::control::{Environment, TickInfo};
+use crate::recording::EpisodeOutcome;
+
+/// What the simulated human does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HumanMode {
+    /// Nobody at the gamepad.
+    Off,
+    /// Teleoperates demonstration episodes, supervises policy episodes.
+    On,
+}
+
+/// The emulator and its pty, started for `port = "sim"`.
+pub struct SimBus {
+    pub chain: SharedChain,
+    pub server: PtyServer,
+}
+
+impl SimBus {
+    pub fn start(cfg: &RobotConfig, realtime: bool) -> std::io::Result<Self> {
+        let dynamics = Dynamics {
+            time_constant_s: cfg.sim.servo_time_constant_s,
+            max_velocity_rad_s: cfg.sim.servo_max_velocity,
+        };
+        let chain = Chain::new(specs_from_config(cfg), dynamics).shared();
+        let server = PtyServer::start(
+            chain.clone(),
+            ServerOptions {
+                realtime,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self { chain, server })
+    }
+}
+
+pub struct SimRig {
+    cfg: RobotConfig,
+    cal: Calibration,
+    chain: SharedChain,
+    world: Arc<Mutex<World>>,
+    human: Option<SimulatedHuman>,
+    pad: VirtualGamepad,
+    seed: u64,
+    period: f64,
+    q: Vec<f64>,
+    gripper: Option<(usize, u8)>,
+    /// Episodes the world judged, for reports.
+    pub successes: u64,
+}
+
+/// The arm's start pose for each episode (rad, config order): raised, gripper open.
+pub fn home_pose(cfg: &RobotConfig) -> Vec<f64> {
+    cfg.joints
+        .iter()
+        .map(|j| match j.name.as_str() {
+            "shoulder_lift" => -0.3,
+            "elbow_flex" => 0.6,
+            "wrist_flex" => 0.9,
+            _ if j.gripper => (j.limits[1] * 0.8).max(j.limits[0]),
+            _ => 0.0_f64.clamp(j.limits[0], j.limits[1]),
+        })
+        .collect()
+}
+
+impl SimRig {
+    pub fn new(
+        cfg: &RobotConfig,
+        cal: Calibration,
+        chain: SharedChain,
+        human: HumanMode,
+        human_params: HumanParams,
+    ) -> Result<(Self, WorldSensor, VirtualGamepad), String> {
+        let world = World::new(cfg).map_err(|e| format!("sim world: {e}"))?;
+        let world = Arc::new(Mutex::new(world));
+        let human = match human {
+            HumanMode::Off => None,
+            HumanMode::On => Some(
+                SimulatedHuman::new(cfg, human_params)
+                    .map_err(|e| format!("simulated human: {e}"))?,
+            ),
+        };
+        let pad = VirtualGamepad::new();
+        if human.is_some() {
+            pad.connect();
+        }
+        let gripper = cfg
+            .joints
+            .iter()
+            .enumerate()
+            .find(|(_, j)| j.gripper)
+            .map(|(i, j)| (i, j.id));
+        let sensor = WorldSensor::new(world.clone());
+        let rig = Self {
+            cfg: cfg.clone(),
+            cal,
+            chain,
+            world,
+            human,
+            pad: pad.clone(),
+            seed: cfg.sim.seed,
+            period: cfg.period_s(),
+            q: vec![0.0; cfg.joints.len()],
+            gripper,
+            successes: 0,
+        };
+        Ok((rig, sensor, pad))
+    }
+
+    fn read_q(cfg: &RobotConfig, cal: &Calibration, chain: &Chain, q: &mut [f64]) {
+        for (i, (j, (_, c))) in cfg.joints.iter().zip(&cal.joints).enumerate() {
+            if let (Some(t), Some(q)) = (chain.present_position(j.id), q.get_mut(i)) {
+                *q = c.ticks_to_rad(t);
+            }
+        }
+    }
+}
+
+impl Environment for SimRig {
+    fn prepare_episode(&mut self, index: u64) {
+        let episode_seed = self.seed.wrapping_mul(1_000_003).wrapping_add(index);
+        if let Ok(mut w) = self.world.lock() {
+            w.reset(episode_seed);
+        }
+        if let Some(h) = self.human.as_mut() {
+            h.reset_episode(episode_seed);
+        }
+        // Put the arm back at its start pose, as a person resets the scene between episodes.
+        let home = home_pose(&self.cfg);
+        if let Ok(mut chain) = self.chain.lock() {
+            for ((j, (_, c)), q) in self
+                .cfg
+                .joints
+                .iter()
+                .zip(self.cal.joints.iter())
+                .zip(&home)
+            {
+                let ticks = c.rad_to_ticks(*q);
+                chain.set_present_position(j.id, ticks);
+                let mut params = vec![116u8, 0];
+                params.extend_from_slice(&ticks.to_le_bytes());
+                chain.handle(&intervened_sim::packet::encode_instruction(
+                    j.id, 0x03, &params,
+                ));
+            }
+            if let Some((_, id)) = self.gripper {
+                chain.set_obstacle(id, None);
+            }
+        }
+    }
+
+    fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome> {
+        let dt = self.period;
+        let Ok(mut chain) = self.chain.lock() else {
+            return None;
+        };
+        chain.advance(dt);
+        Self::read_q(&self.cfg, &self.cal, &chain, &mut self.q);
+        let Ok(mut world) = self.world.lock() else {
+            return None;
+        };
+        if let Err(e) = world.step(&self.q, dt) {
+            warn!("sim world step: {e}");
+        }
+        // A block between the jaws stops the gripper like a real one.
+        if let Some((i, id)) = self.gripper {
+            let stop = world
+                .gripper_stop()
+                .and_then(|o| self.cal.joints.get(i).map(|(_, c)| c.rad_to_ticks(o)));
+            chain.set_obstacle(id, stop);
+        }
+        drop(chain);
+        let features = world.features();
+        let verdict = if info.in_episode && world.success() {
+            self.successes += 1;
+            Some(EpisodeOutcome::Success)
+        } else if info.in_episode && world.timed_out() {
+            Some(EpisodeOutcome::Failure)
+        } else {
+            None
+        };
+        drop(world);
+        if let Some(h) = self.human.as_mut() {
+            if info.in_episode && info.mode != Mode::EStop {
+                match h.step(&self.q, &features, !info.demo) {
+                    Ok(cmd) => {
+                        self.pad.apply_state(&cmd.axes, &cmd.pressed);
+                    }
+                    Err(e) => warn!("simulated human: {e}"),
+                }
+            } else {
+                self.pad.apply_state(&[], &[]);
+            }
+        }
+        verdict
+    }
+}
