@@ -29,7 +29,9 @@ pub enum EpisodeError {
     BadFileName { path: PathBuf },
     #[error("{path}: episode already exists; refusing to overwrite recorded data")]
     AlreadyExists { path: PathBuf },
-    #[error("frame {tick} has {got} values in `{field}`, the episode has {expected} joints/features")]
+    #[error(
+        "frame {tick} has {got} values in `{field}`, the episode has {expected} joints/features"
+    )]
     FrameShape {
         tick: u64,
         field: &'static str,

@@ -2,22 +2,25 @@
 //! first damaged record (the chunk being written when the process died) and everything
 //! before it is returned.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use enumset::EnumSet;
-use mcap::read::Options;
+use mcap::read::{ChunkReader, LinearReader, Options};
+use mcap::records::{ChunkHeader, Record};
 use tracing::warn;
 
 use crate::error::{EpisodeError, Result};
 use crate::format::{
-    ActionIn, EpisodeRecord, GamepadIn, ObservationIn, ProposalIn, TOPIC_ACTION,
-    TOPIC_DIAGNOSTICS, TOPIC_EPISODE, TOPIC_EVENTS, TOPIC_GAMEPAD, TOPIC_OBSERVATION,
-    TOPIC_PROPOSAL,
+    ActionIn, EpisodeRecord, GamepadIn, ObservationIn, ProposalIn, TOPIC_ACTION, TOPIC_DIAGNOSTICS,
+    TOPIC_EPISODE, TOPIC_EVENTS, TOPIC_GAMEPAD, TOPIC_OBSERVATION, TOPIC_PROPOSAL,
 };
 use crate::labels::derive_labels;
 use crate::layout;
 use crate::manifest::{Manifest, ManifestBuilder};
-use crate::types::{ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, Frame, Label, Outcome};
+use crate::types::{
+    ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, Frame, Label, Outcome,
+};
 
 /// A whole episode in memory.
 #[derive(Debug, Clone)]
@@ -71,47 +74,32 @@ fn has_footer(buf: &[u8]) -> bool {
     buf.len() > 16 && buf.ends_with(mcap::MAGIC) && mcap::read::footer(buf).is_ok()
 }
 
-/// Scan an episode file's bytes up to the first error. Never fails: damage ends the scan.
-pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
-    let mut scan = Scan {
-        has_footer: has_footer(buf),
-        ..Scan::default()
-    };
-    let opts: EnumSet<Options> = Options::IgnoreEndMagic.into();
-    let stream = match mcap::MessageStream::new_with_options(buf, opts) {
-        Ok(s) => s,
-        Err(e) => {
-            scan.stream_error = Some(e.to_string());
-            return scan;
-        }
-    };
-    // Frames are assembled from consecutive messages: observation opens a frame, the action,
-    // proposal and gamepad messages of the same tick complete it. The writer puts all of a
-    // frame's messages in one chunk, so a frame is either whole or absent.
-    let mut current: Option<Frame> = None;
-    let mut has_action = false;
-    let finish_frame = |cur: &mut Option<Frame>, has_action: &mut bool, out: &mut Vec<Frame>| {
-        if let Some(f) = cur.take() {
-            if *has_action {
-                out.push(f);
+/// Turns a message sequence into frames: observation opens a frame; the action, proposal and
+/// gamepad messages of the same tick complete it. The writer puts all of a frame's messages
+/// in one chunk, and only complete chunks are read, so a frame is either whole or absent.
+#[derive(Default)]
+struct Assembler {
+    scan: Scan,
+    current: Option<Frame>,
+    has_action: bool,
+}
+
+impl Assembler {
+    fn finish_frame(&mut self) {
+        if let Some(f) = self.current.take() {
+            if self.has_action {
+                self.scan.frames.push(f);
             }
         }
-        *has_action = false;
-    };
-    for msg in stream {
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                scan.stream_error = Some(e.to_string());
-                break;
-            }
-        };
-        let data: &[u8] = &msg.data;
-        let ok = match msg.channel.topic.as_str() {
+        self.has_action = false;
+    }
+
+    fn message(&mut self, topic: &str, data: &[u8]) {
+        let ok = match topic {
             TOPIC_OBSERVATION => match serde_json::from_slice::<ObservationIn>(data) {
                 Ok(o) => {
-                    finish_frame(&mut current, &mut has_action, &mut scan.frames);
-                    current = Some(Frame {
+                    self.finish_frame();
+                    self.current = Some(Frame {
                         tick: o.tick,
                         t: o.t,
                         q: o.q,
@@ -131,10 +119,10 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
             },
             TOPIC_ACTION => match serde_json::from_slice::<ActionIn>(data) {
                 Ok(a) => {
-                    if let Some(f) = current.as_mut().filter(|f| f.tick == a.tick) {
+                    if let Some(f) = self.current.as_mut().filter(|f| f.tick == a.tick) {
                         f.goal = a.goal;
                         f.source = a.source;
-                        has_action = true;
+                        self.has_action = true;
                     }
                     true
                 }
@@ -142,7 +130,7 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
             },
             TOPIC_PROPOSAL => match serde_json::from_slice::<ProposalIn>(data) {
                 Ok(p) => {
-                    if let Some(f) = current.as_mut().filter(|f| f.tick == p.tick) {
+                    if let Some(f) = self.current.as_mut().filter(|f| f.tick == p.tick) {
                         f.proposal = Some(p.action);
                         f.doubt = p.doubt;
                     }
@@ -152,7 +140,7 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
             },
             TOPIC_GAMEPAD => match serde_json::from_slice::<GamepadIn>(data) {
                 Ok(g) => {
-                    if let Some(f) = current.as_mut().filter(|f| f.tick == g.tick) {
+                    if let Some(f) = self.current.as_mut().filter(|f| f.tick == g.tick) {
                         f.pad_axes = g.axes;
                         f.pad_buttons = g.buttons;
                     }
@@ -162,21 +150,21 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
             },
             TOPIC_EVENTS => match serde_json::from_slice::<EventRecord>(data) {
                 Ok(e) => {
-                    scan.events.push(e);
+                    self.scan.events.push(e);
                     true
                 }
                 Err(_) => false,
             },
             TOPIC_DIAGNOSTICS => match serde_json::from_slice::<DiagnosticsRecord>(data) {
                 Ok(d) => {
-                    scan.diagnostics.push(d);
+                    self.scan.diagnostics.push(d);
                     true
                 }
                 Err(_) => false,
             },
             TOPIC_EPISODE => match serde_json::from_slice::<EpisodeRecord>(data) {
                 Ok(EpisodeRecord::Begin { meta }) => {
-                    scan.meta.get_or_insert(meta);
+                    self.scan.meta.get_or_insert(meta);
                     true
                 }
                 Ok(EpisodeRecord::End {
@@ -184,7 +172,7 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
                     dropped_frames,
                     ..
                 }) => {
-                    scan.end = Some((outcome, dropped_frames));
+                    self.scan.end = Some((outcome, dropped_frames));
                     true
                 }
                 Err(_) => false,
@@ -193,11 +181,92 @@ pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
             _ => true,
         };
         if !ok {
-            scan.bad_messages += 1;
+            self.scan.bad_messages += 1;
         }
     }
-    finish_frame(&mut current, &mut has_action, &mut scan.frames);
-    scan
+}
+
+/// The messages of one complete chunk, or why the chunk cannot be trusted.
+fn chunk_messages(
+    header: ChunkHeader,
+    data: &[u8],
+    topics: &mut HashMap<u16, String>,
+) -> std::result::Result<Vec<(u16, Vec<u8>)>, String> {
+    // A chunk whose length was written but whose data never reached the disk (power cut
+    // between writeback of the two) fails its CRC; only uncompressed chunks are checked here,
+    // which is what the writer produces.
+    if header.compression.is_empty()
+        && header.uncompressed_crc != 0
+        && crc32fast::hash(data) != header.uncompressed_crc
+    {
+        return Err("chunk CRC mismatch (torn write)".to_string());
+    }
+    let reader = ChunkReader::new(header, data).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for rec in reader {
+        match rec.map_err(|e| e.to_string())? {
+            Record::Message { header, data } => out.push((header.channel_id, data.into_owned())),
+            Record::Channel(c) => {
+                topics.insert(c.id, c.topic);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Scan an episode file's bytes up to its last complete chunk. Never fails: damage (a torn
+/// chunk, a cut-off record) ends the scan and is noted in `stream_error`.
+pub(crate) fn scan_bytes(buf: &[u8]) -> Scan {
+    let mut asm = Assembler::default();
+    asm.scan.has_footer = has_footer(buf);
+    let opts: EnumSet<Options> = Options::IgnoreEndMagic.into();
+    let reader = match LinearReader::new_with_options(buf, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            asm.scan.stream_error = Some(e.to_string());
+            return asm.scan;
+        }
+    };
+    let mut topics: HashMap<u16, String> = HashMap::new();
+    for rec in reader {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                asm.scan.stream_error = Some(e.to_string());
+                break;
+            }
+        };
+        match rec {
+            Record::Channel(c) => {
+                topics.insert(c.id, c.topic);
+            }
+            Record::Message { header, data } => {
+                if let Some(t) = topics.get(&header.channel_id).cloned() {
+                    asm.message(&t, &data);
+                }
+            }
+            // The linear reader yields a chunk only once all of it is in the file.
+            Record::Chunk { header, data } => match chunk_messages(header, &data, &mut topics) {
+                Ok(msgs) => {
+                    for (cid, d) in msgs {
+                        if let Some(t) = topics.get(&cid).cloned() {
+                            asm.message(&t, &d);
+                        }
+                    }
+                }
+                Err(e) => {
+                    asm.scan.stream_error = Some(e);
+                    break;
+                }
+            },
+            // The summary section repeats what was read; the data section ends here.
+            Record::DataEnd(_) => break,
+            _ => {}
+        }
+    }
+    asm.finish_frame();
+    asm.scan
 }
 
 impl Scan {

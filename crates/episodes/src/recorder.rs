@@ -148,7 +148,11 @@ impl Shared {
         let msg = format!("{context}: {e}");
         // Loud on the first errors, then every power of two: a dead disk must not flood logs.
         if n <= 3 || n.is_power_of_two() {
-            error!(errors = n, disk_full = e.is_disk_full(), "RECORDING FAILED: {msg}");
+            error!(
+                errors = n,
+                disk_full = e.is_disk_full(),
+                "RECORDING FAILED: {msg}"
+            );
         }
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(msg);
@@ -416,16 +420,17 @@ impl Worker {
     fn begin_episode(&mut self, meta: &EpisodeMeta) {
         let path = layout::episode_path(&self.opts.root, &meta.session_id, meta.episode_index);
         let dropped_at_start = self.shared.frames_dropped.load(Ordering::Relaxed);
-        let writer = match EpisodeWriter::create_with(&self.opts.root, meta, self.opts.writer.clone()) {
-            Ok(w) => {
-                info!(path = %path.display(), "recording episode");
-                Some(w)
-            }
-            Err(e) => {
-                self.shared.report_error("cannot create episode file", &e);
-                None
-            }
-        };
+        let writer =
+            match EpisodeWriter::create_with(&self.opts.root, meta, self.opts.writer.clone()) {
+                Ok(w) => {
+                    info!(path = %path.display(), "recording episode");
+                    Some(w)
+                }
+                Err(e) => {
+                    self.shared.report_error("cannot create episode file", &e);
+                    None
+                }
+            };
         let healthy = writer.is_some();
         self.shared.recording.store(healthy, Ordering::Relaxed);
         self.open = Some(OpenEpisode {
@@ -539,7 +544,9 @@ impl Worker {
                     // A clean episode proves the disk works again.
                     self.shared.disk_error.store(false, Ordering::Relaxed);
                 }
-                self.shared.episodes_finished.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .episodes_finished
+                    .fetch_add(1, Ordering::Relaxed);
                 info!(
                     path = %open.path.display(),
                     outcome = %m.outcome,

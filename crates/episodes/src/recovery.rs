@@ -71,11 +71,10 @@ pub(crate) fn recover_episode_with(
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            let index = layout::parse_episode_file_name(path).ok_or_else(|| {
-                EpisodeError::BadFileName {
+            let index =
+                layout::parse_episode_file_name(path).ok_or_else(|| EpisodeError::BadFileName {
                     path: path.to_path_buf(),
-                }
-            })?;
+                })?;
             let file = layout::episode_file_name(index);
             let mut m = Manifest::unreadable(
                 &session,
@@ -128,7 +127,9 @@ pub fn recover_session_dir(dir: &Path) -> Result<RecoveryReport> {
         if p.extension().is_some_and(|e| e == "tmp") {
             match fs::remove_file(&p) {
                 Ok(()) => report.removed_tmp.push(p),
-                Err(e) => warn!(path = %p.display(), error = %e, "could not remove stale temp file"),
+                Err(e) => {
+                    warn!(path = %p.display(), error = %e, "could not remove stale temp file")
+                }
             }
         }
     }

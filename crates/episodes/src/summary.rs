@@ -216,7 +216,18 @@ impl fmt::Display for DataSummary {
         writeln!(
             f,
             "{:<20} {:>4} {:>8} {:>6} {:>7} {:>8} {:>4} {:>4} {:>4} {:>5} {:>8}  {}",
-            "session", "eps", "frames", "takes", "int.st", "int.rate", "ok", "fail", "disc", "trunc", "success", "policies"
+            "session",
+            "eps",
+            "frames",
+            "takes",
+            "int.st",
+            "int.rate",
+            "ok",
+            "fail",
+            "disc",
+            "trunc",
+            "success",
+            "policies"
         )?;
         for s in &self.sessions {
             write_row(f, &s.session_id, &s.counts, &s.policy_versions.join(","))?;

@@ -160,8 +160,8 @@ impl EpisodeWriter {
             .map_err(|e| EpisodeError::mcap(&path, e))?;
 
         let mut channels = [0u16; TOPICS.len()];
-        let names_json = serde_json::to_string(&meta.joint_names)
-            .map_err(|e| EpisodeError::json(&path, e))?;
+        let names_json =
+            serde_json::to_string(&meta.joint_names).map_err(|e| EpisodeError::json(&path, e))?;
         let task_json = serde_json::to_string(&meta.task_feature_names)
             .map_err(|e| EpisodeError::json(&path, e))?;
         for (i, topic) in TOPICS.iter().enumerate() {
@@ -351,7 +351,9 @@ impl EpisodeWriter {
         let (Some(&channel_id), Some(seq)) =
             (self.channels.get(topic), self.sequences.get_mut(topic))
         else {
-            return Err(EpisodeError::Thread(format!("no channel for topic {topic}")));
+            return Err(EpisodeError::Thread(format!(
+                "no channel for topic {topic}"
+            )));
         };
         *seq = seq.wrapping_add(1);
         let header = MessageHeader {
@@ -423,9 +425,7 @@ impl EpisodeWriter {
         mcap.finish()
             .map_err(|e| EpisodeError::mcap(&self.path, e))?;
         let mut inner = mcap.into_inner();
-        inner
-            .flush()
-            .map_err(|e| EpisodeError::io(&self.path, e))?;
+        inner.flush().map_err(|e| EpisodeError::io(&self.path, e))?;
         self.sync_handle
             .sync_all()
             .map_err(|e| EpisodeError::io(&self.path, e))?;
@@ -442,10 +442,7 @@ impl EpisodeWriter {
         // Dropping a failed MCAP writer writes nothing more; one that did not fail would
         // append a summary and footer, which only helps readers.
         drop(self.mcap.take());
-        let note = self
-            .failed
-            .clone()
-            .map(|f| format!("writing failed: {f}"));
+        let note = self.failed.clone().map(|f| format!("writing failed: {f}"));
         warn!(path = %self.path.display(), ?note, "abandoning episode; recovering what is on disk");
         crate::recovery::recover_episode_with(&self.path, Some(outcome), dropped, lost, note)
     }
