@@ -163,7 +163,7 @@ impl Shared {
 /// The control loop's side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct RecorderHandle {
-    tx: Sender<RecorderMsg>,
+    tx: Sender<Envelope>,
     shared: Arc<Shared>,
     frame_capacity: usize,
 }
@@ -186,7 +186,13 @@ impl RecorderHandle {
             self.count_drop(true, SendRejected::Full);
             return Err(SendRejected::Full);
         }
-        match self.tx.try_send(msg) {
+        // Stamp each message with the drop count at send time, so the recorder can tell which
+        // drops fall inside an episode even though dropped frames never reach it.
+        let dropped_before = self.shared.frames_dropped.load(Ordering::Relaxed);
+        match self.tx.try_send(Envelope {
+            msg,
+            dropped_before,
+        }) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let why = match e {
@@ -271,15 +277,20 @@ pub struct Recorder {
 impl Recorder {
     /// Run crash recovery (if enabled), then start the recorder thread.
     pub fn spawn(opts: RecorderOptions) -> Result<Self> {
+        let shared = Arc::new(Shared::default());
         let recovery = if opts.recover_on_start {
-            recover_all(&opts.root)?
+            // A broken data root must not stop the daemon: it is reported, and every episode
+            // will report it again.
+            recover_all(&opts.root).unwrap_or_else(|e| {
+                shared.report_error("crash recovery", &e);
+                RecoveryReport::default()
+            })
         } else {
             RecoveryReport::default()
         };
         let frame_capacity = opts.queue_frames.max(1);
         let (tx, rx) = bounded(frame_capacity + opts.control_reserve.max(2));
         let (report_tx, reports) = unbounded();
-        let shared = Arc::new(Shared::default());
         shared.running.store(true, Ordering::Relaxed);
         let worker = Worker {
             opts,
@@ -332,7 +343,11 @@ impl Recorder {
     fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
             // A blocking send is fine here: we want everything queued before it written.
-            if self.handle.tx.send(RecorderMsg::Shutdown).is_err() {
+            let shutdown = Envelope {
+                msg: RecorderMsg::Shutdown,
+                dropped_before: self.handle.dropped_frames(),
+            };
+            if self.handle.tx.send(shutdown).is_err() {
                 warn!("recorder thread already gone");
             }
             if thread.join().is_err() {
@@ -357,9 +372,16 @@ struct OpenEpisode {
     healthy: bool,
 }
 
+/// A message and the loop's dropped-frame count when it was sent.
+#[derive(Debug)]
+struct Envelope {
+    msg: RecorderMsg,
+    dropped_before: u64,
+}
+
 struct Worker {
     opts: RecorderOptions,
-    rx: Receiver<RecorderMsg>,
+    rx: Receiver<Envelope>,
     shared: Arc<Shared>,
     reports: Sender<EpisodeReport>,
     open: Option<OpenEpisode>,
@@ -373,8 +395,14 @@ impl Worker {
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
-                Ok(RecorderMsg::Shutdown) => break,
-                Ok(msg) => self.handle(msg),
+                Ok(Envelope {
+                    msg: RecorderMsg::Shutdown,
+                    dropped_before,
+                }) => {
+                    self.end_episode(Outcome::Aborted, dropped_before);
+                    break;
+                }
+                Ok(env) => self.handle(env.msg, env.dropped_before),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -393,33 +421,34 @@ impl Worker {
                 }
             }
         }
-        self.end_episode(Outcome::Aborted);
+        // Channel gone without a shutdown message: count drops up to now.
+        let dropped = self.shared.frames_dropped.load(Ordering::Relaxed);
+        self.end_episode(Outcome::Aborted, dropped);
         self.shared.running.store(false, Ordering::Relaxed);
         debug!("recorder thread stopped");
     }
 
-    fn handle(&mut self, msg: RecorderMsg) {
+    fn handle(&mut self, msg: RecorderMsg, dropped_before: u64) {
         match msg {
             RecorderMsg::BeginEpisode(meta) => {
                 if self.open.is_some() {
                     warn!("new episode while one is open: ending the open one as aborted");
-                    self.end_episode(Outcome::Aborted);
+                    self.end_episode(Outcome::Aborted, dropped_before);
                 }
-                self.begin_episode(&meta);
+                self.begin_episode(&meta, dropped_before);
             }
             RecorderMsg::Frame(frame) => self.frame(&frame),
             RecorderMsg::Event(e) => self.with_writer("event", |w| w.write_event(&e)),
             RecorderMsg::Diagnostics(d) => {
                 self.with_writer("diagnostics", |w| w.write_diagnostics(&d))
             }
-            RecorderMsg::EndEpisode(outcome) => self.end_episode(outcome),
+            RecorderMsg::EndEpisode(outcome) => self.end_episode(outcome, dropped_before),
             RecorderMsg::Shutdown => {}
         }
     }
 
-    fn begin_episode(&mut self, meta: &EpisodeMeta) {
+    fn begin_episode(&mut self, meta: &EpisodeMeta, dropped_at_start: u64) {
         let path = layout::episode_path(&self.opts.root, &meta.session_id, meta.episode_index);
-        let dropped_at_start = self.shared.frames_dropped.load(Ordering::Relaxed);
         let writer =
             match EpisodeWriter::create_with(&self.opts.root, meta, self.opts.writer.clone()) {
                 Ok(w) => {
@@ -507,16 +536,12 @@ impl Worker {
         }
     }
 
-    fn end_episode(&mut self, outcome: Outcome) {
+    fn end_episode(&mut self, outcome: Outcome, dropped_before: u64) {
         let Some(open) = self.open.take() else {
             return;
         };
         self.shared.recording.store(false, Ordering::Relaxed);
-        let dropped = self
-            .shared
-            .frames_dropped
-            .load(Ordering::Relaxed)
-            .saturating_sub(open.dropped_at_start);
+        let dropped = dropped_before.saturating_sub(open.dropped_at_start);
         let result = match (open.writer, open.healthy) {
             (Some(w), true) => match w.finish(outcome, dropped, open.lost) {
                 Ok(m) => Ok(m),

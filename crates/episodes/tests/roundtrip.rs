@@ -33,7 +33,7 @@ fn events() -> Vec<EventRecord> {
 
 #[test]
 fn frames_round_trip_through_mcap_with_manifest() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmp();
     let m = meta("s1", 0);
     let fs = frames(60);
     let mut w = EpisodeWriter::create(dir.path(), &m).unwrap();
@@ -107,7 +107,7 @@ fn frames_round_trip_through_mcap_with_manifest() {
 
 #[test]
 fn non_finite_values_survive_and_wrong_shapes_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmp();
     let m = meta("s1", 3);
     let mut w = EpisodeWriter::create(dir.path(), &m).unwrap();
     let mut f = frames(1).remove(0);
@@ -137,7 +137,7 @@ fn non_finite_values_survive_and_wrong_shapes_are_refused() {
 
 #[test]
 fn an_existing_episode_is_never_overwritten() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmp();
     let m = meta("s1", 0);
     let mut w = EpisodeWriter::create(dir.path(), &m).unwrap();
     for f in frames(5) {
@@ -155,7 +155,7 @@ fn an_existing_episode_is_never_overwritten() {
 
 #[test]
 fn recorder_thread_records_episodes_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmp();
     let mut opts = RecorderOptions::new(dir.path());
     opts.flush_ms = 5;
     let rec = Recorder::spawn(opts).unwrap();
@@ -200,7 +200,7 @@ fn recorder_thread_records_episodes_end_to_end() {
 
 #[test]
 fn shutdown_with_an_open_episode_ends_it_as_aborted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmp();
     let rec = Recorder::spawn(RecorderOptions::new(dir.path())).unwrap();
     let h = rec.handle();
     h.begin_episode(meta("s", 0)).unwrap();

@@ -52,3 +52,15 @@ pub fn source_at(i: u64) -> ControlSource {
 pub fn frames(n: u64) -> Vec<Frame> {
     (0..n).map(|i| frame(i, source_at(i))).collect()
 }
+
+/// A temp dir on tmpfs when there is one: the recorder fsyncs a lot, and on a busy shared
+/// disk each fsync costs milliseconds that say nothing about the code under test.
+pub fn tmp() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
