@@ -132,8 +132,10 @@ impl NumFeature {
 
     /// Per-dimension statistics over rows `[from, to)`.
     fn stats(&self, from: usize, to: usize) -> Stats {
-        let mut s = Stats::default();
-        s.count = (to - from) as i64;
+        let mut s = Stats {
+            count: (to - from) as i64,
+            ..Stats::default()
+        };
         for d in 0..self.dim {
             let mut col: Vec<f64> = (from..to)
                 .filter_map(|r| self.values.get(r * self.dim + d).copied())

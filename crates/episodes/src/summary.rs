@@ -215,7 +215,7 @@ impl fmt::Display for DataSummary {
         writeln!(f, "data root: {}", self.root.display())?;
         writeln!(
             f,
-            "{:<20} {:>4} {:>8} {:>6} {:>7} {:>8} {:>4} {:>4} {:>4} {:>5} {:>8}  {}",
+            "{:<20} {:>4} {:>8} {:>6} {:>7} {:>8} {:>4} {:>4} {:>4} {:>5} {:>8}  policies",
             "session",
             "eps",
             "frames",
@@ -227,7 +227,6 @@ impl fmt::Display for DataSummary {
             "disc",
             "trunc",
             "success",
-            "policies"
         )?;
         for s in &self.sessions {
             write_row(f, &s.session_id, &s.counts, &s.policy_versions.join(","))?;

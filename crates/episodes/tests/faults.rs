@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use common::{frame, frames, meta};
 use intervened_episodes::{
-    episode_path, read_episode, ControlSource, EpisodeWriter, Outcome, Recorder,
-    RecorderOptions, SendRejected, WriterOptions,
+    episode_path, read_episode, ControlSource, EpisodeWriter, Outcome, Recorder, RecorderOptions,
+    SendRejected, WriterOptions,
 };
 
 #[test]
@@ -37,7 +37,10 @@ fn a_full_queue_drops_and_counts_frames_without_blocking() {
     assert_eq!(h.dropped_frames(), refused);
     // Generous bound for a shared 2-core VM: a blocking send would wait for JSON + disk
     // work on every frame.
-    assert!(worst < Duration::from_millis(50), "worst try_send took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(50),
+        "worst try_send took {worst:?}"
+    );
     // End and begin still get through: they may use the reserve that frames cannot.
     h.end_episode(Outcome::Success).unwrap();
     let status = rec.shutdown();
@@ -49,7 +52,11 @@ fn a_full_queue_drops_and_counts_frames_without_blocking() {
     assert_eq!(ep.manifest.dropped_frames, refused);
     assert_eq!(ep.manifest.outcome, Outcome::Success);
     // Drops show as tick gaps: the ticks that are there are increasing and account for all.
-    let gaps: u64 = ep.frames.windows(2).map(|w| w[1].tick - w[0].tick - 1).sum();
+    let gaps: u64 = ep
+        .frames
+        .windows(2)
+        .map(|w| w[1].tick - w[0].tick - 1)
+        .sum();
     let lead = ep.frames[0].tick - 1000;
     let tail = 1000 + sent - 1 - ep.frames.last().unwrap().tick;
     assert_eq!(gaps + lead + tail, refused);
@@ -84,7 +91,10 @@ fn an_unwritable_data_root_is_reported_and_the_loop_is_unaffected() {
     assert_eq!(s.frames_lost, 100);
     assert_eq!(s.frames_written, 0);
     assert!(s.last_error.unwrap_or_default().contains("not-a-dir"));
-    assert!(worst < Duration::from_millis(50), "worst try_send took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(50),
+        "worst try_send took {worst:?}"
+    );
     // The recorder is still alive and draining.
     assert!(s.running);
     h.record_frame(frame(0, ControlSource::Robot)).unwrap();
@@ -106,7 +116,9 @@ fn a_full_disk_keeps_everything_flushed_before_it() {
     let mut flushed = 0;
     let mut failed_at = None;
     for (i, f) in all.iter().enumerate() {
-        let r = w.write_frame(f).and_then(|()| if i % 5 == 4 { w.flush() } else { Ok(()) });
+        let r = w
+            .write_frame(f)
+            .and_then(|()| if i % 5 == 4 { w.flush() } else { Ok(()) });
         match r {
             Ok(()) if i % 5 == 4 => {
                 flushed = w.frames_flushed();
@@ -121,7 +133,10 @@ fn a_full_disk_keeps_everything_flushed_before_it() {
         }
     }
     let failed_at = failed_at.expect("the budget must run out");
-    assert!(flushed >= 10, "several chunks fit before the disk fills ({flushed})");
+    assert!(
+        flushed >= 10,
+        "several chunks fit before the disk fills ({flushed})"
+    );
     assert!(w.failure().is_some());
     // Once failed, the writer refuses everything instead of writing past the damage.
     assert!(w.write_frame(&all[failed_at + 1]).is_err());
@@ -155,7 +170,9 @@ fn the_recorder_reports_a_disk_that_fills_mid_episode() {
     }
     h.end_episode(Outcome::Failure).unwrap();
     let report = rec.reports().recv_timeout(Duration::from_secs(10)).unwrap();
-    let m = report.manifest.expect("a manifest for what reached the disk");
+    let m = report
+        .manifest
+        .expect("a manifest for what reached the disk");
     assert!(m.truncated);
     assert_eq!(m.outcome, Outcome::Failure);
     let s = rec.shutdown();

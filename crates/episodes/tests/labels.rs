@@ -2,7 +2,9 @@ use intervened_episodes::ControlSource::{Demo, Intervention as I, Robot as R};
 use intervened_episodes::{derive_labels, takeover_indices, ControlSource, Label};
 
 fn seq(spec: &[(ControlSource, usize)]) -> Vec<ControlSource> {
-    spec.iter().flat_map(|&(s, n)| std::iter::repeat_n(s, n)).collect()
+    spec.iter()
+        .flat_map(|&(s, n)| std::iter::repeat_n(s, n))
+        .collect()
 }
 
 #[test]
@@ -53,7 +55,10 @@ fn window_sizes_and_edges() {
     assert_eq!(derive_labels(&s, 0)[2], Label::Robot);
     // Window 1: only the frame right before.
     let l = derive_labels(&s, 1);
-    assert_eq!(&l[..3], &[Label::Robot, Label::Robot, Label::PreIntervention]);
+    assert_eq!(
+        &l[..3],
+        &[Label::Robot, Label::Robot, Label::PreIntervention]
+    );
     // An episode that starts under intervention has a takeover at 0 and no window.
     let s = seq(&[(I, 2), (R, 2)]);
     assert_eq!(takeover_indices(&s), vec![0]);
@@ -62,7 +67,13 @@ fn window_sizes_and_edges() {
     let s = seq(&[(R, 2), (Demo, 2), (I, 1)]);
     assert_eq!(
         derive_labels(&s, 15),
-        vec![Label::Robot, Label::Robot, Label::Demo, Label::Demo, Label::Intervention]
+        vec![
+            Label::Robot,
+            Label::Robot,
+            Label::Demo,
+            Label::Demo,
+            Label::Intervention
+        ]
     );
     assert!(derive_labels(&[], 15).is_empty());
 }

@@ -58,7 +58,10 @@ fn truncation_at_many_offsets_recovers_to_the_last_complete_chunk() {
             Err(EpisodeError::NoEpisodeHeader { .. }) if off < header_len => {
                 // Recovery still lists it, with zero frames.
                 let m = recover_episode(&cut, None).unwrap();
-                assert_eq!((m.frames, m.truncated, m.outcome), (0, true, Outcome::Truncated));
+                assert_eq!(
+                    (m.frames, m.truncated, m.outcome),
+                    (0, true, Outcome::Truncated)
+                );
                 continue;
             }
             Err(e) => panic!("offset {off}/{len}: {e}"),
@@ -67,10 +70,26 @@ fn truncation_at_many_offsets_recovers_to_the_last_complete_chunk() {
         // Nothing flushed before the cut is lost; nothing after it is invented.
         // (A flush point's length includes the message indexes after its chunk, so a cut just
         // before it may still hold the whole chunk.)
-        let lower = points.iter().filter(|p| p.0 <= off).map(|p| p.1).max().unwrap_or(0);
-        let upper = points.iter().filter(|p| p.0 >= off).map(|p| p.1).min().unwrap_or(60);
-        assert!(counts.contains(&n), "offset {off}: {n} frames is not a flush point");
-        assert!(lower <= n && n <= upper, "offset {off}: {n} frames, expected {lower}..={upper}");
+        let lower = points
+            .iter()
+            .filter(|p| p.0 <= off)
+            .map(|p| p.1)
+            .max()
+            .unwrap_or(0);
+        let upper = points
+            .iter()
+            .filter(|p| p.0 >= off)
+            .map(|p| p.1)
+            .min()
+            .unwrap_or(60);
+        assert!(
+            counts.contains(&n),
+            "offset {off}: {n} frames is not a flush point"
+        );
+        assert!(
+            lower <= n && n <= upper,
+            "offset {off}: {n} frames, expected {lower}..={upper}"
+        );
         assert_eq!(ep.frames[..], full[..n], "offset {off}");
         assert_eq!(ep.truncated, off < len, "offset {off}");
         if ep.manifest.outcome == Outcome::Success {
@@ -118,12 +137,32 @@ fn recover_all_writes_manifests_for_cut_short_episodes_only() {
     assert!(!stale.exists());
     assert_eq!(fs::read(&complete).unwrap(), complete_before);
 
-    let m0 = &report.recovered.iter().find(|r| r.path == p0).unwrap().manifest;
-    assert_eq!((m0.frames, m0.truncated, m0.outcome), (30, true, Outcome::Truncated));
+    let m0 = &report
+        .recovered
+        .iter()
+        .find(|r| r.path == p0)
+        .unwrap()
+        .manifest;
+    assert_eq!(
+        (m0.frames, m0.truncated, m0.outcome),
+        (30, true, Outcome::Truncated)
+    );
     assert_eq!(m0.intervention_segments, vec![[20, 30]]);
-    assert!(m0.note.as_deref().unwrap_or("").contains("last complete chunk"));
-    let m1 = &report.recovered.iter().find(|r| r.path == p1).unwrap().manifest;
-    assert_eq!((m1.frames, m1.episode_index, m1.session_id.as_str()), (0, 1, "s2"));
+    assert!(m0
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("last complete chunk"));
+    let m1 = &report
+        .recovered
+        .iter()
+        .find(|r| r.path == p1)
+        .unwrap()
+        .manifest;
+    assert_eq!(
+        (m1.frames, m1.episode_index, m1.session_id.as_str()),
+        (0, 1, "s2")
+    );
     // The MCAP files themselves are untouched.
     assert_eq!(fs::read(&p0).unwrap(), bytes[..mid as usize]);
 

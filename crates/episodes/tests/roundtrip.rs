@@ -118,7 +118,12 @@ fn non_finite_values_survive_and_wrong_shapes_are_refused() {
     let mut bad = f.clone();
     bad.goal.pop();
     match w.write_frame(&bad) {
-        Err(EpisodeError::FrameShape { field: "goal", got: 2, expected: 3, .. }) => {}
+        Err(EpisodeError::FrameShape {
+            field: "goal",
+            got: 2,
+            expected: 3,
+            ..
+        }) => {}
         other => panic!("expected a shape error, got {other:?}"),
     }
     let mut bad_task = f.clone();
@@ -166,8 +171,14 @@ fn recorder_thread_records_episodes_end_to_end() {
         for f in &fs {
             h.record_frame(f.clone()).unwrap();
         }
-        h.event(1001, 0.02, Event::EpisodeMarker { marker: "start".into() })
-            .unwrap();
+        h.event(
+            1001,
+            0.02,
+            Event::EpisodeMarker {
+                marker: "start".into(),
+            },
+        )
+        .unwrap();
         h.end_episode(outcome).unwrap();
     }
     // Frames sent outside an episode are ignored and counted.
@@ -190,12 +201,18 @@ fn recorder_thread_records_episodes_end_to_end() {
     let summary = list_sessions(dir.path()).unwrap();
     assert_eq!(summary.sessions.len(), 1);
     let c = &summary.total;
-    assert_eq!((c.episodes, c.frames, c.success, c.discarded), (2, 120, 1, 1));
+    assert_eq!(
+        (c.episodes, c.frames, c.success, c.discarded),
+        (2, 120, 1, 1)
+    );
     // The discarded episode does not count towards the rates.
     assert!((c.intervention_rate() - 15.0 / 60.0).abs() < 1e-12);
     assert_eq!(c.success_rate(), Some(1.0));
     let table = summary.to_string();
-    assert!(table.contains("sess") && table.contains("TOTAL") && table.contains("25.0%"), "{table}");
+    assert!(
+        table.contains("sess") && table.contains("TOTAL") && table.contains("25.0%"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -32,8 +32,16 @@ pub fn frame(i: u64, source: ControlSource) -> Frame {
         current: vec![10.0 + x, 20.0, 30.0],
         goal: vec![x * 0.01 + 0.001, -x * 0.02, 0.4],
         source,
-        proposal: if i % 4 == 3 { None } else { Some(vec![x, x + 1.0, x + 2.0]) },
-        doubt: if i % 2 == 0 { Some(x / 100.0) } else { None },
+        proposal: if i % 4 == 3 {
+            None
+        } else {
+            Some(vec![x, x + 1.0, x + 2.0])
+        },
+        doubt: if i.is_multiple_of(2) {
+            Some(x / 100.0)
+        } else {
+            None
+        },
         pad_axes: vec![0.0, (x / 100.0).min(1.0)],
         pad_buttons: (i % 8) as u32,
         task: vec![0.2 + x * 1e-3, -0.1],
