@@ -1,0 +1,480 @@
+//! The policy as the control thread sees it: one non-blocking-ish call per tick.
+//!
+//! The runner starts inline: each `step` runs a forward pass on the control thread, which is
+//! cheapest for small MLPs (tens of microseconds). It times every pass. The first pass (or the
+//! settled warm-up pass measured at load) that takes longer than `inline_budget * period` moves
+//! the model to a worker thread for good. From then on `step` only hands the newest
+//! observation to the worker (latest-observation-wins: an observation the worker has not
+//! picked up yet is replaced) and collects finished chunks; it never waits for the model. When
+//! no chunk covers the current tick, `step` returns None and the caller holds position.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError, TrySendError};
+use tracing::{error, info, warn};
+
+use crate::ensemble::TemporalEnsembler;
+use crate::error::PolicyError;
+use crate::model::{Latency, Policy, Prediction};
+use crate::sidecar::ActionKind;
+
+/// Forward latencies kept for the p50/p99 in [`RunnerStats`].
+const LATENCY_WINDOW: usize = 1024;
+
+/// How the runner is configured; [`RunnerOptions::from_config`] reads it from a robot config.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunnerOptions {
+    /// The control period.
+    pub period: Duration,
+    /// Fraction of `period` a forward pass may take inline.
+    pub inline_budget: f64,
+    /// ACT decay `m`.
+    pub temporal_ensemble_m: f64,
+}
+
+impl RunnerOptions {
+    pub fn from_config(config: &intervened_robot::RobotConfig) -> Self {
+        RunnerOptions {
+            period: Duration::from_secs_f64(config.period_s()),
+            inline_budget: config.policy.inline_budget,
+            temporal_ensemble_m: config.policy.temporal_ensemble_m,
+        }
+    }
+
+    fn budget(&self) -> Duration {
+        let b = self.period.as_secs_f64() * self.inline_budget;
+        if b.is_finite() && b > 0.0 {
+            Duration::from_secs_f64(b)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerMode {
+    /// Forward passes run inside `step`.
+    Inline,
+    /// Forward passes run on a worker thread; `step` never waits for them.
+    Worker,
+    /// The worker thread is gone (it panicked): every step holds.
+    Failed,
+}
+
+/// Counters for status and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerStats {
+    pub mode: RunnerMode,
+    pub forward_passes: u64,
+    /// Over the last 1024 forward passes.
+    pub forward: Latency,
+    pub forward_max_us: f64,
+    /// Chunks that reached the ensembler.
+    pub chunks_used: u64,
+    /// Chunks that came back from the worker after their last step had passed (dropped).
+    pub stale_chunks: u64,
+    /// Observations replaced before the worker picked them up.
+    pub superseded_observations: u64,
+    /// Steps that returned None (hold).
+    pub hold_steps: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Doubt of the newest chunk (None without an ensemble).
+    pub last_doubt: Option<f32>,
+    /// The tick at which inference moved to the worker (None if it did not, or at load).
+    pub moved_to_worker_at: Option<u64>,
+}
+
+/// One unit of work for the worker; its buffers travel back and are reused.
+struct Job {
+    epoch: u64,
+    tick: u64,
+    obs: Vec<f32>,
+    q: Vec<f64>,
+    pred: Prediction,
+}
+
+struct Done {
+    job: Job,
+    latency: Duration,
+    error: Option<PolicyError>,
+}
+
+struct Worker {
+    tx: Sender<Job>,
+    /// A second handle on the job queue, so `step` can take back a job the worker has not
+    /// started and replace it with a newer observation.
+    reclaim: Receiver<Job>,
+    rx: Receiver<Done>,
+    handle: Option<JoinHandle<()>>,
+}
+
+enum Engine {
+    Inline(Box<Policy>),
+    Worker(Worker),
+    Failed,
+}
+
+pub struct PolicyRunner {
+    engine: Engine,
+    opts: RunnerOptions,
+    budget: Duration,
+    kind: ActionKind,
+    pt_path: std::path::PathBuf,
+    obs_dim: usize,
+    act_dim: usize,
+    chunk: usize,
+    ensembler: TemporalEnsembler,
+    /// Reset generation: results from before a reset are dropped.
+    epoch: u64,
+    /// Inline-mode scratch.
+    obs_buf: Vec<f32>,
+    pred: Prediction,
+    /// Worker-mode spare jobs.
+    spare: Vec<Job>,
+    latencies_us: Vec<f64>,
+    latency_pos: usize,
+    stats: RunnerStats,
+}
+
+impl PolicyRunner {
+    /// Wraps a loaded policy. If its warm-up latency already exceeds the inline budget, it
+    /// starts on the worker thread right away.
+    pub fn new(policy: Policy, opts: RunnerOptions) -> Self {
+        let budget = opts.budget();
+        let warm = policy.warmup_latency();
+        let mut runner = PolicyRunner {
+            kind: policy.action_kind(),
+            pt_path: policy.pt_path().to_path_buf(),
+            obs_dim: policy.obs_dim(),
+            act_dim: policy.act_dim(),
+            chunk: policy.chunk_size(),
+            ensembler: TemporalEnsembler::new(
+                policy.chunk_size(),
+                policy.act_dim(),
+                opts.temporal_ensemble_m,
+            ),
+            obs_buf: vec![0.0; policy.obs_dim()],
+            pred: Prediction::default(),
+            engine: Engine::Inline(Box::new(policy)),
+            opts,
+            budget,
+            epoch: 0,
+            spare: Vec::new(),
+            latencies_us: Vec::with_capacity(LATENCY_WINDOW),
+            latency_pos: 0,
+            stats: RunnerStats {
+                mode: RunnerMode::Inline,
+                forward_passes: 0,
+                forward: Latency::from_samples_us(&mut []),
+                forward_max_us: 0.0,
+                chunks_used: 0,
+                stale_chunks: 0,
+                superseded_observations: 0,
+                hold_steps: 0,
+                errors: 0,
+                last_error: None,
+                last_doubt: None,
+                moved_to_worker_at: None,
+            },
+        };
+        if warm > budget {
+            info!(
+                warmup_us = warm.as_micros() as u64,
+                budget_us = budget.as_micros() as u64,
+                "policy slower than the inline budget at load: inference runs on a worker thread"
+            );
+            runner.move_to_worker();
+        }
+        runner
+    }
+
+    /// The ensembled goal for `tick` (absolute, `action_names` order), or None: no action is
+    /// ready, hold position. `obs` is the observation in `observation_names` order and
+    /// `measured_q` the measured joint positions in `action_names` order (used for delta
+    /// policies). Ticks must not go backwards between resets.
+    pub fn step(&mut self, tick: u64, obs: &[f64], measured_q: &[f64]) -> Option<Vec<f64>> {
+        if let Err(e) = self.check_inputs(obs, measured_q) {
+            self.record_error(e);
+            self.stats.hold_steps += 1;
+            return None;
+        }
+        match self.engine {
+            Engine::Inline(_) => self.step_inline(tick, obs, measured_q),
+            Engine::Worker(_) => self.step_worker(tick, obs, measured_q),
+            Engine::Failed => {}
+        }
+        let action = self.ensembler.action(tick);
+        if action.is_none() {
+            self.stats.hold_steps += 1;
+        }
+        action
+    }
+
+    fn check_inputs(&self, obs: &[f64], q: &[f64]) -> Result<(), PolicyError> {
+        let (what, got, expected) = if obs.len() != self.obs_dim {
+            ("observation", obs.len(), self.obs_dim)
+        } else if self.kind == ActionKind::Delta && q.len() != self.act_dim {
+            (
+                "measured joint positions (delta policy)",
+                q.len(),
+                self.act_dim,
+            )
+        } else {
+            return Ok(());
+        };
+        Err(PolicyError::InputWidth {
+            path: self.pt_path.clone(),
+            what,
+            got,
+            expected,
+        })
+    }
+
+    fn step_inline(&mut self, tick: u64, obs: &[f64], q: &[f64]) {
+        let Engine::Inline(policy) = &mut self.engine else {
+            return;
+        };
+        for (d, &s) in self.obs_buf.iter_mut().zip(obs) {
+            *d = s as f32;
+        }
+        let t0 = Instant::now();
+        let result = policy.infer_into(&self.obs_buf, &mut self.pred);
+        let dt = t0.elapsed();
+        self.record_latency(dt);
+        match result {
+            Ok(()) => {
+                let pred = std::mem::take(&mut self.pred);
+                self.accept(tick, &pred, q);
+                self.pred = pred;
+            }
+            Err(e) => self.record_error(e),
+        }
+        if dt > self.budget {
+            warn!(
+                tick,
+                forward_us = dt.as_micros() as u64,
+                budget_us = self.budget.as_micros() as u64,
+                "forward pass over the inline budget: moving inference to a worker thread"
+            );
+            self.stats.moved_to_worker_at = Some(tick);
+            self.move_to_worker();
+        }
+    }
+
+    fn move_to_worker(&mut self) {
+        let Engine::Inline(policy) = std::mem::replace(&mut self.engine, Engine::Failed) else {
+            return;
+        };
+        let (tx, job_rx) = bounded::<Job>(1);
+        let (done_tx, rx) = unbounded::<Done>();
+        let reclaim = job_rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("policy-worker".into())
+            .spawn(move || worker_loop(*policy, job_rx, done_tx));
+        match spawned {
+            Ok(handle) => {
+                self.engine = Engine::Worker(Worker {
+                    tx,
+                    reclaim,
+                    rx,
+                    handle: Some(handle),
+                });
+                self.stats.mode = RunnerMode::Worker;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot start the policy worker thread: holding");
+                self.stats.mode = RunnerMode::Failed;
+            }
+        }
+    }
+
+    fn step_worker(&mut self, tick: u64, obs: &[f64], q: &[f64]) {
+        // Collect what the worker finished since the last tick.
+        loop {
+            let Engine::Worker(w) = &self.engine else {
+                return;
+            };
+            match w.rx.try_recv() {
+                Ok(done) => self.finish(tick, done),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.worker_failed();
+                    return;
+                }
+            }
+        }
+        let Engine::Worker(w) = &self.engine else {
+            return;
+        };
+        // Latest observation wins: take back a job the worker has not started.
+        let mut job = match w.reclaim.try_recv() {
+            Ok(old) => {
+                self.stats.superseded_observations += 1;
+                old
+            }
+            Err(_) => self.spare.pop().unwrap_or_else(|| Job {
+                epoch: 0,
+                tick: 0,
+                obs: Vec::with_capacity(self.obs_dim),
+                q: Vec::with_capacity(self.act_dim),
+                pred: Prediction::default(),
+            }),
+        };
+        job.epoch = self.epoch;
+        job.tick = tick;
+        job.obs.clear();
+        job.obs.extend(obs.iter().map(|&v| v as f32));
+        job.q.clear();
+        job.q.extend_from_slice(q);
+        match w.tx.try_send(job) {
+            Ok(()) => {}
+            // Only this thread sends and the queue was just emptied, so this cannot happen;
+            // keep the buffers rather than panic.
+            Err(TrySendError::Full(job)) => self.spare.push(job),
+            Err(TrySendError::Disconnected(_)) => self.worker_failed(),
+        }
+    }
+
+    fn finish(&mut self, tick: u64, done: Done) {
+        let Done {
+            job,
+            latency,
+            error,
+        } = done;
+        self.record_latency(latency);
+        if job.epoch == self.epoch {
+            match error {
+                Some(e) => self.record_error(e),
+                None if job.tick + self.chunk as u64 <= tick => {
+                    self.stats.stale_chunks += 1;
+                }
+                None => self.accept(job.tick, &job.pred, &job.q),
+            }
+        }
+        // A small pool suffices: at most one queued, one running, a few finished.
+        if self.spare.len() < 4 {
+            self.spare.push(job);
+        }
+    }
+
+    fn accept(&mut self, tick: u64, pred: &Prediction, q: &[f64]) {
+        let pushed = match self.kind {
+            ActionKind::Absolute => self.ensembler.push(tick, &pred.chunk),
+            ActionKind::Delta => self.ensembler.push_delta(tick, &pred.chunk, q),
+        };
+        match pushed {
+            Ok(()) => {
+                self.stats.chunks_used += 1;
+                self.stats.last_doubt = pred.doubt;
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                self.stats.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn worker_failed(&mut self) {
+        if let Engine::Worker(w) = &mut self.engine {
+            if let Some(h) = w.handle.take() {
+                if h.join().is_err() {
+                    error!("policy worker thread panicked: holding until a new policy is loaded");
+                }
+            }
+        }
+        self.engine = Engine::Failed;
+        self.stats.mode = RunnerMode::Failed;
+    }
+
+    fn record_latency(&mut self, dt: Duration) {
+        let us = dt.as_secs_f64() * 1e6;
+        if self.latencies_us.len() < LATENCY_WINDOW {
+            self.latencies_us.push(us);
+        } else if let Some(slot) = self.latencies_us.get_mut(self.latency_pos) {
+            *slot = us;
+        }
+        self.latency_pos = (self.latency_pos + 1) % LATENCY_WINDOW;
+        self.stats.forward_passes += 1;
+        self.stats.forward_max_us = self.stats.forward_max_us.max(us);
+    }
+
+    fn record_error(&mut self, e: PolicyError) {
+        self.stats.errors += 1;
+        // Log the first and then every 100th: this runs at the control rate.
+        if self.stats.errors == 1 || self.stats.errors % 100 == 0 {
+            warn!(error = %e, count = self.stats.errors, "policy step failed: holding");
+        }
+        self.stats.last_error = Some(e.to_string());
+    }
+
+    /// Forgets every prediction (and any in flight). Call when control changes hands.
+    pub fn reset(&mut self) {
+        self.ensembler.reset();
+        self.epoch += 1;
+        if let Engine::Worker(w) = &self.engine {
+            if let Ok(job) = w.reclaim.try_recv() {
+                self.spare.push(job);
+            }
+        }
+    }
+
+    pub fn mode(&self) -> RunnerMode {
+        self.stats.mode
+    }
+
+    /// Doubt of the newest chunk accepted.
+    pub fn last_doubt(&self) -> Option<f32> {
+        self.stats.last_doubt
+    }
+
+    pub fn options(&self) -> RunnerOptions {
+        self.opts
+    }
+
+    pub fn stats(&self) -> RunnerStats {
+        let mut s = self.stats.clone();
+        let mut lat = self.latencies_us.clone();
+        s.forward = Latency::from_samples_us(&mut lat);
+        s
+    }
+
+    /// Stops the worker (after its current forward pass) and waits for it.
+    pub fn shutdown(mut self) {
+        if let Engine::Worker(w) = std::mem::replace(&mut self.engine, Engine::Failed) {
+            let Worker {
+                tx,
+                reclaim,
+                rx,
+                handle,
+            } = w;
+            drop((tx, reclaim, rx));
+            if let Some(h) = handle {
+                if h.join().is_err() {
+                    error!("policy worker thread panicked");
+                }
+            }
+        }
+    }
+}
+
+fn worker_loop(mut policy: Policy, jobs: Receiver<Job>, done: Sender<Done>) {
+    // Thread settings are per thread in libtorch's OpenMP backend.
+    tch::set_num_threads(1);
+    while let Ok(mut job) = jobs.recv() {
+        let t0 = Instant::now();
+        let error = policy.infer_into(&job.obs, &mut job.pred).err();
+        let latency = t0.elapsed();
+        if done
+            .send(Done {
+                job,
+                latency,
+                error,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The runner as the control thread uses it: delta actions, reset, and the move to a worker
+//! thread when the model is too slow for the control period.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fixtures, koch};
+use intervened_policy::{Policy, PolicyRunner, RunnerMode, RunnerOptions};
+
+fn opts(period_ms: u64, budget: f64, m: f64) -> RunnerOptions {
+    RunnerOptions {
+        period: Duration::from_millis(period_ms),
+        inline_budget: budget,
+        temporal_ensemble_m: m,
+    }
+}
+
+/// The delta fixture's ensemble mean: 0.01 (s + 1) (j + 1) + 1.
+fn delta_mean(s: usize, j: usize) -> f64 {
+    f64::from(0.01f32 * (s as f32 + 1.0) * (j as f32 + 1.0) + 1.0)
+}
+
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-5, "got {got:?}\nwant {want:?}");
+    }
+}
+
+#[test]
+fn delta_actions_are_made_absolute_with_the_q_of_their_prediction_and_ensembled() {
+    let p = Policy::load(fixtures().policy("delta"), &koch(30.0)).unwrap();
+    let m = 0.4;
+    let mut r = PolicyRunner::new(p, opts(33, 10.0, m));
+    assert_eq!(r.mode(), RunnerMode::Inline);
+    let obs = [0.0; 10];
+    let q0 = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+    let q1 = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+
+    let a0 = r.step(0, &obs, &q0).unwrap();
+    let want0: Vec<f64> = (0..6).map(|j| q0[j] + delta_mean(0, j)).collect();
+    assert_close(&a0, &want0);
+    assert!((r.last_doubt().unwrap() - 4.0).abs() < 1e-5);
+
+    // Tick 1: the tick-0 chunk's step 1 (relative to q0, weight 1) and the tick-1 chunk's
+    // step 0 (relative to q1, weight e^-m).
+    let a1 = r.step(1, &obs, &q1).unwrap();
+    let w = (-m).exp();
+    let want1: Vec<f64> = (0..6)
+        .map(|j| ((q0[j] + delta_mean(1, j)) + w * (q1[j] + delta_mean(0, j))) / (1.0 + w))
+        .collect();
+    assert_close(&a1, &want1);
+
+    // After a reset (control changed hands) nothing from before blends in.
+    r.reset();
+    let q2 = [-0.5; 6];
+    let a2 = r.step(2, &obs, &q2).unwrap();
+    let want2: Vec<f64> = (0..6).map(|j| q2[j] + delta_mean(0, j)).collect();
+    assert_close(&a2, &want2);
+    let s = r.stats();
+    assert_eq!((s.chunks_used, s.hold_steps, s.errors), (3, 0, 0));
+}
+
+#[test]
+fn wrong_input_widths_hold_and_count() {
+    let p = Policy::load(fixtures().policy("delta"), &koch(30.0)).unwrap();
+    let mut r = PolicyRunner::new(p, opts(33, 10.0, 0.01));
+    assert_eq!(r.step(0, &[0.0; 9], &[0.0; 6]), None);
+    assert_eq!(r.step(1, &[0.0; 10], &[0.0; 5]), None);
+    let s = r.stats();
+    assert_eq!((s.errors, s.hold_steps), (2, 2));
+    assert!(s.last_error.unwrap().contains("measured joint positions"));
+    assert!(r.step(2, &[0.0; 10], &[0.0; 6]).is_some());
+}
+
+fn slow_obs(slow: bool) -> [f64; 10] {
+    let mut o = [0.0; 10];
+    o[0] = if slow { 1000.0 } else { 0.0 };
+    o
+}
+
+#[test]
+fn a_slow_model_moves_to_the_worker_and_the_loop_never_waits_for_it() {
+    let p = Policy::load(fixtures().policy("slow"), &koch(50.0)).unwrap();
+    let period = Duration::from_millis(20);
+    let mut r = PolicyRunner::new(p, opts(20, 0.25, 0.01));
+    let q = [0.0; 6];
+    // Fast inputs: inline. The model's action at step s of a chunk is s, so with one chunk
+    // pushed at tick 0, tick 0 gets 0.
+    assert_eq!(r.mode(), RunnerMode::Inline);
+    assert_eq!(r.step(0, &slow_obs(false), &q).unwrap(), vec![0.0; 6]);
+
+    // A slow forward pass: this one stalls (it is what gets measured), then the runner moves.
+    let t0 = Instant::now();
+    assert!(r.step(1, &slow_obs(true), &q).is_some());
+    let stalled = t0.elapsed();
+    assert!(
+        stalled > period / 4,
+        "the slow path should be slow: {stalled:?}"
+    );
+    assert_eq!(r.mode(), RunnerMode::Worker);
+    assert_eq!(r.stats().moved_to_worker_at, Some(1));
+
+    // From now on no step waits for the model, though every forward pass takes several ticks.
+    let mut worst = Duration::ZERO;
+    let mut held = 0;
+    let start = Instant::now();
+    for tick in 2..60u64 {
+        let t = Instant::now();
+        let a = r.step(tick, &slow_obs(true), &q);
+        worst = worst.max(t.elapsed());
+        match a {
+            None => held += 1,
+            Some(a) => assert!(a.iter().all(|v| (0.0..8.0).contains(v)), "{a:?}"),
+        }
+        let deadline = start + period * (tick as u32 - 1);
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    }
+    let s = r.stats();
+    assert!(
+        worst < Duration::from_millis(10),
+        "a step took {worst:?}; stats {s:?}"
+    );
+    assert!(
+        s.forward.p50_us > 5_000.0,
+        "the model should be slower than the budget: {s:?}"
+    );
+    assert!(s.superseded_observations > 0, "{s:?}");
+    assert!(
+        s.chunks_used + s.stale_chunks >= 3,
+        "the worker should keep producing: {s:?}"
+    );
+    assert_eq!(s.hold_steps, held);
+
+    // After a handback, nothing is ready until the worker answers: hold, without waiting.
+    r.reset();
+    let t = Instant::now();
+    assert_eq!(r.step(60, &slow_obs(true), &q), None);
+    assert!(t.elapsed() < Duration::from_millis(10));
+    // The worker's chunk for this tick arrives later; asking again at the same tick gets it.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        if let Some(a) = r.step(60, &slow_obs(true), &q) {
+            break a;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the worker never answered: {:?}",
+            r.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        a,
+        vec![0.0; 6],
+        "a fresh chunk for tick 60 starts at step 0"
+    );
+    r.shutdown();
+}
+
+#[test]
+fn a_model_slow_at_load_starts_on_the_worker() {
+    let p = Policy::load(fixtures().policy("slow"), &koch(50.0)).unwrap();
+    // A zero budget: even the fast path is over it.
+    let mut r = PolicyRunner::new(p, opts(20, 0.0, 0.01));
+    assert_eq!(r.mode(), RunnerMode::Worker);
+    assert_eq!(r.stats().moved_to_worker_at, None);
+    let q = [0.0; 6];
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut tick = 0;
+    let a = loop {
+        if let Some(a) = r.step(tick, &slow_obs(false), &q) {
+            break a;
+        }
+        assert!(Instant::now() < give_up, "no action: {:?}", r.stats());
+        std::thread::sleep(Duration::from_millis(2));
+        tick += u64::from(tick < 3);
+    };
+    assert!(a.iter().all(|v| (0.0..8.0).contains(v)), "{a:?}");
+    r.shutdown();
+}
