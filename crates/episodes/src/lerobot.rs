@@ -268,9 +268,8 @@ fn collect_episodes(data_root: &Path, opts: &ExportOptions) -> Result<Vec<(PathB
             }
         }
         let summary = crate::summary::summarize_session(&layout::session_dir(data_root, &id))?;
-        let files = layout::episode_files(&summary.dir)?;
-        for ((_, path), m) in files.into_iter().zip(summary.episodes) {
-            out.push((path, m));
+        for m in summary.episodes {
+            out.push((summary.dir.join(&m.file), m));
         }
     }
     Ok(out)
