@@ -1,0 +1,106 @@
+//! `intervened bench train`: training throughput of the seed MLP (Adam steps on synthetic data).
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+use crate::error::TrainError;
+use crate::model::{Mlp, ModelSpec};
+
+/// Sizes of the benchmark problem: a 6-joint arm with 4 task features, no chunking.
+const OBS_DIM: usize = 10;
+const ACT_DIM: usize = 6;
+const DATA_ROWS: i64 = 8192;
+const WARMUP_STEPS: usize = 5;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchTrain {
+    pub batch: usize,
+    pub steps: usize,
+    pub repeats: usize,
+    pub device: String,
+    /// Median over repeats.
+    pub samples_per_s: f64,
+    /// Median time of one optimiser step.
+    pub step_ms: f64,
+    /// Samples/s of each repeat, in run order.
+    pub runs: Vec<f64>,
+}
+
+/// Times `repeats` runs of `steps` Adam steps at `batch` on one thread, CPU or CUDA (auto).
+pub fn bench_train(batch: usize, steps: usize, repeats: usize) -> Result<BenchTrain, TrainError> {
+    bench_train_on(batch, steps, repeats, Device::cuda_if_available())
+}
+
+pub fn bench_train_on(
+    batch: usize,
+    steps: usize,
+    repeats: usize,
+    device: Device,
+) -> Result<BenchTrain, TrainError> {
+    if batch == 0 || steps == 0 || repeats == 0 {
+        return Err(TrainError::InvalidOption {
+            name: "bench",
+            message: "batch, steps and repeats must each be at least 1".into(),
+        });
+    }
+    tch::set_num_threads(1);
+    tch::manual_seed(0);
+    let spec = ModelSpec {
+        obs_dim: OBS_DIM,
+        act_dim: ACT_DIM,
+        chunk: 1,
+        hidden: 256,
+    };
+    let x = Tensor::randn([DATA_ROWS, OBS_DIM as i64], (Kind::Float, device));
+    let y = Tensor::randn([DATA_ROWS, ACT_DIM as i64], (Kind::Float, device));
+    let mlp = Mlp::new(&spec, device);
+    let mut opt = nn::Adam::default().build(&mlp.vs, 3e-4)?;
+    let mut step = |_: usize| -> Result<(), TrainError> {
+        let idx = Tensor::randint(DATA_ROWS, [batch as i64], (Kind::Int64, device));
+        let loss = mlp
+            .forward(&x.index_select(0, &idx))
+            .mse_loss(&y.index_select(0, &idx), tch::Reduction::Mean);
+        opt.backward_step(&loss);
+        // Reading the loss back synchronises CUDA, as a real training loop does.
+        f64::try_from(&loss)?;
+        Ok(())
+    };
+    for i in 0..WARMUP_STEPS {
+        step(i)?;
+    }
+    let mut runs = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t0 = Instant::now();
+        for i in 0..steps {
+            step(i)?;
+        }
+        let s = t0.elapsed().as_secs_f64().max(1e-9);
+        runs.push((batch * steps) as f64 / s);
+    }
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let samples_per_s = median(&sorted);
+    Ok(BenchTrain {
+        batch,
+        steps,
+        repeats,
+        device: format!("{device:?}"),
+        samples_per_s,
+        step_ms: 1e3 * batch as f64 / samples_per_s.max(1e-9),
+        runs,
+    })
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match (sorted.get(n / 2), n % 2) {
+        (Some(&m), 1) => m,
+        (Some(&hi), _) => sorted
+            .get(n / 2 - 1)
+            .map(|&lo| (lo + hi) / 2.0)
+            .unwrap_or(hi),
+        (None, _) => f64::NAN,
+    }
+}
