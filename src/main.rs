@@ -1,1 +1,75 @@
-fn main() {}
+//! `intervened`: the robot-side daemon for teleoperation and human intervention, and its tools.
+
+mod bench;
+mod commands;
+mod dagger;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "intervened", version, about = "Robot-side teleoperation and human intervention (HG-DAgger) for Dynamixel arms")]
+struct Cli {
+    /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `intervened_daemon=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon: read the gamepad and the servos, run the policy, record episodes.
+    Run(commands::RunArgs),
+    /// Serve an emulated servo chain on a pseudo-terminal (prints its path first) until killed.
+    Sim(commands::SimArgs),
+    /// Check the adapter, every servo, the calibration, the gamepad and the policy.
+    Doctor(commands::DoctorArgs),
+    /// Calibrate the arm interactively (middle pose, then sweep every joint).
+    Calibrate(commands::CalibrateArgs),
+    /// Aggregate every session (DAgger), train the next policy and publish it.
+    Retrain(commands::RetrainArgs),
+    /// Inspect recorded sessions, or export them as a LeRobotDataset v3.0.
+    Export(commands::ExportArgs),
+    /// Measure the bus, the loop, inference, training, recording, or the whole DAgger loop.
+    Bench(bench::BenchArgs),
+    /// Talk to a running daemon over its control socket.
+    Ctl(commands::CtlArgs),
+}
+
+/// Common flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConfigArg {
+    /// The robot config (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Overrides the config's bus port (a device path, or `sim`).
+    #[arg(long, value_name = "PATH")]
+    pub port: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match cli.cmd {
+        Cmd::Run(a) => commands::run(a),
+        Cmd::Sim(a) => commands::sim(a),
+        Cmd::Doctor(a) => commands::doctor(a),
+        Cmd::Calibrate(a) => commands::calibrate(a),
+        Cmd::Retrain(a) => commands::retrain(a),
+        Cmd::Export(a) => commands::export(a),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::Ctl(a) => commands::ctl(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

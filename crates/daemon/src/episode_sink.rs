@@ -1,0 +1,165 @@
+//! The loop's recorder: MCAP episodes through `intervened-episodes`' recorder thread.
+
+use std::path::{Path, PathBuf};
+
+use intervened_episodes::{
+    new_session_id, EpisodeMeta, Event, Frame, Outcome, Recorder, RecorderHandle, RecorderOptions,
+};
+use intervened_robot::RobotConfig;
+use tracing::{error, info};
+
+use crate::arbiter::Mode;
+use crate::hardware::ArmState;
+use crate::recording::{ControlSource, EpisodeOutcome, FrameRecord, FrameSink, LoopEvent};
+
+pub struct EpisodeSink {
+    recorder: Option<Recorder>,
+    handle: RecorderHandle,
+    cfg: RobotConfig,
+    root: PathBuf,
+    session_id: String,
+    feature_names: Vec<String>,
+    episode_start_tick: u64,
+    period: f64,
+    episodes: u64,
+}
+
+impl EpisodeSink {
+    /// Recovers episodes cut short by an earlier crash, then starts the recorder thread.
+    pub fn start(cfg: &RobotConfig, root: &Path, feature_names: Vec<String>) -> Result<Self, String> {
+        let mut opts = RecorderOptions::from_config(&cfg.recording);
+        opts.root = root.to_path_buf();
+        let recorder = Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
+        let rec = recorder.recovery();
+        if !rec.recovered.is_empty() {
+            info!("recovered {} episode(s) cut short by an earlier stop", rec.recovered.len());
+        }
+        let handle = recorder.handle();
+        // Session ids are UTC seconds; runs started within one second get a suffix.
+        let base = new_session_id();
+        let mut session_id = base.clone();
+        let mut n = 2;
+        while intervened_episodes::session_dir(root, &session_id).exists() {
+            session_id = format!("{base}-{n}");
+            n += 1;
+        }
+        info!(session = %session_id, root = %root.display(), "recording");
+        Ok(Self {
+            recorder: Some(recorder),
+            handle,
+            cfg: cfg.clone(),
+            root: root.to_path_buf(),
+            session_id,
+            feature_names,
+            episode_start_tick: 0,
+            period: cfg.period_s(),
+            episodes: 0,
+        })
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+}
+
+fn source(s: ControlSource) -> intervened_episodes::ControlSource {
+    match s {
+        ControlSource::Demo => intervened_episodes::ControlSource::Demo,
+        ControlSource::Robot => intervened_episodes::ControlSource::Robot,
+        ControlSource::Intervention => intervened_episodes::ControlSource::Intervention,
+    }
+}
+
+fn mode_name(m: Mode) -> String {
+    format!("{m:?}").to_lowercase()
+}
+
+fn frame_of(f: &FrameRecord<'_>, state: &ArmState) -> Frame {
+    Frame {
+        tick: f.tick,
+        t: f.t,
+        q: state.q.clone(),
+        qd: state.qd.clone(),
+        current: state.current.clone(),
+        goal: f.goal.to_vec(),
+        source: source(f.source),
+        proposal: f.proposal.map(|p| p.to_vec()),
+        doubt: f.doubt,
+        pad_axes: f.pad_axes.to_vec(),
+        pad_buttons: f.pad_buttons,
+        task: f.task.to_vec(),
+    }
+}
+
+impl FrameSink for EpisodeSink {
+    fn begin_episode(&mut self, index: u64, demo: bool, policy_version: Option<String>, task: &str) -> Result<(), String> {
+        let mut meta = EpisodeMeta::for_robot(&self.cfg, self.session_id.clone(), index as u32, task);
+        meta.task_feature_names = self.feature_names.clone();
+        meta.demo = demo;
+        meta.policy_version = policy_version;
+        self.handle.begin_episode(meta).map_err(|e| format!("{e:?}"))
+    }
+
+    fn frame(&mut self, f: FrameRecord<'_>) {
+        if self.episode_start_tick == 0 || f.t == 0.0 {
+            self.episode_start_tick = f.tick;
+        }
+        // A full queue drops the frame; the recorder counts it (see `dropped`).
+        let _ = self.handle.record_frame(frame_of(&f, f.state));
+    }
+
+    fn event(&mut self, tick: u64, e: LoopEvent) {
+        let t = tick.saturating_sub(self.episode_start_tick) as f64 * self.period;
+        let ev = match e {
+            LoopEvent::Mode(tr) => Event::ModeChange { from: mode_name(tr.from), to: mode_name(tr.to), reason: tr.reason },
+            LoopEvent::Fault(m) => Event::Fault { component: "loop".into(), message: m, fatal: false },
+            LoopEvent::Clamp { limit, step } => Event::SafetyClamp {
+                joint: String::new(),
+                reason: format!("{limit} joint(s) at a limit, {step} at the step limit"),
+            },
+            LoopEvent::PolicyLoaded(v) => Event::PolicyLoaded { version: v },
+            LoopEvent::Note(m) => Event::Note { message: m },
+        };
+        let _ = self.handle.event(tick, t, ev);
+    }
+
+    fn end_episode(&mut self, _tick: u64, outcome: EpisodeOutcome) {
+        let o = match outcome {
+            EpisodeOutcome::Success => Outcome::Success,
+            EpisodeOutcome::Failure => Outcome::Failure,
+            EpisodeOutcome::Discarded => Outcome::Discarded,
+            EpisodeOutcome::Aborted => Outcome::Aborted,
+        };
+        if self.handle.end_episode(o).is_err() {
+            error!("recorder queue full: the episode end was not queued (recovery will close it)");
+        }
+        self.episodes += 1;
+        self.episode_start_tick = 0;
+    }
+
+    fn dropped(&self) -> u64 {
+        self.handle.dropped_frames()
+    }
+
+    fn fault(&self) -> Option<String> {
+        if self.handle.disk_ok() {
+            None
+        } else {
+            Some(self.handle.status().last_error.unwrap_or_else(|| "disk error".into()))
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(r) = self.recorder.take() {
+            let st = r.shutdown();
+            info!(frames = st.frames_written, dropped = st.frames_dropped, "recorder closed");
+        }
+        if self.episodes > 0 {
+            // The retrain .path unit watches this marker.
+            let marker = self.root.join("session-closed");
+            if let Err(e) = std::fs::write(&marker, format!("{}\n", self.session_id)) {
+                error!("cannot write {}: {e}", marker.display());
+            }
+        }
+    }
+}

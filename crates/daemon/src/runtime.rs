@@ -1,0 +1,373 @@
+//! Assembling and running the daemon: config -> bus, gamepad, policy, recorder, pacing ->
+//! the control thread, with the tokio service shell beside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use intervened_dxl::Arm;
+use intervened_policy::{Policy, PolicyExpectations, PolicyRunner, RunnerOptions};
+use intervened_robot::{Calibration, RobotConfig, SensorSource, TakeoverMode};
+use intervened_teleop::{GamepadSource, GilrsSource, TeleopController};
+use intervened_world::HumanParams;
+use tracing::{error, info, warn};
+
+use crate::adapters::{DxlArm, Pad, TchPolicy};
+use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
+use crate::control::{ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan};
+use crate::episode_sink::EpisodeSink;
+use crate::recording::{FrameSink, NullSink};
+use crate::service::{notify_loop, registry_current, serve_socket, Command};
+use crate::sim_rig::{HumanMode, SimBus, SimRig};
+use crate::status::Status;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Overrides the config's bus port.
+    pub port: Option<String>,
+    /// Overrides the config's data root.
+    pub data: Option<PathBuf>,
+    /// The control socket; none serves no socket.
+    pub socket: Option<PathBuf>,
+    /// A policy directory (policy.pt + policy.json); default: the registry's `current`.
+    pub policy: Option<PathBuf>,
+    /// Start this many episodes by itself, then exit.
+    pub episodes: Option<u64>,
+    /// Episodes are teleoperated demonstrations.
+    pub demo: bool,
+    /// The simulated human drives the virtual gamepad (simulated bus only).
+    pub sim_human: bool,
+    pub human: HumanParams,
+    /// Run the simulator in real time instead of lockstep.
+    pub realtime: bool,
+    /// Record episodes (on by default).
+    pub record: bool,
+    pub max_ticks: Option<u64>,
+    pub task: String,
+    /// Seed override for the simulated world.
+    pub seed: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            port: None,
+            data: None,
+            socket: None,
+            policy: None,
+            episodes: None,
+            demo: false,
+            sim_human: false,
+            human: HumanParams::default(),
+            realtime: false,
+            record: true,
+            max_ticks: None,
+            task: "pick up the block".into(),
+            seed: None,
+        }
+    }
+}
+
+/// What a run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub loop_report: LoopReport,
+    pub session_id: Option<String>,
+    pub data_root: PathBuf,
+    pub policy_version: Option<String>,
+    pub wall_s: f64,
+}
+
+/// Loads a policy for this robot and wraps it for the loop.
+pub fn load_policy(cfg: &RobotConfig, dir: &Path, feature_names: &[String]) -> Result<Box<dyn PolicyDriver>> {
+    let expect = PolicyExpectations::for_robot(cfg, feature_names);
+    let policy = Policy::load(dir, &expect).with_context(|| format!("loading policy {}", dir.display()))?;
+    let version = policy.sidecar().version.clone();
+    let runner = PolicyRunner::new(policy, RunnerOptions::from_config(cfg));
+    Ok(Box::new(TchPolicy::new(runner, version)))
+}
+
+/// The config's calibration, checked against it; the identity calibration where the config
+/// names none and the bus is simulated.
+pub fn load_calibration(cfg: &RobotConfig) -> Result<(Calibration, PathBuf)> {
+    match cfg.calibration_path() {
+        Some(p) => Ok((Calibration::load(&p, cfg)?, p)),
+        None if cfg.bus.is_sim() => Ok((Calibration::identity(cfg), PathBuf::from("<identity>"))),
+        None => bail!(
+            "{}: no `calibration` file is named; run `intervened calibrate --config {0}` and add calibration = \"...\"",
+            cfg.source.as_deref().unwrap_or(Path::new("config")).display()
+        ),
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, the planned episodes are done, or `max_ticks`.
+pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
+    let started = std::time::Instant::now();
+    if let Some(p) = &opts.port {
+        cfg.bus.port = p.clone();
+    }
+    if let Some(seed) = opts.seed {
+        cfg.sim.seed = seed;
+    }
+    let (cal, cal_path) = load_calibration(&cfg)?;
+    let limits = cal.joint_limits(&cfg, &cal_path)?;
+    let sim = cfg.bus.is_sim();
+    if opts.sim_human && !sim {
+        bail!("--sim-human needs the simulated bus (bus.port = \"sim\")");
+    }
+
+    // The bus: the emulator on a pty for "sim", else the configured device.
+    let sim_bus = if sim { Some(SimBus::start(&cfg, false).context("starting the servo emulator")?) } else { None };
+    let port: PathBuf = match &sim_bus {
+        Some(b) => b.server.path(),
+        None => PathBuf::from(&cfg.bus.port),
+    };
+    let arm = Arm::open(&cfg, cal.clone(), &port).with_context(|| {
+        format!("opening the arm on {} (run `intervened doctor --config ...` for a checklist)", port.display())
+    })?;
+    let arm = DxlArm::new(arm);
+
+    // The world, the simulated human and the gamepad.
+    let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
+    let mut env: Option<Box<dyn Environment>> = None;
+    let source: Box<dyn GamepadSource> = match &sim_bus {
+        Some(b) => {
+            let mode = if opts.sim_human { HumanMode::On } else { HumanMode::Off };
+            let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, opts.human.clone())
+                .map_err(anyhow::Error::msg)?;
+            sensors.push(Box::new(sensor));
+            env = Some(Box::new(rig));
+            Box::new(pad)
+        }
+        None => Box::new(GilrsSource::start().context("starting gamepad input")?),
+    };
+    let feature_names: Vec<String> = sensors.iter().flat_map(|s| s.names().to_vec()).collect();
+    let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
+    let pad = Pad::new(ctl, source);
+
+    // The policy: explicit, else the registry's current one, else none (demonstrations only).
+    let registry = cfg.resolve(&cfg.policy.registry);
+    let policy_dir = opts.policy.clone().or_else(|| registry_current(&registry));
+    let policy = match &policy_dir {
+        Some(d) => Some(load_policy(&cfg, d, &feature_names)?),
+        None => {
+            info!("no policy in {}: demonstrations only", registry.display());
+            None
+        }
+    };
+    let policy_version = policy.as_ref().map(|p| p.version().to_string());
+
+    // The recorder.
+    let data_root = opts.data.clone().unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
+    let mut session_id = None;
+    let sink: Box<dyn FrameSink> = if opts.record {
+        let s = EpisodeSink::start(&cfg, &data_root, feature_names.clone()).map_err(anyhow::Error::msg)?;
+        session_id = Some(s.session_id().to_string());
+        Box::new(s)
+    } else {
+        Box::new(NullSink)
+    };
+
+    let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
+    let pacer: Box<dyn Pacer> = if lockstep {
+        Box::new(LockstepPacer::new(cfg.period_s()))
+    } else {
+        Box::new(RealtimePacer::new(cfg.period_s(), Duration::from_micros(100)))
+    };
+
+    let takeover = match cfg.teleop.takeover {
+        TakeoverMode::Hold => "hold",
+        TakeoverMode::Toggle => "toggle",
+    };
+    let mut st = Status::new(&cfg.robot.name, takeover, &format!("{:?}", cfg.teleop.takeover_button), cfg.control.rate_hz);
+    st.session_id = session_id.clone().unwrap_or_default();
+    st.policy_version = policy_version.clone();
+    let status = Arc::new(Mutex::new(st));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (cmd_tx, cmd_rx) = bounded::<Command>(64);
+    let (pol_tx, pol_rx) = bounded::<Box<dyn PolicyDriver>>(1);
+
+    let plan = opts.episodes.map(|n| SessionPlan { episodes: n, demo: opts.demo || policy.is_none() });
+    let parts = LoopParts {
+        cfg: cfg.clone(),
+        limits,
+        arm: Box::new(arm),
+        sensors,
+        pad: Box::new(pad),
+        policy,
+        policy_updates: pol_rx,
+        sink,
+        pacer,
+        env,
+        commands: cmd_rx,
+        status: status.clone(),
+        stop: stop.clone(),
+        opts: LoopOptions { plan, max_ticks: opts.max_ticks, task: opts.task.clone() },
+    };
+
+    // The service shell on its own tokio runtime thread.
+    let shell = spawn_shell(ShellParts {
+        cfg: cfg.clone(),
+        socket: opts.socket.clone(),
+        commands: cmd_tx,
+        status: status.clone(),
+        stop: stop.clone(),
+        policy_updates: pol_tx,
+        registry,
+        current: policy_dir.clone(),
+        feature_names,
+        watch_registry: opts.policy.is_none(),
+    })?;
+
+    let rt_priority = cfg.control.realtime_priority;
+    let cpu = cfg.control.cpu;
+    let control = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            if let Some(p) = rt_priority {
+                if let Err(w) = try_realtime_priority(p) {
+                    warn!("{w}");
+                }
+            }
+            if let Some(c) = cpu {
+                if let Err(w) = try_pin_cpu(c) {
+                    warn!("{w}");
+                }
+            }
+            ControlLoop::new(parts).run()
+        })
+        .context("spawning the control thread")?;
+    let loop_report = match control.join() {
+        Ok(r) => r,
+        Err(_) => bail!("the control thread panicked; the arm was left holding its last goal"),
+    };
+    stop.store(true, Ordering::Relaxed);
+    if shell.join().is_err() {
+        error!("service shell panicked");
+    }
+    drop(sim_bus);
+    Ok(RunReport { loop_report, session_id, data_root, policy_version, wall_s: started.elapsed().as_secs_f64() })
+}
+
+struct ShellParts {
+    cfg: RobotConfig,
+    socket: Option<PathBuf>,
+    commands: Sender<Command>,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    policy_updates: Sender<Box<dyn PolicyDriver>>,
+    registry: PathBuf,
+    current: Option<PathBuf>,
+    feature_names: Vec<String>,
+    watch_registry: bool,
+}
+
+fn spawn_shell(p: ShellParts) -> Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    let h = std::thread::Builder::new().name("service".into()).spawn(move || {
+        rt.block_on(async move {
+            let mut tasks = Vec::new();
+            if let Some(path) = p.socket.clone() {
+                let (c, s, st) = (p.commands.clone(), p.status.clone(), p.stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = serve_socket(path.clone(), c, s, st).await {
+                        error!("control socket {}: {e}", path.display());
+                    }
+                }));
+            }
+            tasks.push(tokio::spawn(notify_loop(p.status.clone(), p.stop.clone())));
+            tasks.push(tokio::spawn(signals(p.stop.clone(), p.commands.clone(), PolicyWatch {
+                cfg: p.cfg,
+                registry: p.registry,
+                current: p.current,
+                feature_names: p.feature_names,
+                updates: p.policy_updates,
+                watch: p.watch_registry,
+            })));
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+    })?;
+    Ok(h)
+}
+
+struct PolicyWatch {
+    cfg: RobotConfig,
+    registry: PathBuf,
+    current: Option<PathBuf>,
+    feature_names: Vec<String>,
+    updates: Sender<Box<dyn PolicyDriver>>,
+    watch: bool,
+}
+
+impl PolicyWatch {
+    /// Loads the registry's current policy if it changed, and queues it for the loop, which
+    /// installs it between episodes. A policy that fails to load is reported and skipped: the
+    /// running one stays.
+    async fn check(&mut self, forced: bool) {
+        let now = registry_current(&self.registry);
+        if now.is_none() || (now == self.current && !forced) {
+            return;
+        }
+        let Some(dir) = now.clone() else { return };
+        let (cfg, names) = (self.cfg.clone(), self.feature_names.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_policy(&cfg, &dir, &names)).await;
+        match loaded {
+            Ok(Ok(p)) => {
+                info!(version = p.version(), "new policy queued; it takes over between episodes");
+                // Replace a policy still waiting in the queue.
+                if let Err(crossbeam_channel::TrySendError::Full(p)) = self.updates.try_send(p) {
+                    let _ = self.updates.try_send(p);
+                }
+                self.current = now;
+            }
+            Ok(Err(e)) => {
+                error!("new policy rejected, the running one stays: {e:#}");
+                self.current = now;
+            }
+            Err(e) => error!("policy load task failed: {e}"),
+        }
+    }
+}
+
+async fn signals(stop: Arc<AtomicBool>, commands: Sender<Command>, mut watch: PolicyWatch) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: holding, closing the recording, exiting"); stop.store(true, Ordering::Relaxed); }
+            _ = int.recv() => { info!("SIGINT: holding, closing the recording, exiting"); stop.store(true, Ordering::Relaxed); }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the policy (installed between episodes)");
+                watch.check(true).await;
+                // Nudge the loop so an idle daemon installs it at once.
+                let (tx, _rx) = tokio::sync::oneshot::channel();
+                let _ = commands.try_send(Command { request: crate::protocol::Request::Reload {}, reply: tx });
+            }
+            _ = tick.tick() => {
+                if watch.watch {
+                    watch.check(false).await;
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+}
+
+/// Ready-made receiver for tests that assemble a loop by hand.
+pub fn no_policy_updates() -> Receiver<Box<dyn PolicyDriver>> {
+    bounded(1).1
+}

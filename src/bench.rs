@@ -1,0 +1,209 @@
+//! `intervened bench ...`: numbers measured on this machine, printed with the machine named.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use intervened_daemon::clock::bare_sleep_jitter;
+use intervened_daemon::runtime::{self, RunOptions};
+use intervened_daemon::sim_rig::SimBus;
+use intervened_daemon::stats::summarize_s;
+use intervened_dxl::{bench_bus, Arm};
+use intervened_robot::{Calibration, RobotConfig};
+
+use crate::dagger::{self, DaggerPlan};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Full read+write cycles per second against the emulated chain, beside the wire floor.
+    Bus {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        cycles: usize,
+    },
+    /// The real-time loop on the simulator (policy and recording on) vs a bare sleep loop.
+    Loop {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Policy directory (default: trains a small one first).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Policy forward latency: the seed MLP and a chunked model (trained on a short demo set).
+    Infer {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        iters: usize,
+    },
+    /// Training throughput of the seed MLP at batch 256 (median of several runs).
+    Train {
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
+    /// Behaviour cloning vs intervention-based DAgger on the simulated arm, end to end.
+    Dagger {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        /// A short version (one round, few episodes, one seed): the README's first command.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "bench-out/dagger")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+}
+
+/// The machine, for every printed number.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cpu}, {cores} cores")
+}
+
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    match a.what {
+        What::Bus { config, cycles } => {
+            let cfg = RobotConfig::load(&config)?;
+            let sim = SimBus::start(&cfg, false)?;
+            let mut arm = Arm::open(&cfg, Calibration::identity(&cfg), &sim.server.path())?;
+            let b = bench_bus(&mut arm, cycles)?;
+            println!(
+                "bus: {} servos at {} baud over a pty: {:.0} read+write cycles/s; software overhead per cycle p50 {:.1} us, p99 {:.1} us; wire-time floor {:.0} us/cycle ({} bytes) = {:.0} cycles/s on a real bus; {} failed cycles",
+                cfg.joints.len(),
+                cfg.bus.baud,
+                b.cycles_per_s,
+                b.overhead_p50.as_secs_f64() * 1e6,
+                b.overhead_p99.as_secs_f64() * 1e6,
+                b.wire_floor_per_cycle.as_secs_f64() * 1e6,
+                b.bytes_per_cycle,
+                1.0 / b.wire_floor_per_cycle.as_secs_f64(),
+                b.failed_cycles
+            );
+        }
+        What::Loop { config, rate, seconds, policy } => {
+            let mut cfg = RobotConfig::load(&config)?;
+            cfg.control.rate_hz = rate;
+            cfg.teleop.require_gamepad = false;
+            let policy = match policy {
+                Some(p) => p,
+                None => small_policy(&cfg, 1)?,
+            };
+            let bare = bare_sleep_jitter(1.0 / rate, (rate * seconds.min(20.0)) as u64, Duration::from_micros(100));
+            let floor = summarize_s(&bare);
+            let dir = tempdir("loop")?;
+            let r = runtime::run(
+                cfg,
+                RunOptions {
+                    realtime: true,
+                    policy: Some(policy),
+                    data: Some(dir.clone()),
+                    episodes: Some(1),
+                    max_ticks: Some((rate * seconds) as u64),
+                    ..RunOptions::default()
+                },
+            )?;
+            let t = r.loop_report.timing;
+            println!("loop at {rate} Hz for {seconds} s (policy + recording on): period error {}; work {}; overruns {}; dropped frames {}", t.period_error, t.work, t.overruns, r.loop_report.dropped_frames);
+            println!("bare sleep loop (same machine, same run): period error {floor}");
+            println!("p99 ratio loop/bare: {:.2}", t.period_error.p99_us / floor.p99_us.max(0.1));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        What::Infer { config, iters } => {
+            let cfg = RobotConfig::load(&config)?;
+            let names: Vec<String> = intervened_world::FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+            for chunk in [1usize, 10] {
+                let dir = small_policy(&cfg, chunk)?;
+                let expect = intervened_policy::PolicyExpectations::for_robot(&cfg, &names);
+                let mut p = intervened_policy::Policy::load(&dir, &expect)?;
+                let l = intervened_policy::bench_infer(&mut p, iters)?;
+                println!("infer: seed MLP, chunk {chunk}, batch 1, 1 thread: p50 {:.1} us, p99 {:.1} us, mean {:.1} us ({iters} runs)", l.p50_us, l.p99_us, l.mean_us);
+            }
+        }
+        What::Train { steps, repeats } => {
+            let b = intervened_train::bench_train(256, steps, repeats)?;
+            println!("train: seed MLP, batch {}, {}: {:.0} samples/s (median of {} runs of {} steps), {:.2} ms/step", b.batch, b.device, b.samples_per_s, b.repeats, b.steps, b.step_ms);
+        }
+        What::Dagger { config, quick, out, seeds, rounds } => {
+            let cfg = RobotConfig::load(&config)?;
+            let plan = if quick {
+                DaggerPlan { demos: 10, rounds: 1, dagger_episodes: 10, eval: 10, seeds: vec![0], max_steps: 1500, out }
+            } else {
+                DaggerPlan { demos: 50, rounds, dagger_episodes: 20, eval: 20, seeds: (0..seeds).collect(), max_steps: 4000, out }
+            };
+            let t0 = std::time::Instant::now();
+            let mut results = Vec::new();
+            for s in &plan.seeds {
+                results.push(dagger::run_seed(&cfg, &plan, *s)?);
+            }
+            println!("\n| arm | round | success (mean ± sd over {} seed(s)) | expert-labelled frames | intervention rate | mean autonomous run (frames) |", plan.seeds.len());
+            println!("|---|---|---|---|---|---|");
+            for (arm, round, m, sd, frames, rate, run) in dagger::table(&results) {
+                println!(
+                    "| {arm} | {round} | {:.0}% ± {:.0}% | {frames:.0} | {} | {} |",
+                    m * 100.0,
+                    sd * 100.0,
+                    rate.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+                    run.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
+                );
+            }
+            std::fs::create_dir_all(&plan.out)?;
+            let svg = plan.out.join("dagger.svg");
+            dagger::plot(&results, &svg)?;
+            std::fs::write(plan.out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+            println!("\nwall-clock: {:.1} s; plot {}; raw results {}", t0.elapsed().as_secs_f64(), svg.display(), plan.out.join("results.json").display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempdir(tag: &str) -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("intervened-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+/// Records a few simulated demonstrations and trains a small policy on them (chunk k).
+fn small_policy(cfg: &RobotConfig, chunk: usize) -> Result<PathBuf> {
+    let dir = tempdir(&format!("policy-{chunk}"))?;
+    let data = dir.join("data");
+    let mut c = cfg.clone();
+    c.control.rate_hz = 50.0;
+    runtime::run(
+        c.clone(),
+        RunOptions { data: Some(data.clone()), episodes: Some(3), demo: true, sim_human: true, ..RunOptions::default() },
+    )?;
+    let reg = dir.join("policies");
+    let mut o = intervened_train::RetrainOptions::new(&data, &reg);
+    o.chunk = chunk;
+    o.max_steps = Some(50);
+    o.quiet = true;
+    // The loop benchmark runs the policy at its own rate; fps is not checked here.
+    let r = intervened_train::retrain(&o).context("training the benchmark policy")?;
+    let mut side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.policy_dir.join("policy.json"))?)?;
+    side["fps"] = serde_json::json!(cfg.control.rate_hz);
+    std::fs::write(r.policy_dir.join("policy.json"), serde_json::to_string_pretty(&side)?)?;
+    Ok(r.policy_dir)
+}

@@ -1,0 +1,426 @@
+//! The subcommands other than `bench`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use intervened_daemon::runtime::{self, load_calibration, RunOptions};
+use intervened_dxl::{Arm, Calibrator, DoctorOptions};
+use intervened_robot::{Calibration, RobotConfig};
+use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions};
+
+use crate::ConfigArg;
+
+/// Loads a config, applying `--port`.
+pub fn load_config(c: &ConfigArg) -> Result<RobotConfig> {
+    let mut cfg = RobotConfig::load(&c.config)?;
+    if let Some(p) = &c.port {
+        cfg.bus.port = p.clone();
+    }
+    Ok(cfg)
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cfg: ConfigArg,
+    /// Data root for recordings (default: the config's recording.root).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Serve the control socket here (`intervened ctl` talks to it).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Run this policy directory instead of the registry's `current`.
+    #[arg(long, value_name = "DIR")]
+    pub policy: Option<PathBuf>,
+    /// Run a session of N episodes, started automatically, then exit.
+    #[arg(long, value_name = "N")]
+    pub episodes: Option<u64>,
+    /// Demonstration mode: the human teleoperates whole episodes (frames labelled `demo`).
+    #[arg(long)]
+    pub demo: bool,
+    /// Simulated bus only: a simulated human drives the virtual gamepad (demonstrates in demo
+    /// episodes, supervises and takes over in policy episodes).
+    #[arg(long)]
+    pub sim_human: bool,
+    /// Simulated bus only: run in real time instead of lockstep.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Do not record episodes.
+    #[arg(long)]
+    pub no_record: bool,
+    /// Seed of the simulated world (default: the config's sim.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.cfg)?;
+    let opts = RunOptions {
+        data: a.data,
+        socket: a.socket,
+        policy: a.policy,
+        episodes: a.episodes,
+        demo: a.demo,
+        sim_human: a.sim_human,
+        realtime: a.realtime,
+        record: !a.no_record,
+        seed: a.seed,
+        ..RunOptions::default()
+    };
+    let r = runtime::run(cfg, opts)?;
+    let lr = &r.loop_report;
+    let ok = lr.episodes.iter().filter(|o| matches!(o, intervened_daemon::recording::EpisodeOutcome::Success)).count();
+    println!(
+        "ran {} ticks in {:.1} s: {} episode(s), {} success, {} takeover(s), {} clamp(s), {} bus error(s), {} dropped frame(s)",
+        lr.ticks,
+        r.wall_s,
+        lr.episodes.len(),
+        ok,
+        lr.takeovers,
+        lr.clamps,
+        lr.bus_errors,
+        lr.dropped_frames
+    );
+    if let Some(s) = &r.session_id {
+        println!("session {s} recorded under {}", r.data_root.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub cfg: ConfigArg,
+    /// Directory for the stable link to the pty (default: a private temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub link_dir: Option<PathBuf>,
+}
+
+pub fn sim(a: SimArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.cfg)?;
+    let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
+    let server = PtyServer::start(
+        chain,
+        ServerOptions { realtime: true, link_dir: a.link_dir, ..Default::default() },
+    )
+    .context("starting the emulator's pty")?;
+    // The first line of stdout is the path, for scripts.
+    println!("{}", server.path().display());
+    std::io::stdout().flush()?;
+    eprintln!(
+        "serving {} emulated servos at {} baud; Ctrl-C to stop",
+        cfg.joints.len(),
+        cfg.bus.baud
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub cfg: ConfigArg,
+    /// Do not change an FTDI latency timer (only report it).
+    #[arg(long)]
+    pub no_fix: bool,
+}
+
+pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.cfg)?;
+    let cal = match load_calibration(&cfg) {
+        Ok((c, _)) => Some(c),
+        Err(e) => {
+            println!("calibration: FAIL {e:#}");
+            None
+        }
+    };
+    let mut failed = cal.is_none() && !cfg.bus.is_sim();
+    // For `port = "sim"` the doctor checks the in-process emulator over its pty, configured as
+    // the daemon would.
+    let sim = if cfg.bus.is_sim() {
+        let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
+        let server = PtyServer::start(chain, ServerOptions::default()).context("starting the emulator")?;
+        let c = cal.clone().unwrap_or_else(|| Calibration::identity(&cfg));
+        drop(Arm::open(&cfg, c, &server.path()).context("configuring the emulated chain")?);
+        Some(server)
+    } else {
+        None
+    };
+    let port = match &sim {
+        Some(s) => s.path(),
+        None => PathBuf::from(&cfg.bus.port),
+    };
+    let opts = DoctorOptions { fix_latency: !a.no_fix, ..DoctorOptions::default() };
+    let report = intervened_dxl::doctor_with(&cfg, cal.as_ref(), &port, &opts);
+    println!("{report}");
+    failed |= report.has_failures();
+
+    // Gamepads and the mapping.
+    match intervened_teleop::list_gamepads() {
+        Ok(p) if p.is_empty() => {
+            let level = if cfg.teleop.require_gamepad { "FAIL" } else { "ok  " };
+            println!(
+                "gamepad  {level} none connected{}",
+                if cfg.teleop.require_gamepad {
+                    " (teleop.require_gamepad = true: autonomous mode is refused)\n  fix: plug in a gamepad, or add the user to the `input` group"
+                } else {
+                    ""
+                }
+            );
+            failed |= cfg.teleop.require_gamepad && !cfg.bus.is_sim();
+        }
+        Ok(pads) => {
+            for p in pads {
+                println!("gamepad  ok   {p}");
+            }
+        }
+        Err(e) => println!("gamepad  warn {e}"),
+    }
+    match intervened_teleop::TeleopController::from_robot_config(&cfg) {
+        Ok(c) => println!("mapping in use ({:?} to take over with {:?}):\n{}", cfg.teleop.takeover, cfg.teleop.takeover_button, c.mapping()),
+        Err(e) => {
+            println!("mapping  FAIL {e}");
+            failed = true;
+        }
+    }
+    // The policy, if the registry has one.
+    let registry = cfg.resolve(&cfg.policy.registry);
+    match intervened_daemon::service::registry_current(&registry) {
+        None => println!("policy   ok   none in {} yet (demonstrations only)", registry.display()),
+        Some(dir) => {
+            let features: Vec<String> = if cfg.bus.is_sim() {
+                intervened_world::FEATURE_NAMES.iter().map(|s| s.to_string()).collect()
+            } else {
+                Vec::new()
+            };
+            match runtime::load_policy(&cfg, &dir, &features) {
+                Ok(p) => println!("policy   ok   {} loads and runs", p.version()),
+                Err(e) => {
+                    println!("policy   FAIL {e:#}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub cfg: ConfigArg,
+    /// Where to write the calibration (default: the file the config names).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
+    let cfg = load_config(&a.cfg)?;
+    if cfg.bus.is_sim() {
+        bail!("calibrate needs an arm: run `intervened sim --config ...` and pass its path with --port");
+    }
+    let out = a.out.clone().or_else(|| cfg.calibration_path()).context(
+        "the config names no calibration file; pass --out FILE (and add calibration = \"FILE\" to the config)",
+    )?;
+    let mut arm = Arm::open(&cfg, Calibration::identity(&cfg), Path::new(&cfg.bus.port))?;
+    let mut cal = Calibrator::new(&cfg);
+    cal.begin(&mut arm)?;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    println!("Torque is off. Move the arm to its middle pose (every joint centred), then press Enter.");
+    stdin.lock().read_line(&mut line)?;
+    cal.record_middle(&mut arm)?;
+    println!("Now sweep every joint through its whole range. Press Enter when done.");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut l);
+        let _ = tx.send(());
+    });
+    let mut last = std::time::Instant::now();
+    while rx.try_recv().is_err() {
+        let progress = cal.sample(&mut arm)?;
+        if last.elapsed() > Duration::from_millis(500) {
+            let line: Vec<String> = progress
+                .joints
+                .iter()
+                .map(|j| format!("{} {}..{}{}", j.joint, j.min, j.max, if j.enough { " ok" } else { "" }))
+                .collect();
+            eprint!("\r{}   ", line.join(" | "));
+            last = std::time::Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!();
+    let calibration = cal.finish()?;
+    calibration.save(&out)?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RetrainArgs {
+    /// Data root holding sessions/.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// The policy registry.
+    #[arg(long, value_name = "REGISTRY")]
+    pub out: PathBuf,
+    /// Only use episodes of this robot (type, joints, fps).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// hg-dagger (demos + interventions), iwr (interventions 50/50), sirius (class shares).
+    #[arg(long, default_value = "hg-dagger")]
+    pub weighting: String,
+    /// Predict the next k goals (action chunking).
+    #[arg(long, default_value_t = 1)]
+    pub chunk: usize,
+    /// Bootstrap ensemble members (doubt needs >= 2).
+    #[arg(long, default_value_t = 1)]
+    pub ensemble: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[arg(long)]
+    pub quiet: bool,
+    /// List the registry's policies instead of training.
+    #[arg(long)]
+    pub list: bool,
+    /// Point `current` back at VERSION (or the previous one) instead of training.
+    #[arg(long, value_name = "VERSION", num_args = 0..=1, default_missing_value = "")]
+    pub rollback: Option<String>,
+}
+
+pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
+    use intervened_train::registry;
+    if a.list {
+        for p in registry::list_policies(&a.out)? {
+            let mark = if p.current { "*" } else { " " };
+            let metrics = p.sidecar.as_ref().and_then(|s| s.get("provenance")).and_then(|p| p.get("metrics"));
+            println!("{mark} {}  {}  {}", p.version, p.path.display(), metrics.map(|m| m.to_string()).unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(to) = a.rollback {
+        let v = registry::rollback(&a.out, if to.is_empty() { None } else { Some(to.as_str()) })?;
+        println!("current -> {v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut opts = intervened_train::RetrainOptions::new(&a.data, &a.out);
+    if let Some(c) = &a.config {
+        opts.robot = Some(RobotConfig::load(c)?);
+    }
+    opts.weighting = a.weighting.parse().map_err(anyhow::Error::msg)?;
+    opts.chunk = a.chunk;
+    opts.ensemble = a.ensemble;
+    opts.seed = a.seed;
+    if a.max_steps.is_some() {
+        opts.max_steps = a.max_steps;
+    }
+    opts.quiet = a.quiet;
+    let r = intervened_train::retrain(&opts)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    println!("published {} at {}", r.version, r.policy_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportWhat,
+}
+
+#[derive(Subcommand)]
+pub enum ExportWhat {
+    /// Write a LeRobotDataset v3.0 from every recorded session.
+    Lerobot {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing dataset at --out.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List sessions: episodes, frames, intervention rate, success.
+    Sessions {
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    match a.what {
+        ExportWhat::Lerobot { data, out, overwrite } => {
+            let opts = intervened_episodes::ExportOptions { overwrite, ..Default::default() };
+            let s = intervened_episodes::export_lerobot(&data, &out, &opts)?;
+            println!("{s:#?}");
+        }
+        ExportWhat::Sessions { data } => {
+            let s = intervened_episodes::list_sessions(&data)?;
+            println!("{s}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CtlArgs {
+    /// The daemon's control socket.
+    #[arg(long, default_value = "/run/intervened/control.sock")]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub cmd: CtlCmd,
+}
+
+#[derive(Subcommand)]
+pub enum CtlCmd {
+    Status,
+    /// Start an episode (policy, or --demo for a demonstration).
+    Start {
+        #[arg(long)]
+        demo: bool,
+    },
+    /// End the episode: success, failure or discard.
+    Stop { outcome: String },
+    Hold,
+    Resume,
+    Estop,
+    ClearEstop,
+    /// Install the registry's current policy now (between episodes).
+    Reload,
+    /// Send one raw JSON line.
+    Raw { json: String },
+}
+
+pub fn ctl(a: CtlArgs) -> Result<ExitCode> {
+    let line = match a.cmd {
+        CtlCmd::Status => r#"{"cmd":"status"}"#.to_string(),
+        CtlCmd::Start { demo } => format!(r#"{{"cmd":"start_episode","demo":{demo}}}"#),
+        CtlCmd::Stop { outcome } => serde_json::json!({"cmd": "stop_episode", "outcome": outcome}).to_string(),
+        CtlCmd::Hold => r#"{"cmd":"hold"}"#.into(),
+        CtlCmd::Resume => r#"{"cmd":"resume"}"#.into(),
+        CtlCmd::Estop => r#"{"cmd":"estop"}"#.into(),
+        CtlCmd::ClearEstop => r#"{"cmd":"clear_estop"}"#.into(),
+        CtlCmd::Reload => r#"{"cmd":"reload"}"#.into(),
+        CtlCmd::Raw { json } => json,
+    };
+    let mut s = UnixStream::connect(&a.socket).with_context(|| {
+        format!("connecting to {} (is the daemon running with --socket? are you in its group?)", a.socket.display())
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply)?;
+    let v: serde_json::Value = serde_json::from_str(&reply).context("the daemon's reply is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(if v["ok"] == serde_json::Value::Bool(true) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
