@@ -221,6 +221,13 @@ impl GamepadInput for Pad {
         if let Some(i) = self.ctl.takeover_mut().set_demo(on) {
             self.ctl.note_intent(i);
         }
+        if !on {
+            // The demonstration is over and the loop is Idle: nobody needs to be latched out,
+            // so the next episode starts from a clean owner (a lost pad still latches Hold).
+            if let Ok(Some(i)) = self.ctl.takeover_mut().release_hold() {
+                self.ctl.note_intent(i);
+            }
+        }
     }
 
     fn release_hold(&mut self) {

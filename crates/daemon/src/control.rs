@@ -436,7 +436,9 @@ impl ControlLoop {
                 },
             );
         }
-        if self.known_position && !self.torque_off {
+        // While a re-seed is pending (the arm was reset or went limp) the old goal is stale:
+        // write nothing until the next read says where the arm is.
+        if self.known_position && !self.torque_off && !self.reseed {
             if let Err(e) = self.arm.write(&self.goal) {
                 self.bus_errors += 1;
                 warn!("goal write failed: {e}");

@@ -129,7 +129,10 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let arm = Arm::open(&cfg, cal.clone(), &port).with_context(|| {
         format!("opening the arm on {} (run `intervened doctor --config ...` for a checklist)", port.display())
     })?;
-    let arm = DxlArm::new(arm);
+    let mut arm = DxlArm::new(arm);
+    // Torque on: the servos hold where they are (enabling torque sets goal = present, so
+    // nothing moves), and the loop's first goal is the measured position.
+    arm.arm_mut().set_torque(true).context("enabling torque")?;
 
     // The world, the simulated human and the gamepad.
     let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
@@ -137,7 +140,10 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
             let mode = if opts.sim_human { HumanMode::On } else { HumanMode::Off };
-            let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, opts.human.clone())
+            let mut human = opts.human.clone();
+            // A session plan starts episodes itself; the simulated human need not press start.
+            human.press_start = opts.episodes.is_none();
+            let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
                 .map_err(anyhow::Error::msg)?;
             sensors.push(Box::new(sensor));
             env = Some(Box::new(rig));
