@@ -9,5 +9,8 @@ fn main() {
         // is run from elsewhere.
         let dir = std::fs::canonicalize(&dir).unwrap_or_else(|_| PathBuf::from(&dir));
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+        // rustc-link-arg only reaches this package's own tests and binaries; dependents that
+        // link libtorch read this (DEP_INTERVENED_POLICY_LIBTORCH_LIB) and emit their own.
+        println!("cargo:libtorch_lib={}", dir.display());
     }
 }

@@ -403,7 +403,7 @@ impl PolicyRunner {
     fn record_error(&mut self, e: PolicyError) {
         self.stats.errors += 1;
         // Log the first and then every 100th: this runs at the control rate.
-        if self.stats.errors == 1 || self.stats.errors % 100 == 0 {
+        if self.stats.errors == 1 || self.stats.errors.is_multiple_of(100) {
             warn!(error = %e, count = self.stats.errors, "policy step failed: holding");
         }
         self.stats.last_error = Some(e.to_string());

@@ -38,6 +38,7 @@ fn scripted_mlp_gives_python_numbers() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // index form mirrors the [member][step][action] formula
 fn traced_ensemble_mean_and_doubt_match_a_hand_computation() {
     let f = fixtures();
     let mut p = Policy::load(f.policy("ens"), &koch(30.0)).unwrap();
