@@ -188,3 +188,15 @@ fn verification_rejects_a_wrong_or_damaged_export() {
         .to_string();
     assert!(e.contains("failed verification"), "{e}");
 }
+
+#[test]
+fn bench_reports_throughput() {
+    let b = intervened_train::bench_train_on(32, 5, 3, tch::Device::Cpu).unwrap();
+    assert_eq!(b.runs.len(), 3);
+    assert!(b.runs.iter().all(|r| r.is_finite() && *r > 0.0));
+    let mut sorted = b.runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(b.samples_per_s, sorted[1]);
+    assert!((b.step_ms - 1e3 * 32.0 / b.samples_per_s).abs() < 1e-9);
+    assert!(intervened_train::bench_train_on(0, 5, 3, tch::Device::Cpu).is_err());
+}
