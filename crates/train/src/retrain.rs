@@ -204,6 +204,73 @@ pub struct RetrainReport {
     pub duration_s: f64,
 }
 
+impl std::fmt::Display for RetrainReport {
+    /// A short human summary for the CLI (the full report serialises to JSON).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "published {} -> {}",
+            self.version,
+            self.policy_dir.display()
+        )?;
+        writeln!(
+            f,
+            "data: {} episodes used ({} train, {} validation), {} skipped, {} truncated; sha256 {}",
+            self.episodes_used,
+            self.train_episodes,
+            self.val_episodes,
+            self.excluded.len(),
+            self.truncated.len(),
+            self.data_sha256
+        )?;
+        for x in &self.excluded {
+            writeln!(f, "  skipped {}: {}", x.episode, x.reason)?;
+        }
+        for t in &self.truncated {
+            writeln!(f, "  truncated (used up to its cut) {t}")?;
+        }
+        let c = &self.counts;
+        let m = &self.class_mass;
+        writeln!(
+            f,
+            "frames: {} demo, {} robot, {} intervention, {} pre-intervention; {} mass {:.2}/{:.2}/{:.2}/{:.2}",
+            c.demo,
+            c.robot,
+            c.intervention,
+            c.pre_intervention,
+            self.weighting,
+            m.demo,
+            m.robot,
+            m.intervention,
+            m.pre_intervention
+        )?;
+        for mr in &self.members {
+            let val = mr
+                .best_val_loss
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "n/a".into());
+            writeln!(
+                f,
+                "member {}: {} steps{}, loss {:.4} -> {:.4}, best validation {val}",
+                mr.member,
+                mr.steps_run,
+                if mr.stopped_early {
+                    " (early stop)"
+                } else {
+                    ""
+                },
+                mr.initial_loss,
+                mr.final_train_loss
+            )?;
+        }
+        write!(
+            f,
+            "chunk {}, ensemble {}, device {}, export checked (max diff {:.2e}), {:.1} s",
+            self.chunk, self.ensemble, self.device, self.verify_max_abs_diff, self.duration_s
+        )
+    }
+}
+
 /// Retrains from every session under `opts.data` and publishes the result.
 pub fn retrain(opts: &RetrainOptions) -> Result<RetrainReport, TrainError> {
     let set = crate::source::load_episodes(&opts.data, opts.pre_intervention_window)?;

@@ -24,6 +24,8 @@ fn retrain_publishes_versions_and_rollback_switches_current() {
         "{}",
         &svg[..200.min(svg.len())]
     );
+    assert!(svg.contains("training loss") && svg.contains("member 0 validation"));
+    assert!(svg.contains("intervention rate"));
 
     // The sidecar is the daemon's contract plus provenance, and loads through the policy crate.
     let sidecar = intervened_policy::PolicySidecar::read(&reg.join("v0001/policy.json")).unwrap();
@@ -187,6 +189,15 @@ fn bad_episodes_are_reported_not_fatal() {
         .any(|r| r.contains("frame 5 has 4 observation")));
     assert!(reasons.iter().any(|r| r.contains("discarded")));
     assert!(reasons.iter().any(|r| r.contains("unreadable")));
+    let text = r.to_string();
+    assert!(
+        text.contains("published v0001") && text.contains("3 skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("skipped s3/episode-000000.mcap: discarded"),
+        "{text}"
+    );
 }
 
 #[test]
