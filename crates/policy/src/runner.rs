@@ -195,21 +195,35 @@ impl PolicyRunner {
     /// `measured_q` the measured joint positions in `action_names` order (used for delta
     /// policies). Ticks must not go backwards between resets.
     pub fn step(&mut self, tick: u64, obs: &[f64], measured_q: &[f64]) -> Option<Vec<f64>> {
+        let mut out = vec![0.0; self.act_dim];
+        self.step_into(tick, obs, measured_q, &mut out)
+            .then_some(out)
+    }
+
+    /// Like [`step`](Self::step), writing the goal into `out` (`act_dim` long) instead of
+    /// allocating; returns false to hold (then `out` is unspecified).
+    pub fn step_into(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        measured_q: &[f64],
+        out: &mut [f64],
+    ) -> bool {
         if let Err(e) = self.check_inputs(obs, measured_q) {
             self.record_error(e);
             self.stats.hold_steps += 1;
-            return None;
+            return false;
         }
         match self.engine {
             Engine::Inline(_) => self.step_inline(tick, obs, measured_q),
             Engine::Worker(_) => self.step_worker(tick, obs, measured_q),
             Engine::Failed => {}
         }
-        let action = self.ensembler.action(tick);
-        if action.is_none() {
+        let ready = self.ensembler.action_into(tick, out);
+        if !ready {
             self.stats.hold_steps += 1;
         }
-        action
+        ready
     }
 
     fn check_inputs(&self, obs: &[f64], q: &[f64]) -> Result<(), PolicyError> {

@@ -218,3 +218,42 @@ fn bench_reports_ordered_percentiles() {
     assert!(l.p50_us > 0.0 && l.p50_us <= l.p99_us, "{l:?}");
     assert!(l.mean_us > 0.0 && l.mean_us < 1e6, "{l:?}");
 }
+
+#[test]
+fn a_model_traced_and_exported_from_rust_loads_through_the_shared_helpers() {
+    use intervened_policy::{write_sidecar, ActionKind, PolicySidecar, FORMAT_VERSION};
+    use tch::{CModule, Tensor};
+
+    let t = tempfile::tempdir().unwrap();
+    // y = 2 * obs[:6] + 1, as [B, 1, 1, 6].
+    let module = CModule::create_by_tracing(
+        "policy",
+        "forward",
+        &[Tensor::zeros([1, 10], (tch::Kind::Float, tch::Device::Cpu))],
+        &mut |xs| vec![(xs[0].narrow(1, 0, 6) * 2.0 + 1.0).reshape([-1, 1, 1, 6])],
+    )
+    .unwrap();
+    let pt = t.path().join("policy.pt");
+    module.save(&pt).unwrap();
+    let want = koch(30.0);
+    let sidecar = PolicySidecar {
+        format_version: FORMAT_VERSION,
+        version: "rust".into(),
+        robot_type: want.robot_type.clone(),
+        observation_names: want.observation_names.clone(),
+        action_names: want.action_names.clone(),
+        fps: 30.0,
+        chunk_size: 1,
+        action_kind: ActionKind::Absolute,
+        ensemble_size: 1,
+        sha256: sha256_file(&pt).unwrap(),
+        provenance: json!({"trained_by": "test"}),
+    };
+    write_sidecar(t.path(), &sidecar).unwrap();
+    let mut p = Policy::load(t.path(), &want).unwrap();
+    assert_eq!(p.sidecar(), &sidecar);
+    let obs: Vec<f32> = (0..10).map(|i| i as f32 * 0.5).collect();
+    let pred = p.infer(&obs).unwrap();
+    let expect: Vec<f32> = obs[..6].iter().map(|v| 2.0 * v + 1.0).collect();
+    assert_eq!(pred.chunk, vec![expect]);
+}

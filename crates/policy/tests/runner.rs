@@ -118,13 +118,14 @@ fn a_slow_model_moves_to_the_worker_and_the_loop_never_waits_for_it() {
         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     }
     let s = r.stats();
+    eprintln!("worst step {worst:?}, held {held}, stats {s:?}");
+    // The bound leaves room for a preempted thread on a shared machine; the model takes
+    // several times longer, so a step that waited for it could not pass.
+    let bound = Duration::from_millis(25);
+    assert!(worst < bound, "a step took {worst:?}; stats {s:?}");
     assert!(
-        worst < Duration::from_millis(10),
-        "a step took {worst:?}; stats {s:?}"
-    );
-    assert!(
-        s.forward.p50_us > 5_000.0,
-        "the model should be slower than the budget: {s:?}"
+        s.forward.p50_us > 2.0 * bound.as_secs_f64() * 1e6,
+        "the model should be much slower than the bound for this test to mean anything: {s:?}"
     );
     assert!(s.superseded_observations > 0, "{s:?}");
     assert!(
@@ -137,7 +138,7 @@ fn a_slow_model_moves_to_the_worker_and_the_loop_never_waits_for_it() {
     r.reset();
     let t = Instant::now();
     assert_eq!(r.step(60, &slow_obs(true), &q), None);
-    assert!(t.elapsed() < Duration::from_millis(10));
+    assert!(t.elapsed() < bound);
     // The worker's chunk for this tick arrives later; asking again at the same tick gets it.
     let give_up = Instant::now() + Duration::from_secs(10);
     let a = loop {
@@ -179,4 +180,24 @@ fn a_model_slow_at_load_starts_on_the_worker() {
     };
     assert!(a.iter().all(|v| (0.0..8.0).contains(v)), "{a:?}");
     r.shutdown();
+}
+
+#[test]
+fn expectations_and_options_follow_the_robot_config() {
+    use intervened_policy::PolicyExpectations;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robot-configs");
+    let cfg = intervened_robot::RobotConfig::load(&root.join("koch-v1.1.toml")).unwrap();
+    let extra: Vec<String> = ["block.x", "block.y", "block.z", "block.grasped"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let want = PolicyExpectations::for_robot(&cfg, &extra);
+    assert_eq!(want.robot_type, "koch_v1.1");
+    assert_eq!(want.observation_names, koch(0.0).observation_names);
+    assert_eq!(want.action_names, koch(0.0).action_names);
+    assert_eq!(want.fps, cfg.control.rate_hz);
+    let o = RunnerOptions::from_config(&cfg);
+    assert!((o.period.as_secs_f64() - 1.0 / cfg.control.rate_hz).abs() < 1e-9);
+    assert_eq!(o.inline_budget, cfg.policy.inline_budget);
+    assert_eq!(o.temporal_ensemble_m, cfg.policy.temporal_ensemble_m);
 }
