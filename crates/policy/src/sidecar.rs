@@ -152,7 +152,7 @@ fn check_names(path: &Path, field: &'static str, names: &[String]) -> Result<(),
                 "name every column",
             ));
         }
-        if names[..i].contains(n) {
+        if names.get(..i).is_some_and(|before| before.contains(n)) {
             return Err(PolicyError::field(
                 path,
                 field,
