@@ -76,9 +76,15 @@ enum What {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{cpu}, {cores} cores")
 }
 
@@ -103,7 +109,12 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 b.failed_cycles
             );
         }
-        What::Loop { config, rate, seconds, policy } => {
+        What::Loop {
+            config,
+            rate,
+            seconds,
+            policy,
+        } => {
             let mut cfg = RobotConfig::load(&config)?;
             cfg.control.rate_hz = rate;
             cfg.teleop.require_gamepad = false;
@@ -111,7 +122,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 Some(p) => p,
                 None => small_policy(&cfg, 1)?,
             };
-            let bare = bare_sleep_jitter(1.0 / rate, (rate * seconds.min(20.0)) as u64, Duration::from_micros(100));
+            let bare = bare_sleep_jitter(
+                1.0 / rate,
+                (rate * seconds.min(20.0)) as u64,
+                Duration::from_micros(100),
+            );
             let floor = summarize_s(&bare);
             let dir = tempdir("loop")?;
             let r = runtime::run(
@@ -128,12 +143,18 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let t = r.loop_report.timing;
             println!("loop at {rate} Hz for {seconds} s (policy + recording on): period error {}; work {}; overruns {}; dropped frames {}", t.period_error, t.work, t.overruns, r.loop_report.dropped_frames);
             println!("bare sleep loop (same machine, same run): period error {floor}");
-            println!("p99 ratio loop/bare: {:.2}", t.period_error.p99_us / floor.p99_us.max(0.1));
+            println!(
+                "p99 ratio loop/bare: {:.2}",
+                t.period_error.p99_us / floor.p99_us.max(0.1)
+            );
             let _ = std::fs::remove_dir_all(dir);
         }
         What::Infer { config, iters } => {
             let cfg = RobotConfig::load(&config)?;
-            let names: Vec<String> = intervened_world::FEATURE_NAMES.iter().map(|s| s.to_string()).collect();
+            let names: Vec<String> = intervened_world::FEATURE_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             for chunk in [1usize, 10] {
                 let dir = small_policy(&cfg, chunk)?;
                 let expect = intervened_policy::PolicyExpectations::for_robot(&cfg, &names);
@@ -146,12 +167,34 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let b = intervened_train::bench_train(256, steps, repeats)?;
             println!("train: seed MLP, batch {}, {}: {:.0} samples/s (median of {} runs of {} steps), {:.2} ms/step", b.batch, b.device, b.samples_per_s, b.repeats, b.steps, b.step_ms);
         }
-        What::Dagger { config, quick, out, seeds, rounds } => {
+        What::Dagger {
+            config,
+            quick,
+            out,
+            seeds,
+            rounds,
+        } => {
             let cfg = RobotConfig::load(&config)?;
             let plan = if quick {
-                DaggerPlan { demos: 10, rounds: 1, dagger_episodes: 10, eval: 10, seeds: vec![0], max_steps: 1500, out }
+                DaggerPlan {
+                    demos: 10,
+                    rounds: 1,
+                    dagger_episodes: 10,
+                    eval: 10,
+                    seeds: vec![0],
+                    max_steps: 1500,
+                    out,
+                }
             } else {
-                DaggerPlan { demos: 50, rounds, dagger_episodes: 20, eval: 20, seeds: (0..seeds).collect(), max_steps: 4000, out }
+                DaggerPlan {
+                    demos: 50,
+                    rounds,
+                    dagger_episodes: 20,
+                    eval: 20,
+                    seeds: (0..seeds).collect(),
+                    max_steps: 4000,
+                    out,
+                }
             };
             let t0 = std::time::Instant::now();
             let mut results = Vec::new();
@@ -165,15 +208,24 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     "| {arm} | {round} | {:.0}% ± {:.0}% | {frames:.0} | {} | {} |",
                     m * 100.0,
                     sd * 100.0,
-                    rate.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
+                    rate.map(|r| format!("{r:.2}"))
+                        .unwrap_or_else(|| "-".into()),
                     run.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
                 );
             }
             std::fs::create_dir_all(&plan.out)?;
             let svg = plan.out.join("dagger.svg");
             dagger::plot(&results, &svg)?;
-            std::fs::write(plan.out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
-            println!("\nwall-clock: {:.1} s; plot {}; raw results {}", t0.elapsed().as_secs_f64(), svg.display(), plan.out.join("results.json").display());
+            std::fs::write(
+                plan.out.join("results.json"),
+                serde_json::to_string_pretty(&results)?,
+            )?;
+            println!(
+                "\nwall-clock: {:.1} s; plot {}; raw results {}",
+                t0.elapsed().as_secs_f64(),
+                svg.display(),
+                plan.out.join("results.json").display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -193,7 +245,13 @@ fn small_policy(cfg: &RobotConfig, chunk: usize) -> Result<PathBuf> {
     c.control.rate_hz = 50.0;
     runtime::run(
         c.clone(),
-        RunOptions { data: Some(data.clone()), episodes: Some(3), demo: true, sim_human: true, ..RunOptions::default() },
+        RunOptions {
+            data: Some(data.clone()),
+            episodes: Some(3),
+            demo: true,
+            sim_human: true,
+            ..RunOptions::default()
+        },
     )?;
     let reg = dir.join("policies");
     let mut o = intervened_train::RetrainOptions::new(&data, &reg);
@@ -202,8 +260,12 @@ fn small_policy(cfg: &RobotConfig, chunk: usize) -> Result<PathBuf> {
     o.quiet = true;
     // The loop benchmark runs the policy at its own rate; fps is not checked here.
     let r = intervened_train::retrain(&o).context("training the benchmark policy")?;
-    let mut side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.policy_dir.join("policy.json"))?)?;
+    let mut side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.policy_dir.join("policy.json"))?)?;
     side["fps"] = serde_json::json!(cfg.control.rate_hz);
-    std::fs::write(r.policy_dir.join("policy.json"), serde_json::to_string_pretty(&side)?)?;
+    std::fs::write(
+        r.policy_dir.join("policy.json"),
+        serde_json::to_string_pretty(&side)?,
+    )?;
     Ok(r.policy_dir)
 }

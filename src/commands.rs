@@ -74,7 +74,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     };
     let r = runtime::run(cfg, opts)?;
     let lr = &r.loop_report;
-    let ok = lr.episodes.iter().filter(|o| matches!(o, intervened_daemon::recording::EpisodeOutcome::Success)).count();
+    let ok = lr
+        .episodes
+        .iter()
+        .filter(|o| matches!(o, intervened_daemon::recording::EpisodeOutcome::Success))
+        .count();
     println!(
         "ran {} ticks in {:.1} s: {} episode(s), {} success, {} takeover(s), {} clamp(s), {} bus error(s), {} dropped frame(s)",
         lr.ticks,
@@ -106,7 +110,11 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
     let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
     let server = PtyServer::start(
         chain,
-        ServerOptions { realtime: true, link_dir: a.link_dir, ..Default::default() },
+        ServerOptions {
+            realtime: true,
+            link_dir: a.link_dir,
+            ..Default::default()
+        },
     )
     .context("starting the emulator's pty")?;
     // The first line of stdout is the path, for scripts.
@@ -145,7 +153,8 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     // the daemon would.
     let sim = if cfg.bus.is_sim() {
         let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
-        let server = PtyServer::start(chain, ServerOptions::default()).context("starting the emulator")?;
+        let server =
+            PtyServer::start(chain, ServerOptions::default()).context("starting the emulator")?;
         let c = cal.clone().unwrap_or_else(|| Calibration::identity(&cfg));
         drop(Arm::open(&cfg, c, &server.path()).context("configuring the emulated chain")?);
         Some(server)
@@ -156,7 +165,10 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
         Some(s) => s.path(),
         None => PathBuf::from(&cfg.bus.port),
     };
-    let opts = DoctorOptions { fix_latency: !a.no_fix, ..DoctorOptions::default() };
+    let opts = DoctorOptions {
+        fix_latency: !a.no_fix,
+        ..DoctorOptions::default()
+    };
     let report = intervened_dxl::doctor_with(&cfg, cal.as_ref(), &port, &opts);
     println!("{report}");
     failed |= report.has_failures();
@@ -164,7 +176,11 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     // Gamepads and the mapping.
     match intervened_teleop::list_gamepads() {
         Ok(p) if p.is_empty() => {
-            let level = if cfg.teleop.require_gamepad { "FAIL" } else { "ok  " };
+            let level = if cfg.teleop.require_gamepad {
+                "FAIL"
+            } else {
+                "ok  "
+            };
             println!(
                 "gamepad  {level} none connected{}",
                 if cfg.teleop.require_gamepad {
@@ -183,7 +199,12 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
         Err(e) => println!("gamepad  warn {e}"),
     }
     match intervened_teleop::TeleopController::from_robot_config(&cfg) {
-        Ok(c) => println!("mapping in use ({:?} to take over with {:?}):\n{}", cfg.teleop.takeover, cfg.teleop.takeover_button, c.mapping()),
+        Ok(c) => println!(
+            "mapping in use ({:?} to take over with {:?}):\n{}",
+            cfg.teleop.takeover,
+            cfg.teleop.takeover_button,
+            c.mapping()
+        ),
         Err(e) => {
             println!("mapping  FAIL {e}");
             failed = true;
@@ -192,14 +213,20 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     // The policy, if the registry has one.
     let registry = cfg.resolve(&cfg.policy.registry);
     match intervened_daemon::service::registry_current(&registry) {
-        None => println!("policy   ok   none in {} yet (demonstrations only)", registry.display()),
+        None => println!(
+            "policy   ok   none in {} yet (demonstrations only)",
+            registry.display()
+        ),
         Some(dir) => {
             let features: Vec<String> = if cfg.bus.is_sim() {
-                intervened_world::FEATURE_NAMES.iter().map(|s| s.to_string()).collect()
+                intervened_world::FEATURE_NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
             } else {
                 Vec::new()
             };
-            match runtime::load_policy(&cfg, &dir, &features) {
+            match runtime::load_policy(&cfg, &dir, &features, false) {
                 Ok(p) => println!("policy   ok   {} loads and runs", p.version()),
                 Err(e) => {
                     println!("policy   FAIL {e:#}");
@@ -208,7 +235,11 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[derive(Args)]
@@ -233,7 +264,9 @@ pub fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
     cal.begin(&mut arm)?;
     let stdin = std::io::stdin();
     let mut line = String::new();
-    println!("Torque is off. Move the arm to its middle pose (every joint centred), then press Enter.");
+    println!(
+        "Torque is off. Move the arm to its middle pose (every joint centred), then press Enter."
+    );
     stdin.lock().read_line(&mut line)?;
     cal.record_middle(&mut arm)?;
     println!("Now sweep every joint through its whole range. Press Enter when done.");
@@ -250,7 +283,15 @@ pub fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
             let line: Vec<String> = progress
                 .joints
                 .iter()
-                .map(|j| format!("{} {}..{}{}", j.joint, j.min, j.max, if j.enough { " ok" } else { "" }))
+                .map(|j| {
+                    format!(
+                        "{} {}..{}{}",
+                        j.joint,
+                        j.min,
+                        j.max,
+                        if j.enough { " ok" } else { "" }
+                    )
+                })
                 .collect();
             eprint!("\r{}   ", line.join(" | "));
             last = std::time::Instant::now();
@@ -303,13 +344,29 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     if a.list {
         for p in registry::list_policies(&a.out)? {
             let mark = if p.current { "*" } else { " " };
-            let metrics = p.sidecar.as_ref().and_then(|s| s.get("provenance")).and_then(|p| p.get("metrics"));
-            println!("{mark} {}  {}  {}", p.version, p.path.display(), metrics.map(|m| m.to_string()).unwrap_or_default());
+            let metrics = p
+                .sidecar
+                .as_ref()
+                .and_then(|s| s.get("provenance"))
+                .and_then(|p| p.get("metrics"));
+            println!(
+                "{mark} {}  {}  {}",
+                p.version,
+                p.path.display(),
+                metrics.map(|m| m.to_string()).unwrap_or_default()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(to) = a.rollback {
-        let v = registry::rollback(&a.out, if to.is_empty() { None } else { Some(to.as_str()) })?;
+        let v = registry::rollback(
+            &a.out,
+            if to.is_empty() {
+                None
+            } else {
+                Some(to.as_str())
+            },
+        )?;
         println!("current -> {v}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -358,8 +415,15 @@ pub enum ExportWhat {
 
 pub fn export(a: ExportArgs) -> Result<ExitCode> {
     match a.what {
-        ExportWhat::Lerobot { data, out, overwrite } => {
-            let opts = intervened_episodes::ExportOptions { overwrite, ..Default::default() };
+        ExportWhat::Lerobot {
+            data,
+            out,
+            overwrite,
+        } => {
+            let opts = intervened_episodes::ExportOptions {
+                overwrite,
+                ..Default::default()
+            };
             let s = intervened_episodes::export_lerobot(&data, &out, &opts)?;
             println!("{s:#?}");
         }
@@ -389,7 +453,9 @@ pub enum CtlCmd {
         demo: bool,
     },
     /// End the episode: success, failure or discard.
-    Stop { outcome: String },
+    Stop {
+        outcome: String,
+    },
     Hold,
     Resume,
     Estop,
@@ -397,14 +463,18 @@ pub enum CtlCmd {
     /// Install the registry's current policy now (between episodes).
     Reload,
     /// Send one raw JSON line.
-    Raw { json: String },
+    Raw {
+        json: String,
+    },
 }
 
 pub fn ctl(a: CtlArgs) -> Result<ExitCode> {
     let line = match a.cmd {
         CtlCmd::Status => r#"{"cmd":"status"}"#.to_string(),
         CtlCmd::Start { demo } => format!(r#"{{"cmd":"start_episode","demo":{demo}}}"#),
-        CtlCmd::Stop { outcome } => serde_json::json!({"cmd": "stop_episode", "outcome": outcome}).to_string(),
+        CtlCmd::Stop { outcome } => {
+            serde_json::json!({"cmd": "stop_episode", "outcome": outcome}).to_string()
+        }
         CtlCmd::Hold => r#"{"cmd":"hold"}"#.into(),
         CtlCmd::Resume => r#"{"cmd":"resume"}"#.into(),
         CtlCmd::Estop => r#"{"cmd":"estop"}"#.into(),
@@ -413,14 +483,22 @@ pub fn ctl(a: CtlArgs) -> Result<ExitCode> {
         CtlCmd::Raw { json } => json,
     };
     let mut s = UnixStream::connect(&a.socket).with_context(|| {
-        format!("connecting to {} (is the daemon running with --socket? are you in its group?)", a.socket.display())
+        format!(
+            "connecting to {} (is the daemon running with --socket? are you in its group?)",
+            a.socket.display()
+        )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(line.as_bytes())?;
     s.write_all(b"\n")?;
     let mut reply = String::new();
     BufReader::new(&s).read_line(&mut reply)?;
-    let v: serde_json::Value = serde_json::from_str(&reply).context("the daemon's reply is not JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&reply).context("the daemon's reply is not JSON")?;
     println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(if v["ok"] == serde_json::Value::Bool(true) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if v["ok"] == serde_json::Value::Bool(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use intervened_daemon::recording::EpisodeOutcome;
 use intervened_daemon::runtime::{self, RunOptions};
-use intervened_episodes::{summarize_session, session_dir};
+use intervened_episodes::{session_dir, summarize_session};
 use intervened_robot::RobotConfig;
 use intervened_train::{registry, RetrainOptions};
 use serde::Serialize;
@@ -75,7 +75,14 @@ struct RunStats {
 }
 
 impl Ctx<'_> {
-    fn run(&self, data: &Path, episodes: u64, demo: bool, human: bool, world_seed: u64) -> Result<RunStats> {
+    fn run(
+        &self,
+        data: &Path,
+        episodes: u64,
+        demo: bool,
+        human: bool,
+        world_seed: u64,
+    ) -> Result<RunStats> {
         let mut cfg = self.cfg.clone();
         cfg.policy.registry = self.registry.clone();
         cfg.teleop.require_gamepad = false;
@@ -91,7 +98,12 @@ impl Ctx<'_> {
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
-        let successes = r.loop_report.episodes.iter().filter(|o| **o == EpisodeOutcome::Success).count() as u64;
+        let successes = r
+            .loop_report
+            .episodes
+            .iter()
+            .filter(|o| **o == EpisodeOutcome::Success)
+            .count() as u64;
         let mut st = RunStats {
             successes,
             episodes: r.loop_report.episodes.len() as u64,
@@ -101,7 +113,8 @@ impl Ctx<'_> {
             runs: Vec::new(),
         };
         if let Some(id) = &r.session_id {
-            let s = summarize_session(&session_dir(data, id)).with_context(|| format!("reading session {id}"))?;
+            let s = summarize_session(&session_dir(data, id))
+                .with_context(|| format!("reading session {id}"))?;
             for m in &s.episodes {
                 st.frames += m.frames;
                 st.intervention_steps += m.intervention_steps;
@@ -122,7 +135,8 @@ impl Ctx<'_> {
         o.seed = self.seed;
         o.max_steps = Some(self.plan.max_steps);
         o.quiet = true;
-        intervened_train::retrain(&o).with_context(|| format!("retraining on {}", data.display()))?;
+        intervened_train::retrain(&o)
+            .with_context(|| format!("retraining on {}", data.display()))?;
         Ok(())
     }
 
@@ -138,7 +152,12 @@ impl Ctx<'_> {
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
-        let ok = r.loop_report.episodes.iter().filter(|o| **o == EpisodeOutcome::Success).count();
+        let ok = r
+            .loop_report
+            .episodes
+            .iter()
+            .filter(|o| **o == EpisodeOutcome::Success)
+            .count();
         Ok(ok as f64 / self.plan.eval.max(1) as f64)
     }
 }
@@ -165,7 +184,10 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     // 1. Demonstrations and behaviour cloning.
     eprintln!("[seed {seed}] recording {} demonstrations", plan.demos);
     let demos = ctx.run(&ctx.data, plan.demos, true, true, seed * 1000)?;
-    eprintln!("[seed {seed}] {} / {} demonstrations succeeded, {} frames", demos.successes, demos.episodes, demos.expert_frames);
+    eprintln!(
+        "[seed {seed}] {} / {} demonstrations succeeded, {} frames",
+        demos.successes, demos.episodes, demos.expert_frames
+    );
     ctx.retrain(&ctx.data, &ctx.registry)?;
     let sr = ctx.evaluate(&ctx.registry, "bc", 0)?;
     eprintln!("[seed {seed}] BC success {:.0}%", sr * 100.0);
@@ -181,7 +203,13 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     });
     // 2. DAgger rounds with the simulated human supervising.
     for round in 1..=plan.rounds {
-        let st = ctx.run(&ctx.data, plan.dagger_episodes, false, true, seed * 1000 + round as u64)?;
+        let st = ctx.run(
+            &ctx.data,
+            plan.dagger_episodes,
+            false,
+            true,
+            seed * 1000 + round as u64,
+        )?;
         expert += st.expert_frames;
         ctx.retrain(&ctx.data, &ctx.registry)?;
         let sr = ctx.evaluate(&ctx.registry, &format!("dagger-{round}"), round)?;
@@ -205,10 +233,14 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     // 3. Behaviour cloning with as many expert frames from extra demonstrations.
     let base_data = root.join("baseline-data");
     let base_reg = root.join("baseline-policies");
-    copy_dir(&ctx.data.join("sessions"), &base_data.join("sessions"), |name| {
-        // Only the demonstration session (the first one recorded).
-        name == first_session(&ctx.data).as_deref().unwrap_or("")
-    })?;
+    copy_dir(
+        &ctx.data.join("sessions"),
+        &base_data.join("sessions"),
+        |name| {
+            // Only the demonstration session (the first one recorded).
+            name == first_session(&ctx.data).as_deref().unwrap_or("")
+        },
+    )?;
     let mut base_expert = demos.expert_frames;
     let mut batch = 0u64;
     while base_expert < expert && batch < 50 {
@@ -220,7 +252,10 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     }
     ctx.retrain(&base_data, &base_reg)?;
     let sr = ctx.evaluate(&base_reg, "bc-equal-budget", plan.rounds)?;
-    eprintln!("[seed {seed}] BC at equal budget ({base_expert} frames): success {:.0}%", sr * 100.0);
+    eprintln!(
+        "[seed {seed}] BC at equal budget ({base_expert} frames): success {:.0}%",
+        sr * 100.0
+    );
     points.push(Point {
         arm: "bc-equal-budget".into(),
         round: plan.rounds,
@@ -231,7 +266,11 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
         mean_autonomous_run: None,
     });
     let _ = registry::current_version(&ctx.registry);
-    Ok(SeedResult { seed, points, wall_s: t0.elapsed().as_secs_f64() })
+    Ok(SeedResult {
+        seed,
+        points,
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
 }
 
 fn first_session(data: &Path) -> Option<String> {
@@ -259,7 +298,9 @@ fn copy_dir(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
 }
 
 /// Mean and spread (sample standard deviation) of each arm/round over seeds.
-pub fn table(results: &[SeedResult]) -> Vec<(String, usize, f64, f64, f64, Option<f64>, Option<f64>)> {
+pub fn table(
+    results: &[SeedResult],
+) -> Vec<(String, usize, f64, f64, f64, Option<f64>, Option<f64>)> {
     let mut keys: Vec<(String, usize)> = Vec::new();
     for r in results {
         for p in &r.points {
@@ -270,11 +311,19 @@ pub fn table(results: &[SeedResult]) -> Vec<(String, usize, f64, f64, f64, Optio
     }
     keys.into_iter()
         .map(|(arm, round)| {
-            let pts: Vec<&Point> = results.iter().flat_map(|r| r.points.iter()).filter(|p| p.arm == arm && p.round == round).collect();
+            let pts: Vec<&Point> = results
+                .iter()
+                .flat_map(|r| r.points.iter())
+                .filter(|p| p.arm == arm && p.round == round)
+                .collect();
             let n = pts.len().max(1) as f64;
             let m = pts.iter().map(|p| p.success_rate).sum::<f64>() / n;
             let sd = if pts.len() > 1 {
-                (pts.iter().map(|p| (p.success_rate - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                (pts.iter()
+                    .map(|p| (p.success_rate - m).powi(2))
+                    .sum::<f64>()
+                    / (n - 1.0))
+                    .sqrt()
             } else {
                 0.0
             };
@@ -300,8 +349,14 @@ pub fn plot(results: &[SeedResult], path: &Path) -> Result<()> {
     let (left, right) = root.split_horizontally(500);
     let max_round = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
     let max_frames = rows.iter().map(|r| r.4).fold(1.0, f64::max);
-    let dagger: Vec<_> = rows.iter().filter(|r| r.0 == "bc" || r.0 == "dagger").collect();
-    let base: Vec<_> = rows.iter().filter(|r| r.0 == "bc" || r.0 == "bc-equal-budget").collect();
+    let dagger: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "bc" || r.0 == "dagger")
+        .collect();
+    let base: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "bc" || r.0 == "bc-equal-budget")
+        .collect();
     {
         let mut c = ChartBuilder::on(&left)
             .caption("success vs round", ("sans-serif", 18))
@@ -309,15 +364,32 @@ pub fn plot(results: &[SeedResult], path: &Path) -> Result<()> {
             .x_label_area_size(35)
             .y_label_area_size(45)
             .build_cartesian_2d(0.0..max_round, 0.0..1.05)?;
-        c.configure_mesh().x_desc("DAgger round (0 = BC)").y_desc("success rate").draw()?;
-        c.draw_series(LineSeries::new(dagger.iter().map(|r| (r.1 as f64, r.2)), &BLUE))?
-            .label("HG-DAgger")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-        c.draw_series(dagger.iter().map(|r| Circle::new((r.1 as f64, r.2), 4, BLUE.filled())))?;
-        c.draw_series(base.iter().filter(|r| r.0 != "bc").map(|r| Cross::new((r.1 as f64, r.2), 6, RED.stroke_width(2))))?
-            .label("BC, equal label budget")
-            .legend(|(x, y)| Cross::new((x + 8, y), 5, RED.stroke_width(2)));
-        c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        c.configure_mesh()
+            .x_desc("DAgger round (0 = BC)")
+            .y_desc("success rate")
+            .draw()?;
+        c.draw_series(LineSeries::new(
+            dagger.iter().map(|r| (r.1 as f64, r.2)),
+            &BLUE,
+        ))?
+        .label("HG-DAgger")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        c.draw_series(
+            dagger
+                .iter()
+                .map(|r| Circle::new((r.1 as f64, r.2), 4, BLUE.filled())),
+        )?;
+        c.draw_series(
+            base.iter()
+                .filter(|r| r.0 != "bc")
+                .map(|r| Cross::new((r.1 as f64, r.2), 6, RED.stroke_width(2))),
+        )?
+        .label("BC, equal label budget")
+        .legend(|(x, y)| Cross::new((x + 8, y), 5, RED.stroke_width(2)));
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
     }
     {
         let mut c = ChartBuilder::on(&right)
@@ -326,14 +398,20 @@ pub fn plot(results: &[SeedResult], path: &Path) -> Result<()> {
             .x_label_area_size(35)
             .y_label_area_size(45)
             .build_cartesian_2d(0.0..max_frames * 1.1, 0.0..1.05)?;
-        c.configure_mesh().x_desc("expert-labelled frames").y_desc("success rate").draw()?;
+        c.configure_mesh()
+            .x_desc("expert-labelled frames")
+            .y_desc("success rate")
+            .draw()?;
         c.draw_series(LineSeries::new(dagger.iter().map(|r| (r.4, r.2)), &BLUE))?
             .label("HG-DAgger")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
         c.draw_series(LineSeries::new(base.iter().map(|r| (r.4, r.2)), &RED))?
             .label("BC (more demos)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-        c.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
     }
     root.present()?;
     Ok(())

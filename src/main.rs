@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "intervened", version, about = "Robot-side teleoperation and human intervention (HG-DAgger) for Dynamixel arms")]
+#[command(
+    name = "intervened",
+    version,
+    about = "Robot-side teleoperation and human intervention (HG-DAgger) for Dynamixel arms"
+)]
 struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `intervened_daemon=debug`.
     #[arg(long, global = true, default_value = "info")]
@@ -54,7 +58,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.cmd {
         Cmd::Run(a) => commands::run(a),
         Cmd::Sim(a) => commands::sim(a),

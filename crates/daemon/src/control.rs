@@ -393,7 +393,8 @@ impl ControlLoop {
         // Handback: blend from the last goal to the policy over a short ramp, so the handback
         // tick itself commands exactly the previous goal.
         if self.arbiter.mode() == Mode::Autonomous && self.ramp_left > 0 {
-            let alpha = 1.0 - self.ramp_left as f64 / (self.ramp_ticks as f64 + 1.0);
+            // alpha runs 0 (the handback tick: exactly the previous goal) up towards 1.
+            let alpha = 1.0 - self.ramp_left as f64 / self.ramp_ticks.max(1) as f64;
             for (g, l) in self.cmd.iter_mut().zip(&self.last_goal) {
                 *g = l + alpha * (*g - l);
             }
@@ -423,7 +424,7 @@ impl ControlLoop {
         // 8. Filter and write. Every goal the arm receives passes here.
         let outcome = self
             .filter
-            .apply(&self.cmd, &self.last_goal, &mut self.goal);
+            .apply(&self.cmd, &self.last_goal, &self.state.q, &mut self.goal);
         if outcome.non_finite {
             self.fault(tick, "non-finite command".into());
         }

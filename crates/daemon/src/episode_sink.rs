@@ -26,13 +26,21 @@ pub struct EpisodeSink {
 
 impl EpisodeSink {
     /// Recovers episodes cut short by an earlier crash, then starts the recorder thread.
-    pub fn start(cfg: &RobotConfig, root: &Path, feature_names: Vec<String>) -> Result<Self, String> {
+    pub fn start(
+        cfg: &RobotConfig,
+        root: &Path,
+        feature_names: Vec<String>,
+    ) -> Result<Self, String> {
         let mut opts = RecorderOptions::from_config(&cfg.recording);
         opts.root = root.to_path_buf();
-        let recorder = Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
+        let recorder =
+            Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
         let rec = recorder.recovery();
         if !rec.recovered.is_empty() {
-            info!("recovered {} episode(s) cut short by an earlier stop", rec.recovered.len());
+            info!(
+                "recovered {} episode(s) cut short by an earlier stop",
+                rec.recovered.len()
+            );
         }
         let handle = recorder.handle();
         // Session ids are UTC seconds; runs started within one second get a suffix.
@@ -92,12 +100,21 @@ fn frame_of(f: &FrameRecord<'_>, state: &ArmState) -> Frame {
 }
 
 impl FrameSink for EpisodeSink {
-    fn begin_episode(&mut self, index: u64, demo: bool, policy_version: Option<String>, task: &str) -> Result<(), String> {
-        let mut meta = EpisodeMeta::for_robot(&self.cfg, self.session_id.clone(), index as u32, task);
+    fn begin_episode(
+        &mut self,
+        index: u64,
+        demo: bool,
+        policy_version: Option<String>,
+        task: &str,
+    ) -> Result<(), String> {
+        let mut meta =
+            EpisodeMeta::for_robot(&self.cfg, self.session_id.clone(), index as u32, task);
         meta.task_feature_names = self.feature_names.clone();
         meta.demo = demo;
         meta.policy_version = policy_version;
-        self.handle.begin_episode(meta).map_err(|e| format!("{e:?}"))
+        self.handle
+            .begin_episode(meta)
+            .map_err(|e| format!("{e:?}"))
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {
@@ -111,8 +128,16 @@ impl FrameSink for EpisodeSink {
     fn event(&mut self, tick: u64, e: LoopEvent) {
         let t = tick.saturating_sub(self.episode_start_tick) as f64 * self.period;
         let ev = match e {
-            LoopEvent::Mode(tr) => Event::ModeChange { from: mode_name(tr.from), to: mode_name(tr.to), reason: tr.reason },
-            LoopEvent::Fault(m) => Event::Fault { component: "loop".into(), message: m, fatal: false },
+            LoopEvent::Mode(tr) => Event::ModeChange {
+                from: mode_name(tr.from),
+                to: mode_name(tr.to),
+                reason: tr.reason,
+            },
+            LoopEvent::Fault(m) => Event::Fault {
+                component: "loop".into(),
+                message: m,
+                fatal: false,
+            },
             LoopEvent::Clamp { limit, step } => Event::SafetyClamp {
                 joint: String::new(),
                 reason: format!("{limit} joint(s) at a limit, {step} at the step limit"),
@@ -145,14 +170,23 @@ impl FrameSink for EpisodeSink {
         if self.handle.disk_ok() {
             None
         } else {
-            Some(self.handle.status().last_error.unwrap_or_else(|| "disk error".into()))
+            Some(
+                self.handle
+                    .status()
+                    .last_error
+                    .unwrap_or_else(|| "disk error".into()),
+            )
         }
     }
 
     fn close(&mut self) {
         if let Some(r) = self.recorder.take() {
             let st = r.shutdown();
-            info!(frames = st.frames_written, dropped = st.frames_dropped, "recorder closed");
+            info!(
+                frames = st.frames_written,
+                dropped = st.frames_dropped,
+                "recorder closed"
+            );
         }
         if self.episodes > 0 {
             // The retrain .path unit watches this marker.

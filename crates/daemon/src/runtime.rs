@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::adapters::{DxlArm, Pad, TchPolicy};
 use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
-use crate::control::{ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan};
+use crate::control::{
+    ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan,
+};
 use crate::episode_sink::EpisodeSink;
 use crate::recording::{FrameSink, NullSink};
 use crate::service::{notify_loop, registry_current, serve_socket, Command};
@@ -83,11 +85,24 @@ pub struct RunReport {
 }
 
 /// Loads a policy for this robot and wraps it for the loop.
-pub fn load_policy(cfg: &RobotConfig, dir: &Path, feature_names: &[String]) -> Result<Box<dyn PolicyDriver>> {
+///
+/// In lockstep (`lockstep = true`) inference always runs inline: simulated time stands still
+/// while the model thinks, so a worker thread would only make runs unrepeatable.
+pub fn load_policy(
+    cfg: &RobotConfig,
+    dir: &Path,
+    feature_names: &[String],
+    lockstep: bool,
+) -> Result<Box<dyn PolicyDriver>> {
     let expect = PolicyExpectations::for_robot(cfg, feature_names);
-    let policy = Policy::load(dir, &expect).with_context(|| format!("loading policy {}", dir.display()))?;
+    let policy =
+        Policy::load(dir, &expect).with_context(|| format!("loading policy {}", dir.display()))?;
     let version = policy.sidecar().version.clone();
-    let runner = PolicyRunner::new(policy, RunnerOptions::from_config(cfg));
+    let mut ro = RunnerOptions::from_config(cfg);
+    if lockstep {
+        ro.inline_budget = 1e6;
+    }
+    let runner = PolicyRunner::new(policy, ro);
     Ok(Box::new(TchPolicy::new(runner, version)))
 }
 
@@ -121,13 +136,20 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     }
 
     // The bus: the emulator on a pty for "sim", else the configured device.
-    let sim_bus = if sim { Some(SimBus::start(&cfg, false).context("starting the servo emulator")?) } else { None };
+    let sim_bus = if sim {
+        Some(SimBus::start(&cfg, false).context("starting the servo emulator")?)
+    } else {
+        None
+    };
     let port: PathBuf = match &sim_bus {
         Some(b) => b.server.path(),
         None => PathBuf::from(&cfg.bus.port),
     };
     let arm = Arm::open(&cfg, cal.clone(), &port).with_context(|| {
-        format!("opening the arm on {} (run `intervened doctor --config ...` for a checklist)", port.display())
+        format!(
+            "opening the arm on {} (run `intervened doctor --config ...` for a checklist)",
+            port.display()
+        )
     })?;
     let mut arm = DxlArm::new(arm);
     // Torque on: the servos hold where they are (enabling torque sets goal = present, so
@@ -139,7 +161,11 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let mut env: Option<Box<dyn Environment>> = None;
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
-            let mode = if opts.sim_human { HumanMode::On } else { HumanMode::Off };
+            let mode = if opts.sim_human {
+                HumanMode::On
+            } else {
+                HumanMode::Off
+            };
             let mut human = opts.human.clone();
             // A session plan starts episodes itself; the simulated human need not press start.
             human.press_start = opts.episodes.is_none();
@@ -155,11 +181,12 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
     let pad = Pad::new(ctl, source);
 
+    let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
     // The policy: explicit, else the registry's current one, else none (demonstrations only).
     let registry = cfg.resolve(&cfg.policy.registry);
     let policy_dir = opts.policy.clone().or_else(|| registry_current(&registry));
     let policy = match &policy_dir {
-        Some(d) => Some(load_policy(&cfg, d, &feature_names)?),
+        Some(d) => Some(load_policy(&cfg, d, &feature_names, lockstep)?),
         None => {
             info!("no policy in {}: demonstrations only", registry.display());
             None
@@ -168,28 +195,39 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let policy_version = policy.as_ref().map(|p| p.version().to_string());
 
     // The recorder.
-    let data_root = opts.data.clone().unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
+    let data_root = opts
+        .data
+        .clone()
+        .unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
     let mut session_id = None;
     let sink: Box<dyn FrameSink> = if opts.record {
-        let s = EpisodeSink::start(&cfg, &data_root, feature_names.clone()).map_err(anyhow::Error::msg)?;
+        let s = EpisodeSink::start(&cfg, &data_root, feature_names.clone())
+            .map_err(anyhow::Error::msg)?;
         session_id = Some(s.session_id().to_string());
         Box::new(s)
     } else {
         Box::new(NullSink)
     };
 
-    let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
     let pacer: Box<dyn Pacer> = if lockstep {
         Box::new(LockstepPacer::new(cfg.period_s()))
     } else {
-        Box::new(RealtimePacer::new(cfg.period_s(), Duration::from_micros(100)))
+        Box::new(RealtimePacer::new(
+            cfg.period_s(),
+            Duration::from_micros(100),
+        ))
     };
 
     let takeover = match cfg.teleop.takeover {
         TakeoverMode::Hold => "hold",
         TakeoverMode::Toggle => "toggle",
     };
-    let mut st = Status::new(&cfg.robot.name, takeover, &format!("{:?}", cfg.teleop.takeover_button), cfg.control.rate_hz);
+    let mut st = Status::new(
+        &cfg.robot.name,
+        takeover,
+        &format!("{:?}", cfg.teleop.takeover_button),
+        cfg.control.rate_hz,
+    );
     st.session_id = session_id.clone().unwrap_or_default();
     st.policy_version = policy_version.clone();
     let status = Arc::new(Mutex::new(st));
@@ -197,7 +235,10 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let (pol_tx, pol_rx) = bounded::<Box<dyn PolicyDriver>>(1);
 
-    let plan = opts.episodes.map(|n| SessionPlan { episodes: n, demo: opts.demo || policy.is_none() });
+    let plan = opts.episodes.map(|n| SessionPlan {
+        episodes: n,
+        demo: opts.demo || policy.is_none(),
+    });
     let parts = LoopParts {
         cfg: cfg.clone(),
         limits,
@@ -212,7 +253,11 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         commands: cmd_rx,
         status: status.clone(),
         stop: stop.clone(),
-        opts: LoopOptions { plan, max_ticks: opts.max_ticks, task: opts.task.clone() },
+        opts: LoopOptions {
+            plan,
+            max_ticks: opts.max_ticks,
+            task: opts.task.clone(),
+        },
     };
 
     // The service shell on its own tokio runtime thread.
@@ -227,6 +272,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         current: policy_dir.clone(),
         feature_names,
         watch_registry: opts.policy.is_none(),
+        lockstep,
     })?;
 
     let rt_priority = cfg.control.realtime_priority;
@@ -256,7 +302,13 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         error!("service shell panicked");
     }
     drop(sim_bus);
-    Ok(RunReport { loop_report, session_id, data_root, policy_version, wall_s: started.elapsed().as_secs_f64() })
+    Ok(RunReport {
+        loop_report,
+        session_id,
+        data_root,
+        policy_version,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 struct ShellParts {
@@ -270,35 +322,46 @@ struct ShellParts {
     current: Option<PathBuf>,
     feature_names: Vec<String>,
     watch_registry: bool,
+    lockstep: bool,
 }
 
 fn spawn_shell(p: ShellParts) -> Result<std::thread::JoinHandle<()>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
-    let h = std::thread::Builder::new().name("service".into()).spawn(move || {
-        rt.block_on(async move {
-            let mut tasks = Vec::new();
-            if let Some(path) = p.socket.clone() {
-                let (c, s, st) = (p.commands.clone(), p.status.clone(), p.stop.clone());
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = serve_socket(path.clone(), c, s, st).await {
-                        error!("control socket {}: {e}", path.display());
-                    }
-                }));
-            }
-            tasks.push(tokio::spawn(notify_loop(p.status.clone(), p.stop.clone())));
-            tasks.push(tokio::spawn(signals(p.stop.clone(), p.commands.clone(), PolicyWatch {
-                cfg: p.cfg,
-                registry: p.registry,
-                current: p.current,
-                feature_names: p.feature_names,
-                updates: p.policy_updates,
-                watch: p.watch_registry,
-            })));
-            for t in tasks {
-                let _ = t.await;
-            }
-        });
-    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let h = std::thread::Builder::new()
+        .name("service".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                if let Some(path) = p.socket.clone() {
+                    let (c, s, st) = (p.commands.clone(), p.status.clone(), p.stop.clone());
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(e) = serve_socket(path.clone(), c, s, st).await {
+                            error!("control socket {}: {e}", path.display());
+                        }
+                    }));
+                }
+                tasks.push(tokio::spawn(notify_loop(p.status.clone(), p.stop.clone())));
+                tasks.push(tokio::spawn(signals(
+                    p.stop.clone(),
+                    p.commands.clone(),
+                    PolicyWatch {
+                        cfg: p.cfg,
+                        registry: p.registry,
+                        current: p.current,
+                        feature_names: p.feature_names,
+                        updates: p.policy_updates,
+                        watch: p.watch_registry,
+                        lockstep: p.lockstep,
+                    },
+                )));
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })?;
     Ok(h)
 }
 
@@ -309,6 +372,7 @@ struct PolicyWatch {
     feature_names: Vec<String>,
     updates: Sender<Box<dyn PolicyDriver>>,
     watch: bool,
+    lockstep: bool,
 }
 
 impl PolicyWatch {
@@ -322,10 +386,15 @@ impl PolicyWatch {
         }
         let Some(dir) = now.clone() else { return };
         let (cfg, names) = (self.cfg.clone(), self.feature_names.clone());
-        let loaded = tokio::task::spawn_blocking(move || load_policy(&cfg, &dir, &names)).await;
+        let lockstep = self.lockstep;
+        let loaded =
+            tokio::task::spawn_blocking(move || load_policy(&cfg, &dir, &names, lockstep)).await;
         match loaded {
             Ok(Ok(p)) => {
-                info!(version = p.version(), "new policy queued; it takes over between episodes");
+                info!(
+                    version = p.version(),
+                    "new policy queued; it takes over between episodes"
+                );
                 // Replace a policy still waiting in the queue.
                 if let Err(crossbeam_channel::TrySendError::Full(p)) = self.updates.try_send(p) {
                     let _ = self.updates.try_send(p);
@@ -343,9 +412,11 @@ impl PolicyWatch {
 
 async fn signals(stop: Arc<AtomicBool>, commands: Sender<Command>, mut watch: PolicyWatch) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         error!("cannot install signal handlers");
         return;
     };

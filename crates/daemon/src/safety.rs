@@ -3,7 +3,9 @@
 //! Every goal the daemon writes passes through [`SafetyFilter::apply`]:
 //! - a non-finite value anywhere rejects the whole command (the caller must hold);
 //! - each joint is clamped to its limits (calibrated range intersected with the config's);
-//! - each joint moves at most `max_step` from the previous goal per tick.
+//! - each joint's goal stays within `max_step` of the span between the previous goal and the
+//!   measured position: it may always come back to where the arm is (a takeover that stops the
+//!   arm where it stands is never clamped), but never run ahead by more than a step.
 //!
 //! Every clamp is counted per joint; the control loop logs the counts and records them.
 
@@ -59,11 +61,18 @@ impl SafetyFilter {
         }
     }
 
-    /// Filters `proposed` into `out`, given the previous goal actually written.
+    /// Filters `proposed` into `out`, given the previous goal actually written and the measured
+    /// position.
     ///
     /// On a non-finite proposal `out` is set to `previous` (clamped) and the outcome says so:
     /// the arm holds where it was last sent.
-    pub fn apply(&mut self, proposed: &[f64], previous: &[f64], out: &mut [f64]) -> FilterOutcome {
+    pub fn apply(
+        &mut self,
+        proposed: &[f64],
+        previous: &[f64],
+        measured: &[f64],
+        out: &mut [f64],
+    ) -> FilterOutcome {
         let mut o = FilterOutcome::default();
         let n = self.limits.len();
         if proposed.len() != n
@@ -93,9 +102,14 @@ impl SafetyFilter {
             }
             let prev = previous[i];
             if prev.is_finite() {
-                let d = v - prev;
-                if d.abs() > self.max_step {
-                    v = prev + d.signum() * self.max_step;
+                let m = measured
+                    .get(i)
+                    .copied()
+                    .filter(|m| m.is_finite())
+                    .unwrap_or(prev);
+                let (a, b) = (prev.min(m) - self.max_step, prev.max(m) + self.max_step);
+                if v < a || v > b {
+                    v = v.clamp(a, b);
                     // A step from a previous goal outside the limits must still end inside them.
                     v = v.clamp(lo, hi);
                     o.step_clamps += 1;
@@ -120,7 +134,7 @@ mod tests {
     fn passes_commands_inside_limits() {
         let mut f = filter();
         let mut out = [0.0; 2];
-        let o = f.apply(&[0.05, 1.0], &[0.0, 0.95], &mut out);
+        let o = f.apply(&[0.05, 1.0], &[0.0, 0.95], &[0.0, 0.95], &mut out);
         assert_eq!(out, [0.05, 1.0]);
         assert!(!o.clamped() && !o.non_finite);
     }
@@ -129,7 +143,7 @@ mod tests {
     fn clamps_limits_and_steps_and_counts() {
         let mut f = filter();
         let mut out = [0.0; 2];
-        let o = f.apply(&[5.0, 1.5], &[0.95, 1.0], &mut out);
+        let o = f.apply(&[5.0, 1.5], &[0.95, 1.0], &[0.95, 1.0], &mut out);
         assert_eq!(out[0], 1.0);
         assert!((out[1] - 1.1).abs() < 1e-12);
         assert_eq!(o.limit_clamps, 1);
@@ -142,18 +156,31 @@ mod tests {
         let mut f = filter();
         let mut out = [0.0; 2];
         // The previous goal was outside (e.g. limits narrowed by a new calibration).
-        f.apply(&[-3.0, 2.0], &[-2.0, 2.5], &mut out);
+        f.apply(&[-3.0, 2.0], &[-2.0, 2.5], &[-2.0, 2.5], &mut out);
         assert!(out[0] >= -1.0 && out[1] <= 2.0);
+    }
+
+    #[test]
+    fn returning_to_the_measured_position_is_never_clamped() {
+        let mut f = filter();
+        let mut out = [0.0; 2];
+        // The arm lags 0.4 rad behind its goal; a takeover commands where the arm is.
+        let o = f.apply(&[0.1, 1.0], &[0.5, 1.0], &[0.1, 1.0], &mut out);
+        assert_eq!(out, [0.1, 1.0]);
+        assert!(!o.clamped());
+        // But running ahead of both is limited to one step beyond them.
+        f.apply(&[0.9, 1.0], &[0.5, 1.0], &[0.1, 1.0], &mut out);
+        assert!((out[0] - 0.6).abs() < 1e-12);
     }
 
     #[test]
     fn non_finite_holds_previous() {
         let mut f = filter();
         let mut out = [9.0; 2];
-        let o = f.apply(&[f64::NAN, 1.0], &[0.3, 0.4], &mut out);
+        let o = f.apply(&[f64::NAN, 1.0], &[0.3, 0.4], &[0.3, 0.4], &mut out);
         assert!(o.non_finite);
         assert_eq!(out, [0.3, 0.4]);
-        let o = f.apply(&[0.0, f64::INFINITY], &[0.3, 0.4], &mut out);
+        let o = f.apply(&[0.0, f64::INFINITY], &[0.3, 0.4], &[0.3, 0.4], &mut out);
         assert!(o.non_finite);
         assert_eq!(f.non_finite_count, 2);
     }
@@ -172,7 +199,7 @@ mod tests {
                 x ^= x << 17;
                 *c = (x % 20_000) as f64 / 1000.0 - 10.0;
             }
-            f.apply(&cmd, &prev, &mut out);
+            f.apply(&cmd, &prev, &prev, &mut out);
             for i in 0..6 {
                 assert!(out[i] >= -0.5 && out[i] <= 0.7);
                 assert!((out[i] - prev[i]).abs() <= 0.05 + 1e-12);
