@@ -86,8 +86,10 @@ impl Ctx<'_> {
         let mut cfg = self.cfg.clone();
         cfg.policy.registry = self.registry.clone();
         cfg.teleop.require_gamepad = false;
-        let mut human_params = intervened_world::HumanParams::default();
-        human_params.seed = world_seed;
+        let human_params = intervened_world::HumanParams {
+            seed: world_seed,
+            ..Default::default()
+        };
         let opts = RunOptions {
             data: Some(data.to_path_buf()),
             episodes: Some(episodes),

@@ -109,6 +109,7 @@ fn doctor_names_a_wrong_servo_model() {
         .output()
         .unwrap();
     let _ = sim.kill();
+    let _ = sim.wait();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(

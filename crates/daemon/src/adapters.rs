@@ -41,7 +41,7 @@ impl ArmIo for DxlArm {
     fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), String> {
         if self.gone_ticks > 0 {
             self.gone_ticks += 1;
-            if self.gone_ticks % RECONNECT_EVERY != 0 {
+            if !self.gone_ticks.is_multiple_of(RECONNECT_EVERY) {
                 return Err("serial port gone (adapter unplugged?)".into());
             }
             match self.arm.reconnect() {

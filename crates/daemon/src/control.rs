@@ -509,12 +509,10 @@ impl ControlLoop {
                     self.ramp_left = self.ramp_ticks;
                 }
             }
-            Mode::EStop => {
-                if self.cfg.safety.on_estop == TorquePolicy::Off {
-                    match self.arm.set_torque(false) {
-                        Ok(()) => self.torque_off = true,
-                        Err(e) => error!("e-stop: torque off failed: {e}"),
-                    }
+            Mode::EStop if self.cfg.safety.on_estop == TorquePolicy::Off => {
+                match self.arm.set_torque(false) {
+                    Ok(()) => self.torque_off = true,
+                    Err(e) => error!("e-stop: torque off failed: {e}"),
                 }
             }
             _ => {}
@@ -790,7 +788,7 @@ impl ControlLoop {
                 s.faults.push(format!("recording: {r}"));
             }
         }
-        if tick % 64 == 0 {
+        if tick.is_multiple_of(64) {
             s.period_error_p99_us = self.timing.period_error.summary().p99_us;
         }
     }
