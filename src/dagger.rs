@@ -299,10 +299,12 @@ fn copy_dir(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
     Ok(())
 }
 
+/// One row of the results table: arm, round, mean success, its spread, mean expert frames,
+/// mean intervention rate, mean autonomous run length.
+pub type Row = (String, usize, f64, f64, f64, Option<f64>, Option<f64>);
+
 /// Mean and spread (sample standard deviation) of each arm/round over seeds.
-pub fn table(
-    results: &[SeedResult],
-) -> Vec<(String, usize, f64, f64, f64, Option<f64>, Option<f64>)> {
+pub fn table(results: &[SeedResult]) -> Vec<Row> {
     let mut keys: Vec<(String, usize)> = Vec::new();
     for r in results {
         for p in &r.points {
