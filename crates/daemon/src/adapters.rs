@@ -3,13 +3,13 @@
 
 use intervened_dxl::{Arm, ArmReading, ServoFault};
 use intervened_policy::PolicyRunner;
-use intervened_robot::{Axis, Button};
-use intervened_teleop::{GamepadSource, Intent, RumblePattern, TeleopController};
+use intervened_teleop::names::{ALL_AXES, ALL_BUTTONS};
+use intervened_teleop::{GamepadSource, RumblePattern, TeleopController};
 use tracing::{info, warn};
 
 use crate::control::PolicyDriver;
 use crate::hardware::{ArmIo, ArmState};
-use crate::teleop::{GamepadInput, PadIntent, PadTick};
+use crate::teleop::{GamepadInput, PadTick};
 
 /// The Dynamixel arm (real bus or the emulator's pty).
 pub struct DxlArm {
@@ -59,15 +59,19 @@ impl ArmIo for DxlArm {
         for (i, st) in r.status.iter().enumerate() {
             match st {
                 Ok(()) => {
-                    if let (Some(o), Some(v)) = (out.alerts.get_mut(i), r.q.get(i)) {
+                    if let (Some(o), Some(q), Some(v)) =
+                        (out.alerts.get_mut(i), out.q.get_mut(i), r.q.get(i))
+                    {
                         *o = None;
-                        out.q[i] = *v;
+                        *q = *v;
                     }
                 }
                 Err(ServoFault::HardwareAlert(bits)) => {
-                    if let (Some(o), Some(v)) = (out.alerts.get_mut(i), r.q.get(i)) {
+                    if let (Some(o), Some(q), Some(v)) =
+                        (out.alerts.get_mut(i), out.q.get_mut(i), r.q.get(i))
+                    {
                         *o = Some((*bits).max(1));
-                        out.q[i] = *v;
+                        *q = *v;
                     }
                 }
                 Err(ServoFault::PortGone) => {
@@ -82,11 +86,12 @@ impl ArmIo for DxlArm {
                 }
             }
         }
+        // zip, not copy_from_slice: a length mismatch must not panic on the robot.
         if let Some(qd) = &r.qd {
-            out.qd.copy_from_slice(qd);
+            out.qd.iter_mut().zip(qd).for_each(|(o, v)| *o = *v);
         }
         if let Some(c) = &r.current {
-            out.current.copy_from_slice(c);
+            out.current.iter_mut().zip(c).for_each(|(o, v)| *o = *v);
         }
         match first_err {
             // One silent servo fails the tick: a joint we cannot see is a joint we cannot hold safely.
@@ -134,79 +139,31 @@ impl Pad {
     }
 }
 
-const AXES: [Axis; 8] = [
-    Axis::LeftStickX,
-    Axis::LeftStickY,
-    Axis::RightStickX,
-    Axis::RightStickY,
-    Axis::LeftTrigger,
-    Axis::RightTrigger,
-    Axis::DpadX,
-    Axis::DpadY,
-];
-
-const BUTTONS: [Button; 17] = [
-    Button::South,
-    Button::East,
-    Button::North,
-    Button::West,
-    Button::LeftBumper,
-    Button::RightBumper,
-    Button::LeftTrigger,
-    Button::RightTrigger,
-    Button::Select,
-    Button::Start,
-    Button::Mode,
-    Button::LeftThumb,
-    Button::RightThumb,
-    Button::DpadUp,
-    Button::DpadDown,
-    Button::DpadLeft,
-    Button::DpadRight,
-];
-
-fn map_intent(i: Intent) -> Option<PadIntent> {
-    Some(match i {
-        Intent::Takeover => PadIntent::Takeover,
-        Intent::Handback => PadIntent::Handback,
-        Intent::StartEpisode => PadIntent::StartEpisode,
-        Intent::Success => PadIntent::Success,
-        Intent::Failure => PadIntent::Failure,
-        Intent::Discard => PadIntent::Discard,
-        Intent::EStop => PadIntent::EStop,
-        Intent::ClearEStop => PadIntent::ClearEStop,
-        Intent::GamepadLost => PadIntent::Lost,
-        Intent::GamepadConnected(id) => {
-            info!(pad = %id, "gamepad connected");
-            return None;
-        }
-    })
-}
-
 impl GamepadInput for Pad {
-    fn tick(&mut self, measured: &[f64], dt: f64) -> PadTick {
+    fn tick(&mut self, measured: &[f64], dt: f64, out: &mut PadTick) {
         self.events.clear();
         self.events.extend(self.source.events().try_iter());
-        let out = self.ctl.tick(self.events.drain(..), measured, dt);
-        for r in &out.rumbles {
+        let t = self.ctl.tick(self.events.drain(..), measured, dt);
+        for r in &t.rumbles {
             self.source.rumble(*r);
         }
-        if let Some(e) = &out.goal_error {
+        if let Some(e) = &t.goal_error {
             warn!("teleop goal unavailable: {e}");
         }
         let pad = self.ctl.takeover().pad();
-        let axes = AXES.iter().map(|a| pad.axis(*a)).collect();
-        let buttons = BUTTONS
+        out.intents.clear();
+        out.intents.extend_from_slice(&t.intents);
+        out.human_goal.clear();
+        if let Some(g) = &t.human_goal {
+            out.human_goal.extend_from_slice(g);
+        }
+        out.axes.clear();
+        out.axes.extend(ALL_AXES.iter().map(|a| pad.axis(*a)));
+        out.buttons = ALL_BUTTONS
             .iter()
             .enumerate()
             .filter(|(_, b)| pad.is_pressed(**b))
             .fold(0u32, |m, (i, _)| m | (1 << i));
-        PadTick {
-            intents: out.intents.into_iter().filter_map(map_intent).collect(),
-            human_goal: out.human_goal,
-            axes,
-            buttons,
-        }
     }
 
     fn connected(&self) -> bool {
@@ -276,15 +233,16 @@ impl PolicyDriver for TchPolicy {
         tick: u64,
         obs: &[f64],
         measured_q: &[f64],
-    ) -> Result<Option<Vec<f64>>, String> {
-        let a = self.runner.step(tick, obs, measured_q);
+        out: &mut [f64],
+    ) -> Result<bool, String> {
+        let ready = self.runner.step_into(tick, obs, measured_q, out);
         // RunnerStats is plain data; its only heap part (last_error) exists only after an error.
         let stats = self.runner.stats();
         if stats.errors > self.errors_seen {
             self.errors_seen = stats.errors;
             return Err(stats.last_error.unwrap_or_else(|| "policy error".into()));
         }
-        Ok(a)
+        Ok(ready)
     }
     fn reset(&mut self) {
         self.runner.reset();

@@ -37,17 +37,20 @@ use crate::safety::SafetyFilter;
 use crate::service::Command;
 use crate::stats::LoopTiming;
 use crate::status::Status;
-use crate::teleop::{GamepadInput, PadIntent};
+use crate::teleop::{GamepadInput, PadTick};
+use intervened_teleop::Intent;
 
 /// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
 pub trait PolicyDriver: Send {
-    /// The goal for this tick, or None when no action is ready (the loop holds).
+    /// Writes the goal for this tick into `out` and returns true, or returns false when no
+    /// action is ready (the loop holds).
     fn step(
         &mut self,
         tick: u64,
         obs: &[f64],
         measured_q: &[f64],
-    ) -> Result<Option<Vec<f64>>, String>;
+        out: &mut [f64],
+    ) -> Result<bool, String>;
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
     fn doubt(&self) -> Option<f64>;
@@ -126,6 +129,9 @@ pub struct ControlLoop {
     obs: Vec<f64>,
     /// The command before the safety filter.
     cmd: Vec<f64>,
+    /// The policy's proposal this tick (valid when the policy said it was ready).
+    proposal: Vec<f64>,
+    pad_out: PadTick,
     /// The filtered goal written this tick.
     goal: Vec<f64>,
     last_goal: Vec<f64>,
@@ -183,6 +189,8 @@ impl ControlLoop {
             features: vec![0.0; nf],
             obs: Vec::with_capacity(n + nf),
             cmd: vec![0.0; n],
+            proposal: vec![0.0; n],
+            pad_out: PadTick::default(),
             goal: vec![0.0; n],
             ramp_left: 0,
             // A quarter second of blending at handback.
@@ -307,6 +315,9 @@ impl ControlLoop {
             Err(e) => {
                 self.bus_fail_streak += 1;
                 self.bus_errors += 1;
+                if self.bus_fail_streak == 1 {
+                    warn!(tick, "bus read failed: {e}");
+                }
                 if self.bus_fail_streak == self.cfg.safety.fault_ticks {
                     self.fault(tick, format!("bus: {e}"));
                 }
@@ -324,10 +335,13 @@ impl ControlLoop {
             off += n;
         }
         // 3. Gamepad.
-        let pad_out = self.pad.tick(&self.state.q, period);
-        for intent in pad_out.intents.iter().copied() {
+        self.pad.tick(&self.state.q, period, &mut self.pad_out);
+        // Taken and put back so the buffer keeps its allocation.
+        let intents = std::mem::take(&mut self.pad_out.intents);
+        for intent in intents.iter().copied() {
             self.on_intent(tick, intent);
         }
+        self.pad_out.intents = intents;
         // 4. Control socket.
         while let Ok(cmd) = self.commands.try_recv() {
             let reply = self.on_request(tick, cmd.request);
@@ -344,14 +358,14 @@ impl ControlLoop {
         self.obs.extend_from_slice(&self.state.q);
         self.obs.extend_from_slice(&self.features);
         let mode = self.arbiter.mode();
-        let mut proposal = None;
+        let mut has_proposal = false;
         let run_policy = self.arbiter.in_episode()
             && !self.arbiter.is_demo()
             && matches!(mode, Mode::Autonomous | Mode::Intervening);
         if run_policy {
             if let Some(p) = self.policy.as_mut() {
-                match p.step(tick, &self.obs, &self.state.q) {
-                    Ok(a) => proposal = a,
+                match p.step(tick, &self.obs, &self.state.q, &mut self.proposal) {
+                    Ok(ready) => has_proposal = ready,
                     Err(e) => {
                         if mode == Mode::Autonomous {
                             self.fault(tick, format!("policy: {e}"));
@@ -366,12 +380,10 @@ impl ControlLoop {
         match self.arbiter.mode() {
             Mode::Autonomous => {
                 source = ControlSource::Robot;
-                match &proposal {
-                    Some(a) if a.len() == self.cmd.len() => self.cmd.copy_from_slice(a),
-                    Some(_) => {
-                        self.cmd.fill(f64::NAN);
-                    }
-                    None => self.cmd.copy_from_slice(&self.last_goal),
+                if has_proposal {
+                    self.cmd.copy_from_slice(&self.proposal);
+                } else {
+                    self.cmd.copy_from_slice(&self.last_goal);
                 }
             }
             Mode::Intervening => {
@@ -380,7 +392,7 @@ impl ControlLoop {
                 } else {
                     ControlSource::Intervention
                 };
-                match &pad_out.human_goal {
+                match self.pad_out.human_goal() {
                     Some(g) if g.len() == self.cmd.len() => self.cmd.copy_from_slice(g),
                     _ => self.cmd.copy_from_slice(&self.last_goal),
                 }
@@ -411,7 +423,7 @@ impl ControlLoop {
         }
         if self.arbiter.mode() == Mode::Intervening
             && self.takeover_tick == Some(tick)
-            && pad_out.human_goal.is_some()
+            && self.pad_out.human_goal().is_some()
         {
             let jump = self
                 .cmd
@@ -454,10 +466,10 @@ impl ControlLoop {
                 state: &self.state,
                 goal: &self.goal,
                 source,
-                proposal: proposal.as_deref(),
+                proposal: has_proposal.then_some(self.proposal.as_slice()),
                 doubt,
-                pad_axes: &pad_out.axes,
-                pad_buttons: pad_out.buttons,
+                pad_axes: &self.pad_out.axes,
+                pad_buttons: self.pad_out.buttons,
                 task: &self.features,
             });
         }
@@ -538,15 +550,15 @@ impl ControlLoop {
         self.transition(tick, Trigger::Hold(why));
     }
 
-    fn on_intent(&mut self, tick: u64, intent: PadIntent) {
+    fn on_intent(&mut self, tick: u64, intent: Intent) {
         match intent {
-            PadIntent::Takeover => {
+            Intent::Takeover => {
                 self.transition(tick, Trigger::Takeover);
             }
-            PadIntent::Handback => {
+            Intent::Handback => {
                 self.transition(tick, Trigger::Handback);
             }
-            PadIntent::StartEpisode => {
+            Intent::StartEpisode => {
                 let demo = self
                     .opts
                     .plan
@@ -556,20 +568,21 @@ impl ControlLoop {
                     warn!("start episode refused: {e}");
                 }
             }
-            PadIntent::Success => self.end_episode(tick, EpisodeOutcome::Success),
-            PadIntent::Failure => self.end_episode(tick, EpisodeOutcome::Failure),
-            PadIntent::Discard => self.end_episode(tick, EpisodeOutcome::Discarded),
-            PadIntent::EStop => {
+            Intent::Success => self.end_episode(tick, EpisodeOutcome::Success),
+            Intent::Failure => self.end_episode(tick, EpisodeOutcome::Failure),
+            Intent::Discard => self.end_episode(tick, EpisodeOutcome::Discarded),
+            Intent::EStop => {
                 self.transition(tick, Trigger::EStop("gamepad e-stop".into()));
             }
-            PadIntent::ClearEStop => {
+            Intent::ClearEStop => {
                 self.transition(tick, Trigger::ClearEStop);
             }
-            PadIntent::Lost => {
+            Intent::GamepadLost => {
                 if matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening) {
                     self.fault(tick, "gamepad lost".into());
                 }
             }
+            Intent::GamepadConnected(pad) => info!(%pad, "gamepad connected"),
         }
     }
 
@@ -692,9 +705,9 @@ impl ControlLoop {
         } else {
             self.policy.as_ref().map(|p| p.version().to_string())
         };
-        if let Err(e) = self
-            .sink
-            .begin_episode(self.episode_index, demo, version, &self.opts.task)
+        if let Err(e) =
+            self.sink
+                .begin_episode(tick, self.episode_index, demo, version, &self.opts.task)
         {
             // Recording is the point of an episode, but control must go on: report loudly.
             error!("recording could not start: {e}");

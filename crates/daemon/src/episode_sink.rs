@@ -102,11 +102,13 @@ fn frame_of(f: &FrameRecord<'_>, state: &ArmState) -> Frame {
 impl FrameSink for EpisodeSink {
     fn begin_episode(
         &mut self,
+        tick: u64,
         index: u64,
         demo: bool,
         policy_version: Option<String>,
         task: &str,
     ) -> Result<(), String> {
+        self.episode_start_tick = tick;
         let mut meta =
             EpisodeMeta::for_robot(&self.cfg, self.session_id.clone(), index as u32, task);
         meta.task_feature_names = self.feature_names.clone();
@@ -118,9 +120,6 @@ impl FrameSink for EpisodeSink {
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {
-        if self.episode_start_tick == 0 || f.t == 0.0 {
-            self.episode_start_tick = f.tick;
-        }
         // A full queue drops the frame; the recorder counts it (see `dropped`).
         let _ = self.handle.record_frame(frame_of(&f, f.state));
     }
@@ -159,7 +158,6 @@ impl FrameSink for EpisodeSink {
             error!("recorder queue full: the episode end was not queued (recovery will close it)");
         }
         self.episodes += 1;
-        self.episode_start_tick = 0;
     }
 
     fn dropped(&self) -> u64 {

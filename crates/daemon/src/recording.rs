@@ -49,8 +49,10 @@ pub enum LoopEvent {
 
 /// The recorder as the loop sees it. Every method returns at once.
 pub trait FrameSink: Send {
+    /// Opens episode `index`, starting at `tick` (event times are measured from it).
     fn begin_episode(
         &mut self,
+        tick: u64,
         index: u64,
         demo: bool,
         policy_version: Option<String>,
@@ -71,7 +73,14 @@ pub trait FrameSink: Send {
 pub struct NullSink;
 
 impl FrameSink for NullSink {
-    fn begin_episode(&mut self, _: u64, _: bool, _: Option<String>, _: &str) -> Result<(), String> {
+    fn begin_episode(
+        &mut self,
+        _: u64,
+        _: u64,
+        _: bool,
+        _: Option<String>,
+        _: &str,
+    ) -> Result<(), String> {
         Ok(())
     }
     fn frame(&mut self, _: FrameRecord<'_>) {}

@@ -1,33 +1,28 @@
 //! The gamepad as the control loop sees it.
 
-/// What the gamepad asks of the loop this tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PadIntent {
-    Takeover,
-    Handback,
-    StartEpisode,
-    Success,
-    Failure,
-    Discard,
-    EStop,
-    ClearEStop,
-    Lost,
-}
+use intervened_teleop::Intent;
 
-/// One tick of gamepad input.
+/// One tick of gamepad input. The loop keeps one and lets [`GamepadInput::tick`] refill it, so
+/// no tick allocates for it once its buffers have grown.
 #[derive(Debug, Clone, Default)]
 pub struct PadTick {
-    pub intents: Vec<PadIntent>,
+    pub intents: Vec<Intent>,
     /// The human's absolute goal (rad) while they drive; on the takeover tick exactly the
-    /// measured position.
-    pub human_goal: Option<Vec<f64>>,
+    /// measured position. Empty when the human is not driving.
+    pub human_goal: Vec<f64>,
     pub axes: Vec<f64>,
     pub buttons: u32,
 }
 
+impl PadTick {
+    pub fn human_goal(&self) -> Option<&[f64]> {
+        (!self.human_goal.is_empty()).then_some(self.human_goal.as_slice())
+    }
+}
+
 pub trait GamepadInput: Send {
-    /// Drains the events of this tick.
-    fn tick(&mut self, measured: &[f64], dt: f64) -> PadTick;
+    /// Drains the events of this tick into `out`.
+    fn tick(&mut self, measured: &[f64], dt: f64, out: &mut PadTick);
     fn connected(&self) -> bool;
     fn count(&self) -> usize;
     fn set_demo(&mut self, on: bool);
