@@ -26,6 +26,32 @@ use crate::registers;
 
 type RawBus = dynamixel2::Bus<Vec<u8>, Vec<u8>>;
 
+/// Protocol 2.0 unstuffing: an `FD` that follows `FF FF FD` is removed, however many `FF` come
+/// before. dynamixel2 0.9.1 restarts its pattern match on the third `FF` and so leaves
+/// `FF FF FF FD FD` stuffed; this finishes the job on the (rare) replies it got wrong.
+pub fn unstuff_runs(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut ffs = 0usize;
+    let mut skip_next_fd = false;
+    for &b in data {
+        if skip_next_fd {
+            skip_next_fd = false;
+            if b == 0xFD {
+                ffs = 0;
+                continue;
+            }
+        }
+        out.push(b);
+        if b == 0xFF {
+            ffs += 1;
+        } else {
+            skip_next_fd = b == 0xFD && ffs >= 2;
+            ffs = 0;
+        }
+    }
+    out
+}
+
 /// Read and write buffers: large enough for a sync write to every id and any legal reply.
 const BUFFER_LEN: usize = 2048;
 /// Bytes of a status packet besides its parameters: header 4, id, length 2, instruction,
@@ -456,8 +482,21 @@ impl Bus {
                         let k = (0..n)
                             .find(|&k| ids.get(k) == Some(&id) && st.get(k) != Some(&Slot::Done));
                         match (k, k.and_then(|k| slots.get(k))) {
-                            (Some(k), Some(&slot)) if params.len() == len => {
-                                match data_ref.get_mut(slot * len..slot * len + len) {
+                            (Some(k), Some(&slot)) if params.len() == len || params.len() > len => {
+                                // dynamixel2 0.9.1 misses the stuffing after a run of three or
+                                // more FF (FF FF FF FD FD stays stuffed), so a longer reply is
+                                // unstuffed once more here; it must then have the right length.
+                                let fixed;
+                                let params = if params.len() == len {
+                                    params
+                                } else {
+                                    fixed = unstuff_runs(params);
+                                    fixed.as_slice()
+                                };
+                                match data_ref
+                                    .get_mut(slot * len..slot * len + len)
+                                    .filter(|_| params.len() == len)
+                                {
                                     Some(dst) => {
                                         dst.copy_from_slice(params);
                                         Event::Reply {

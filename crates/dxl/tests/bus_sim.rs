@@ -311,3 +311,25 @@ fn calibration_mismatch_is_refused() {
         Err(BusError::Calibration(_))
     ));
 }
+
+/// A reply whose data holds `FF FF FD` is byte-stuffed on the wire; the sync read must still
+/// deliver every servo's data (found in the daemon: current -1 followed by a negative velocity).
+#[test]
+fn stuffed_replies_in_a_sync_read_are_read() {
+    let r = rig();
+    let mut arm = open_arm(&r);
+    // -131073 is FF FF FD FF; 0xFDFFFFFF is FF FF FF FD (a run of three FF before the FD).
+    for raw in [-131_073, 0xFDFF_FFFFu32 as i32] {
+        r.chain.lock().unwrap().set_present_position(4, raw);
+        let mut reading = arm.new_reading();
+        for tick in 0..4 {
+            arm.read_into(tick, &mut reading);
+            assert!(
+                reading.all_ok(),
+                "raw {raw:#x} tick {tick}: {:?}",
+                reading.status
+            );
+            assert_eq!(reading.raw[3], raw, "tick {tick}");
+        }
+    }
+}
