@@ -125,4 +125,7 @@ pub enum BusError {
         min: i64,
         max: i64,
     },
+    /// The bus benchmark cannot read the calling thread's CPU-time clock.
+    #[error("cannot read this thread's CPU time (CLOCK_THREAD_CPUTIME_ID): {0}")]
+    CpuClock(#[source] std::io::Error),
 }

@@ -7,7 +7,8 @@
 //! - [`adapter`]: USB serial adapter discovery and the FTDI latency timer.
 //! - [`doctor()`]: a checklist of everything between the config and the servos.
 //! - [`Calibrator`]: the middle-pose-and-sweep calibration flow, without any terminal I/O.
-//! - [`bench_bus`]: cycle rate and software overhead over the wire-time floor.
+//! - [`bench_bus`]: cycle rate, cycle time, host software time per cycle (measured as the
+//!   thread's CPU time) and the wire-time floor.
 
 pub mod adapter;
 pub mod arm;

@@ -295,9 +295,35 @@ fn bench_reports_rate_and_wire_floor() {
     assert_eq!(b.bytes_per_cycle, 20 + 6 * 21 + 44);
     assert_eq!(b.wire_floor_per_cycle, Duration::from_micros(1900));
     assert!(b.cycles_per_s > 10.0);
-    assert!(b.overhead_p99 >= b.overhead_p50);
     assert_eq!(b.failed_cycles, 0);
+    // The cycle time distribution is ordered.
+    assert!(b.cycle_p50 > Duration::ZERO);
+    assert!(b.cycle_p50 <= b.cycle_p99 && b.cycle_p99 <= b.cycle_max);
+    // The software overhead is measured host CPU time: some, and never more than the cycle
+    // (per cycle it is at most the wall time, so its percentiles are too).
+    assert!(b.overhead_p50 > Duration::ZERO, "{b}");
+    assert!(b.overhead_p99 >= b.overhead_p50);
+    assert!(b.overhead_p50 <= b.cycle_p50, "{b}");
+    assert!(b.overhead_p99 <= b.cycle_p99, "{b}");
+    // Over the pty there is no wire time: the overhead is no longer "cycle minus floor".
+    assert!(b.cycle_p50 < b.wire_floor_per_cycle, "{b}");
     println!("{b}");
+}
+
+#[test]
+fn thread_cpu_time_excludes_waiting() {
+    let c0 = intervened_dxl::bench::thread_cpu_time().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let slept = intervened_dxl::bench::thread_cpu_time().unwrap() - c0;
+    assert!(slept < Duration::from_millis(10), "{slept:?}");
+    let c0 = intervened_dxl::bench::thread_cpu_time().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut x = 0u64;
+    while t0.elapsed() < Duration::from_millis(20) {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+    let spun = intervened_dxl::bench::thread_cpu_time().unwrap() - c0;
+    assert!(spun > Duration::ZERO && spun <= t0.elapsed(), "{spun:?}");
 }
 
 #[test]
