@@ -322,6 +322,9 @@ pub struct RetrainArgs {
     /// Predict the next k goals (action chunking).
     #[arg(long, default_value_t = 1)]
     pub chunk: usize,
+    /// Predict absolute goals instead of deltas from the measured joint positions.
+    #[arg(long)]
+    pub absolute: bool,
     /// Bootstrap ensemble members (doubt needs >= 2).
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
@@ -376,6 +379,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     }
     opts.weighting = a.weighting.parse().map_err(anyhow::Error::msg)?;
     opts.chunk = a.chunk;
+    opts.delta = !a.absolute;
     opts.ensemble = a.ensemble;
     opts.seed = a.seed;
     if a.max_steps.is_some() {

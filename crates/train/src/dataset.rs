@@ -156,6 +156,32 @@ impl Dataset {
         })
     }
 
+    /// Turns absolute goal targets into deltas from the measured joint positions of the frame
+    /// the prediction is made at (the first `act_dim` observation values): the policy then
+    /// predicts `goal[t + k] - q[t]`, which the runtime adds back to the q it measured.
+    ///
+    /// Teleoperated goals sit within a few hundredths of a radian of the measured position;
+    /// as absolute targets that difference drowns in the spread of the positions themselves,
+    /// and a cloned policy creeps and stalls. As deltas it is the whole signal.
+    pub fn into_delta(mut self) -> Result<Self, TrainError> {
+        if self.obs_dim < self.act_dim {
+            return Err(TrainError::InvalidOption {
+                name: "action",
+                message: format!(
+                    "delta actions need the {} joint positions first in the observation, which has only {} values",
+                    self.act_dim, self.obs_dim
+                ),
+            });
+        }
+        let ad = self.act_dim;
+        for s in &mut self.samples {
+            for (i, a) in s.action_chunk.iter_mut().enumerate() {
+                *a -= s.obs[i % ad];
+            }
+        }
+        Ok(self)
+    }
+
     /// The samples of the given episodes, in the order given. An episode listed twice (as in a
     /// bootstrap resample) contributes its samples twice; unknown indices contribute nothing.
     pub fn subset(&self, episodes: &[usize]) -> Vec<&Sample> {

@@ -76,6 +76,8 @@ pub struct RetrainOptions {
     pub weighting: Weighting,
     /// Action chunk length k (1 = no chunking).
     pub chunk: usize,
+    /// Predict goals as deltas from the measured joint positions (see [`Dataset::into_delta`]).
+    pub delta: bool,
     /// Bootstrap ensemble members K (1 = no ensemble).
     pub ensemble: usize,
     /// Passes over the (weighted) training set; an epoch is ceil(trainable frames / batch) steps.
@@ -104,6 +106,7 @@ impl RetrainOptions {
             robot: None,
             weighting: Weighting::HgDagger,
             chunk: 1,
+            delta: true,
             ensemble: 1,
             epochs: 100,
             max_steps: Some(20_000),
@@ -322,6 +325,7 @@ pub fn retrain_from_episodes(
 
     let data: Vec<EpisodeData> = used.iter().map(|e| e.data.clone()).collect();
     let ds = Dataset::from_episodes(&data, opts.chunk)?;
+    let ds = if opts.delta { ds.into_delta()? } else { ds };
     let labels: Vec<Label> = ds.samples.iter().map(|s| s.label).collect();
     let counts = LabelCounts::from_labels(&labels);
     let mass = class_mass(&counts, opts.weighting);
@@ -446,7 +450,11 @@ pub fn retrain_from_episodes(
             action_names: action_names.clone(),
             fps,
             chunk_size: opts.chunk,
-            action_kind: ActionKind::Absolute,
+            action_kind: if opts.delta {
+                ActionKind::Delta
+            } else {
+                ActionKind::Absolute
+            },
             ensemble_size: opts.ensemble,
             sha256: sha256_file(&pt).map_err(verification)?,
             provenance: provenance(&report, opts),
