@@ -4,7 +4,7 @@
 use intervened_dxl::{Arm, ArmReading, ServoFault};
 use intervened_policy::PolicyRunner;
 use intervened_teleop::names::{ALL_AXES, ALL_BUTTONS};
-use intervened_teleop::{GamepadSource, RumblePattern, TeleopController};
+use intervened_teleop::{GamepadEventKind, GamepadSource, Intent, RumblePattern, TeleopController};
 use tracing::{info, warn};
 
 use crate::control::PolicyDriver;
@@ -143,7 +143,18 @@ impl GamepadInput for Pad {
     fn tick(&mut self, measured: &[f64], dt: f64, out: &mut PadTick) {
         self.events.clear();
         self.events.extend(self.source.events().try_iter());
+        let last_press = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| matches!(e.kind, GamepadEventKind::ButtonPressed(_)))
+            .map(|e| e.time);
         let t = self.ctl.tick(self.events.drain(..), measured, dt);
+        out.takeover_event = if t.intents.contains(&Intent::Takeover) {
+            last_press
+        } else {
+            None
+        };
         for r in &t.rumbles {
             self.source.rumble(*r);
         }

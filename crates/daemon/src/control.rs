@@ -105,6 +105,8 @@ pub struct LoopReport {
     pub max_takeover_jump: f64,
     /// Largest |goal - previous goal| on a handback tick (rad): zero by design.
     pub max_handback_jump: f64,
+    /// From the takeover button press being read to the first human goal written.
+    pub takeover_latency: crate::stats::Summary,
 }
 
 pub struct ControlLoop {
@@ -140,6 +142,7 @@ pub struct ControlLoop {
     ramp_ticks: u32,
     takeover_tick: Option<u64>,
     max_handback_jump: f64,
+    timing_takeover: crate::stats::LatencyHistogram,
     /// Set when the measured position must re-seed the goal (start, after torque off, after a
     /// simulated reset); no goal is written until a read succeeds.
     reseed: bool,
@@ -197,6 +200,7 @@ impl ControlLoop {
             ramp_ticks: (p.cfg.control.rate_hz * 0.25).round().max(1.0) as u32,
             takeover_tick: None,
             max_handback_jump: 0.0,
+            timing_takeover: crate::stats::LatencyHistogram::new(),
             last_goal: vec![0.0; n],
             reseed: true,
             known_position: false,
@@ -457,6 +461,12 @@ impl ControlLoop {
                 warn!("goal write failed: {e}");
             }
             self.last_goal.copy_from_slice(&self.goal);
+            // Takeover latency: the button press read from the pad -> this goal on the wire.
+            if self.arbiter.mode() == Mode::Intervening && self.takeover_tick == Some(tick) {
+                if let Some(t) = self.pad_out.takeover_event.take() {
+                    self.timing_takeover.record_s(t.elapsed().as_secs_f64());
+                }
+            }
         }
         // 9. Record.
         if self.arbiter.in_episode() {
@@ -833,6 +843,7 @@ impl ControlLoop {
             takeovers: self.takeovers,
             max_takeover_jump: self.max_takeover_jump,
             max_handback_jump: self.max_handback_jump,
+            takeover_latency: self.timing_takeover.summary(),
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::sim_rig::{HumanMode, SimBus, SimRig};
 use crate::status::Status;
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Overrides the config's bus port.
     pub port: Option<String>,
@@ -52,6 +52,16 @@ pub struct RunOptions {
     pub task: String,
     /// Seed override for the simulated world.
     pub seed: Option<u64>,
+    /// Simulated bus only: receives handles to the emulated chain and the virtual gamepad
+    /// before the loop starts, so tests can inject faults and press buttons.
+    pub sim_handles: Option<Sender<SimHandles>>,
+}
+
+/// What a test can reach inside a simulated run.
+#[derive(Clone)]
+pub struct SimHandles {
+    pub chain: intervened_sim::SharedChain,
+    pub pad: intervened_teleop::VirtualGamepad,
 }
 
 impl Default for RunOptions {
@@ -70,6 +80,7 @@ impl Default for RunOptions {
             max_ticks: None,
             task: "pick up the block".into(),
             seed: None,
+            sim_handles: None,
         }
     }
 }
@@ -173,6 +184,12 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
                 .map_err(anyhow::Error::msg)?;
             sensors.push(Box::new(sensor));
             env = Some(Box::new(rig));
+            if let Some(tx) = &opts.sim_handles {
+                let _ = tx.send(SimHandles {
+                    chain: b.chain.clone(),
+                    pad: pad.clone(),
+                });
+            }
             Box::new(pad)
         }
         None => Box::new(GilrsSource::start().context("starting gamepad input")?),

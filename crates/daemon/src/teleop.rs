@@ -12,6 +12,8 @@ pub struct PadTick {
     pub human_goal: Vec<f64>,
     pub axes: Vec<f64>,
     pub buttons: u32,
+    /// When the button press behind this tick's takeover was read (for takeover latency).
+    pub takeover_event: Option<std::time::Instant>,
 }
 
 impl PadTick {
