@@ -117,7 +117,17 @@ fn problem(j: &JointConfig, problem: String, fix: &str) -> ServoProblem {
 /// Pings a joint's servo and checks its model and firmware against the config.
 /// Firmware older than [`ServoModel::min_firmware`] only logs a warning.
 pub fn check_servo(bus: &mut Bus, j: &JointConfig) -> Result<PingInfo, ServoProblem> {
-    let p = bus.ping(j.id).map_err(|f| {
+    // Start-up is not time-critical: a servo gets three pings before it counts as silent, so a
+    // reply lost to noise (or a loaded host) does not stop the daemon from starting.
+    let mut attempt = bus.ping(j.id);
+    for _ in 0..2 {
+        if !matches!(attempt, Err(ServoFault::Timeout) | Err(ServoFault::Corrupt)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        attempt = bus.ping(j.id);
+    }
+    let p = attempt.map_err(|f| {
         problem(
             j,
             format!("does not answer a ping at {} baud: {f}", bus.baud()),
