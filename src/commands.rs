@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Seed of the simulated world (default: the config's sim.seed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Name the recorded session (default: its UTC start time).
+    #[arg(long)]
+    pub session_id: Option<String>,
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -70,6 +73,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         realtime: a.realtime,
         record: !a.no_record,
         seed: a.seed,
+        session_id: a.session_id,
         ..RunOptions::default()
     };
     let r = runtime::run(cfg, opts)?;

@@ -22,17 +22,30 @@ pub struct EpisodeSink {
     episode_start_tick: u64,
     period: f64,
     episodes: u64,
+    lockstep: bool,
 }
 
 impl EpisodeSink {
     /// Recovers episodes cut short by an earlier crash, then starts the recorder thread.
+    /// `session_id` overrides the generated one; `lockstep` stamps episodes with simulated time
+    /// (ticks x period since the daemon started) instead of the wall clock, so the same seed
+    /// gives byte-identical files.
     pub fn start(
         cfg: &RobotConfig,
         root: &Path,
         feature_names: Vec<String>,
+        session_id: Option<String>,
+        lockstep: bool,
     ) -> Result<Self, String> {
         let mut opts = RecorderOptions::from_config(&cfg.recording);
         opts.root = root.to_path_buf();
+        if lockstep {
+            // A lockstep episode takes a fraction of a second of wall time and is reproduced
+            // exactly from its seed, so wall-clock flushes buy no safety; they would only make
+            // chunk boundaries (and so the file bytes) depend on scheduling. Each episode's file
+            // is completed at its end.
+            opts.flush_ms = 3_600_000;
+        }
         let recorder =
             Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
         let rec = recorder.recovery();
@@ -44,7 +57,7 @@ impl EpisodeSink {
         }
         let handle = recorder.handle();
         // Session ids are UTC seconds; runs started within one second get a suffix.
-        let base = new_session_id();
+        let base = session_id.unwrap_or_else(new_session_id);
         let mut session_id = base.clone();
         let mut n = 2;
         while intervened_episodes::session_dir(root, &session_id).exists() {
@@ -62,6 +75,7 @@ impl EpisodeSink {
             episode_start_tick: 0,
             period: cfg.period_s(),
             episodes: 0,
+            lockstep,
         })
     }
 
@@ -114,6 +128,9 @@ impl FrameSink for EpisodeSink {
         meta.task_feature_names = self.feature_names.clone();
         meta.demo = demo;
         meta.policy_version = policy_version;
+        if self.lockstep {
+            meta.started_at = (tick as f64 * self.period * 1e9).round() as u64;
+        }
         self.handle
             .begin_episode(meta)
             .map_err(|e| format!("{e:?}"))

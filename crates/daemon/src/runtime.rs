@@ -55,6 +55,8 @@ pub struct RunOptions {
     /// Simulated bus only: receives handles to the emulated chain and the virtual gamepad
     /// before the loop starts, so tests can inject faults and press buttons.
     pub sim_handles: Option<Sender<SimHandles>>,
+    /// Name the session instead of using the UTC start time.
+    pub session_id: Option<String>,
 }
 
 /// What a test can reach inside a simulated run.
@@ -81,6 +83,7 @@ impl Default for RunOptions {
             task: "pick up the block".into(),
             seed: None,
             sim_handles: None,
+            session_id: None,
         }
     }
 }
@@ -218,8 +221,14 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         .unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
     let mut session_id = None;
     let sink: Box<dyn FrameSink> = if opts.record {
-        let s = EpisodeSink::start(&cfg, &data_root, feature_names.clone())
-            .map_err(anyhow::Error::msg)?;
+        let s = EpisodeSink::start(
+            &cfg,
+            &data_root,
+            feature_names.clone(),
+            opts.session_id.clone(),
+            lockstep,
+        )
+        .map_err(anyhow::Error::msg)?;
         session_id = Some(s.session_id().to_string());
         Box::new(s)
     } else {
@@ -437,7 +446,10 @@ async fn signals(stop: Arc<AtomicBool>, commands: Sender<Command>, mut watch: Po
         error!("cannot install signal handlers");
         return;
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Short ticks so a stop set by the control loop (end of plan) ends the shell at once; the
+    // registry is looked at every 50th (once a second).
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: holding, closing the recording, exiting"); stop.store(true, Ordering::Relaxed); }
@@ -450,7 +462,8 @@ async fn signals(stop: Arc<AtomicBool>, commands: Sender<Command>, mut watch: Po
                 let _ = commands.try_send(Command { request: crate::protocol::Request::Reload {}, reply: tx });
             }
             _ = tick.tick() => {
-                if watch.watch {
+                ticks += 1;
+                if watch.watch && ticks.is_multiple_of(50) {
                     watch.check(false).await;
                 }
             }

@@ -52,7 +52,7 @@ pub async fn serve_socket(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
         let Ok(accepted) = accepted else { continue };
         match accepted {
             Ok((stream, _)) => {
@@ -157,9 +157,22 @@ pub async fn notify_loop(status: Arc<Mutex<Status>>, stop: Arc<AtomicBool>) {
                 error!("control loop has not ticked in {interval:?}: not feeding the watchdog");
             }
         }
-        tokio::time::sleep(interval).await;
+        sleep_unless_stopped(interval, &stop).await;
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+/// Sleeps for `d`, returning early (within 20 ms) once `stop` is set, so the shell never
+/// delays the daemon's exit.
+pub async fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = tokio::time::Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(20))).await;
+    }
 }
 
 /// Where the registry's `current` link points now, if anywhere.
