@@ -165,6 +165,14 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             port.display()
         )
     })?;
+    let mut arm = arm;
+    if sim && cfg.sim.lockstep && !opts.realtime {
+        // In lockstep simulated time stands still while the bus waits, so a generous wait costs
+        // nothing, and it keeps a loaded host (the emulator thread not scheduled for a few
+        // milliseconds) from turning into bus faults and unrepeatable runs.
+        arm.set_read_budget(Duration::from_millis(500));
+        arm.bus_mut().set_reply_margin(Duration::from_millis(200));
+    }
     let mut arm = DxlArm::new(arm);
     // Torque on: the servos hold where they are (enabling torque sets goal = present, so
     // nothing moves), and the loop's first goal is the measured position.
