@@ -135,7 +135,10 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     realtime: true,
                     policy: Some(policy),
                     data: Some(dir.clone()),
-                    episodes: Some(1),
+                    // Policy episodes back to back with the simulated human supervising, so
+                    // takeovers (and their latency) happen during the run.
+                    episodes: Some(u64::MAX),
+                    sim_human: true,
                     max_ticks: Some((rate * seconds) as u64),
                     ..RunOptions::default()
                 },
@@ -146,6 +149,15 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             println!(
                 "p99 ratio loop/bare: {:.2}",
                 t.period_error.p99_us / floor.p99_us.max(0.1)
+            );
+            let lr = &r.loop_report;
+            println!(
+                "takeovers: {} (button press read -> first human goal written: {}); largest jump at takeover {:.2e} rad, at handback {:.2e} rad; period {:.0} us",
+                lr.takeovers,
+                lr.takeover_latency,
+                lr.max_takeover_jump,
+                lr.max_handback_jump,
+                1e6 / rate
             );
             let _ = std::fs::remove_dir_all(dir);
         }
