@@ -97,10 +97,13 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let mut arm = Arm::open(&cfg, Calibration::identity(&cfg), &sim.server.path())?;
             let b = bench_bus(&mut arm, cycles)?;
             println!(
-                "bus: {} servos at {} baud over a pty: {:.0} read+write cycles/s; software overhead per cycle p50 {:.1} us, p99 {:.1} us; wire-time floor {:.0} us/cycle ({} bytes) = {:.0} cycles/s on a real bus; {} failed cycles",
+                "bus: {} servos at {} baud over a pty: {:.0} read+write cycles/s; cycle p50 {:.1} us, p99 {:.1} us, max {:.1} us; host software (CPU) time per cycle p50 {:.1} us, p99 {:.1} us; wire-time floor {:.0} us/cycle ({} bytes) = {:.0} cycles/s on a real bus; {} failed cycles",
                 cfg.joints.len(),
                 cfg.bus.baud,
                 b.cycles_per_s,
+                b.cycle_p50.as_secs_f64() * 1e6,
+                b.cycle_p99.as_secs_f64() * 1e6,
+                b.cycle_max.as_secs_f64() * 1e6,
                 b.overhead_p50.as_secs_f64() * 1e6,
                 b.overhead_p99.as_secs_f64() * 1e6,
                 b.wire_floor_per_cycle.as_secs_f64() * 1e6,
