@@ -8,6 +8,7 @@
 //! default), so a crash, `kill -9` or power cut loses at most the frames since the last
 //! flush; readers stop at the torn chunk.
 
+pub mod bench;
 pub mod error;
 mod format;
 pub mod labels;
@@ -21,6 +22,7 @@ pub mod summary;
 pub mod types;
 pub mod writer;
 
+pub use bench::{bench_record, BenchRecordOptions, BenchRecordReport};
 pub use error::{EpisodeError, Result};
 pub use format::{
     EpisodeRecord, TOPICS, TOPIC_ACTION, TOPIC_DIAGNOSTICS, TOPIC_EPISODE, TOPIC_EVENTS,
