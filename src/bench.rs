@@ -49,6 +49,16 @@ enum What {
         #[arg(long, default_value_t = 5000)]
         iters: usize,
     },
+    /// The recorder at a fixed rate (default 500 Hz for 10 minutes): drops, latency, CPU use.
+    Record {
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 600.0)]
+        seconds: f64,
+        /// Where to write (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Training throughput of the seed MLP at batch 256 (median of several runs).
     Train {
         #[arg(long, default_value_t = 200)]
@@ -176,6 +186,32 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 let mut p = intervened_policy::Policy::load(&dir, &expect)?;
                 let l = intervened_policy::bench_infer(&mut p, iters)?;
                 println!("infer: seed MLP, chunk {chunk}, batch 1, 1 thread: p50 {:.1} us, p99 {:.1} us, mean {:.1} us ({iters} runs)", l.p50_us, l.p99_us, l.mean_us);
+            }
+        }
+        What::Record { rate, seconds, out } => {
+            let dir = match &out {
+                Some(d) => d.clone(),
+                None => tempdir("record")?,
+            };
+            let mut o = intervened_episodes::BenchRecordOptions::new(&dir);
+            o.rate_hz = rate;
+            o.duration = Duration::from_secs_f64(seconds);
+            let r = intervened_episodes::bench_record(&o)?;
+            println!(
+                "record: {:.0} Hz for {:.0} s: {} frames sent, {} dropped, {} written; try_send p99 {:.1} us, max {:.1} us; recorder CPU {} of one core; {:.0} kB/s on disk, {} flushes",
+                r.rate_hz,
+                r.duration_s,
+                r.frames_sent,
+                r.frames_dropped,
+                r.frames_written,
+                r.p99_try_send_us,
+                r.max_try_send_us,
+                r.recorder_cpu_pct.map(|c| format!("{c:.1}%")).unwrap_or_else(|| "unknown".into()),
+                r.bytes_per_s / 1000.0,
+                r.flushes
+            );
+            if out.is_none() {
+                let _ = std::fs::remove_dir_all(dir);
             }
         }
         What::Train { steps, repeats } => {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use intervened_episodes::{read_episode, Episode, EpisodeError, Manifest, Outcome};
+use intervened_episodes::{read_episode, Episode, Manifest, Outcome};
 
 /// Kill runs per lane, and lanes (each its own data dir) run concurrently.
 const RUNS_PER_LANE: usize = 8;
@@ -53,13 +53,6 @@ const DEFAULT_SEED: u64 = 0x5eed_c4a5_11ed_0001;
 /// not what this test is about, and it is counted in the summary.
 const START_FLAKE: &str = "does not answer a ping";
 const START_ATTEMPTS: u32 = 3;
-/// KNOWN GAP: the writer creates `episode-NNNNNN.mcap`, fsyncs the directories, and only then
-/// writes and fsyncs the header, so a kill in those few milliseconds leaves a file that
-/// `read_episode` cannot read (`NoEpisodeHeader`); recovery then writes an "unreadable",
-/// truncated manifest for it, so it is still listed. This test tolerates such a file only for
-/// the episode being created at the kill and only this small (no frame can be in it); the
-/// ignored test `kill_while_creating_an_episode_file_leaves_it_readable` reproduces the gap.
-const HEADERLESS_MAX_BYTES: u64 = 16 * 1024;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_intervened"))
@@ -215,8 +208,6 @@ struct LaneReport {
     /// Daemon starts retried after the emulated servos missed the start-up pings.
     start_retries: usize,
     cuts: Vec<PathBuf>,
-    /// Files cut before their header reached the disk (see `HEADERLESS_MAX_BYTES`).
-    headerless: Vec<PathBuf>,
 }
 
 /// The previous runs' cut episodes must now carry recovery's manifests.
@@ -352,28 +343,11 @@ fn kill_run(
     // Every file in the data dir, old and new, stays readable.
     let mut episodes: BTreeMap<PathBuf, Episode> = BTreeMap::new();
     for p in files.keys() {
-        if report.headerless.contains(p) {
-            continue;
-        }
         let len = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         match read_episode(p) {
             Ok(ep) => {
                 assert_contiguous(&ep, &format!("{ctx}: {}", p.display()));
                 episodes.insert(p.clone(), ep);
-            }
-            // The known gap (see `HEADERLESS_MAX_BYTES`): tolerated only for the file this
-            // kill interrupted, and only while it holds no more than a header.
-            Err(EpisodeError::NoEpisodeHeader { .. })
-                if newest.as_ref() == Some(p) && len <= HEADERLESS_MAX_BYTES =>
-            {
-                eprintln!("{ctx}: killed while creating {} ({len} bytes)", p.display());
-                report.headerless.push(p.clone());
-                report.cuts.push(p.clone());
-                pending.push(Cut {
-                    path: p.clone(),
-                    frames: 0,
-                    truncated: true,
-                });
             }
             Err(e) => panic!(
                 "{ctx}: {} unreadable ({len} bytes): {e}\n{}",
@@ -501,10 +475,6 @@ fn lane(lane: usize, root: &Path, kills: &[Kill], flush_s: f64) -> LaneReport {
     for cut in &report.cuts {
         let m = Manifest::load(&cut.with_extension("json")).unwrap();
         assert!(m.truncated && m.recovered, "{ctx}: {}", cut.display());
-        if report.headerless.contains(cut) {
-            assert_eq!(m.frames, 0, "{ctx}: {}", cut.display());
-            continue;
-        }
         let ep = read_episode(cut).unwrap();
         assert!(ep.truncated, "{ctx}: {}", cut.display());
         assert_eq!(
@@ -605,7 +575,6 @@ fn sigkill_at_random_points_loses_nothing_flushed() {
     let truncated: usize = reports.iter().map(|r| r.truncated).sum();
     let between: usize = reports.iter().map(|r| r.closed_unmanifested).sum();
     let early: usize = reports.iter().map(|r| r.before_first_episode).sum();
-    let headerless: usize = reports.iter().map(|r| r.headerless.len()).sum();
     let worst_ratio = reports
         .iter()
         .map(|r| r.worst_ratio)
@@ -620,7 +589,7 @@ fn sigkill_at_random_points_loses_nothing_flushed() {
         "seed {seed:#x}: {kills} kills in {:.1} s; {truncated} cut an episode short, \
          {between} after a footer before its manifest, {early} before the first episode; \
          worst recovered/nominal frames {worst_ratio:.3}; kill to last recovered frame: \
-         median {median_tail:.3} s, worst {worst_tail:.3} s; {retries} start(s) retried; {headerless} killed while creating a file",
+         median {median_tail:.3} s, worst {worst_tail:.3} s; {retries} start(s) retried",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(kills, LANES * RUNS_PER_LANE);
@@ -636,10 +605,9 @@ fn sigkill_at_random_points_loses_nothing_flushed() {
     );
 }
 
-/// Reproduces the known gap (see `HEADERLESS_MAX_BYTES`): SIGKILL as soon as the episode file
-/// appears. Every `.mcap` should stay readable; today the file is usually empty.
+/// SIGKILL as soon as the episode file appears: it must already be readable (the writer creates
+/// it under a `.tmp` name and renames it in once its header is on disk).
 #[test]
-#[ignore = "known gap: episode files exist before their header is on disk (writer.rs)"]
 fn kill_while_creating_an_episode_file_leaves_it_readable() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = hermetic_config(tmp.path());

@@ -121,27 +121,21 @@ impl EpisodeWriter {
         let new_sessions_dir = !sessions.exists();
         fs::create_dir_all(&dir).map_err(|e| EpisodeError::io(&dir, e))?;
         let path = dir.join(layout::episode_file_name(meta.episode_index));
+        if path.exists() {
+            return Err(EpisodeError::AlreadyExists { path });
+        }
+        // The file is born under a `.tmp` name and renamed in only once its header is on disk,
+        // so a crash at any instant leaves either no episode file or a readable one (recovery
+        // removes a stale `.tmp`).
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
         let file = OpenOptions::new()
             .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    EpisodeError::AlreadyExists { path: path.clone() }
-                } else {
-                    EpisodeError::io(&path, e)
-                }
-            })?;
-        // The new directory entries must survive a power cut too.
-        layout::sync_dir(&dir)?;
-        if new_sessions_dir {
-            layout::sync_dir(&sessions)?;
-            if let Some(parent) = sessions.parent() {
-                layout::sync_dir(parent)?;
-            }
-        } else {
-            layout::sync_dir(&sessions)?;
-        }
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| EpisodeError::io(&tmp, e))?;
         let sync_handle = file.try_clone().map_err(|e| EpisodeError::io(&path, e))?;
         let sink = Sink {
             file,
@@ -203,6 +197,17 @@ impl EpisodeWriter {
         // The header goes to disk before any frame: a file cut short later still says what
         // it is.
         w.flush()?;
+        fs::rename(&tmp, &w.path).map_err(|e| EpisodeError::io(&w.path, e))?;
+        // The new directory entries must survive a power cut too.
+        layout::sync_dir(&dir)?;
+        if new_sessions_dir {
+            layout::sync_dir(&sessions)?;
+            if let Some(parent) = sessions.parent() {
+                layout::sync_dir(parent)?;
+            }
+        } else {
+            layout::sync_dir(&sessions)?;
+        }
         debug!(path = %w.path.display(), "episode file created");
         Ok(w)
     }
