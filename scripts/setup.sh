@@ -57,6 +57,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$req"
   echo "$want" > "$stamp"
 fi
+# LeRobot 0.4.4 (what Python 3.11 gets; it reads and writes LeRobotDataset v3.0) in its own venv,
+# because it pins its own torch. The export test loads our datasets with it, unchanged.
+lerobot=$cache/lerobot-0.4.4
+if ! "$lerobot/bin/python" -c 'import lerobot.datasets.lerobot_dataset' >/dev/null 2>&1; then
+  say "installing lerobot==0.4.4 into $lerobot (once per machine, a few minutes)"
+  rm -rf "$lerobot"
+  python3 -m venv "$lerobot"
+  "$lerobot/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "lerobot==0.4.4"
+fi
+ln -sfn "$lerobot" "$repo/.lerobot-venv"
 ln -sfn "$torch_dir" "$repo/.libtorch"
 # The venv beside libtorch (.venv/bin/python) runs the tests that check Python interop.
 ln -sfn "$venv" "$repo/.venv"

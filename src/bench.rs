@@ -41,6 +41,9 @@ enum What {
         /// Policy directory (default: trains a small one first).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// SCHED_FIFO priority for the control thread (and the bare loop it is compared with).
+        #[arg(long)]
+        priority: Option<u8>,
     },
     /// Policy forward latency: the seed MLP and a chunked model (trained on a short demo set).
     Infer {
@@ -127,19 +130,30 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             rate,
             seconds,
             policy,
+            priority,
         } => {
             let mut cfg = RobotConfig::load(&config)?;
             cfg.control.rate_hz = rate;
+            if priority.is_some() {
+                cfg.control.realtime_priority = priority;
+            }
             cfg.teleop.require_gamepad = false;
             let policy = match policy {
                 Some(p) => p,
                 None => small_policy(&cfg, 1)?,
             };
-            let bare = bare_sleep_jitter(
-                1.0 / rate,
-                (rate * seconds.min(20.0)) as u64,
-                Duration::from_micros(100),
-            );
+            // The floor is measured on a thread with the same scheduling as the control thread.
+            let n = (rate * seconds.min(20.0)) as u64;
+            let bare = std::thread::spawn(move || {
+                if let Some(p) = priority {
+                    if let Err(w) = intervened_daemon::clock::try_realtime_priority(p) {
+                        eprintln!("{w}");
+                    }
+                }
+                bare_sleep_jitter(1.0 / rate, n, Duration::from_micros(100))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the bare sleep loop panicked"))?;
             let floor = summarize_s(&bare);
             let dir = tempdir("loop")?;
             let r = runtime::run(

@@ -38,11 +38,18 @@ fn delta_targets_are_future_goals_minus_the_measured_joints() {
     let ep = EpisodeData {
         id: "e".into(),
         round: "r".into(),
-        obs: (0..3).map(|t| vec![t as f32, 2.0 * t as f32, 7.0]).collect(),
-        goals: (0..3).map(|t| vec![t as f32 + 0.5, 2.0 * t as f32 - 0.25]).collect(),
+        obs: (0..3)
+            .map(|t| vec![t as f32, 2.0 * t as f32, 7.0])
+            .collect(),
+        goals: (0..3)
+            .map(|t| vec![t as f32 + 0.5, 2.0 * t as f32 - 0.25])
+            .collect(),
         labels: vec![Label::Demo; 3],
     };
-    let ds = Dataset::from_episodes(&[ep], 2).unwrap().into_delta().unwrap();
+    let ds = Dataset::from_episodes(&[ep], 2)
+        .unwrap()
+        .into_delta()
+        .unwrap();
     // Frame 0: goals 0 and 1, both relative to q(0) = (0, 0).
     assert_eq!(ds.samples[0].action_chunk, vec![0.5, -0.25, 1.5, 1.75]);
     // Frame 1: relative to q(1) = (1, 2).
