@@ -8,6 +8,13 @@
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
+CUDA_TOOLKIT=13.0.3   # the pin torch 2.13.0 declares
+mode=demo
+case "${1:-}" in
+  --test) mode=test ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/intervened
 venv=$cache/torch-$TORCH_VERSION
@@ -31,43 +38,61 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # --- libtorch -------------------------------------------------------------------------------
-site_torch() { "$venv/bin/python" -c 'import os,torch; print(os.path.dirname(torch.__file__))' 2>/dev/null; }
+# The Rust side needs only libtorch_cpu, which links two CUDA runtime libraries (cudart, cupti)
+# even in CPU use. So torch is installed without its dependency tree plus exactly those two, from
+# the cuda-toolkit pin torch 2.13.0 itself declares: about 1.4 GB instead of 4.9 GB.
+# `--test` adds what the tests need: the rest of torch's dependencies (so that Python's
+# `import torch` works, for torch.jit.load as a referee), the independent implementations in
+# scripts/requirements-test.txt, and LeRobot in its own venv.
+site_torch() { "$venv/bin/python" -c 'import os,importlib.util as u; print(os.path.dirname(u.find_spec("torch").origin))' 2>/dev/null; }
 installed_version() { "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.metadata as m
 print(m.version("torch"))
 PY
 }
+pipq() { "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "$@"; }
 if [ ! -x "$venv/bin/python" ] || [ "$(installed_version)" != "$TORCH_VERSION" ]; then
-  say "installing torch==$TORCH_VERSION into $venv (once per machine; about 4.5 GB, a few minutes)"
+  say "installing torch==$TORCH_VERSION (libtorch only) into $venv (once per machine; about 1.4 GB)"
   mkdir -p "$cache"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "torch==$TORCH_VERSION" numpy
+  pipq --no-deps "torch==$TORCH_VERSION"
 fi
 got=$(installed_version)
 [ "$got" = "$TORCH_VERSION" ] || { say "torch in $venv is '$got', expected $TORCH_VERSION"; exit 1; }
 torch_dir=$(site_torch)
 [ -f "$torch_dir/lib/libtorch_cpu.so" ] || { say "no libtorch_cpu.so under $torch_dir/lib"; exit 1; }
-# Python packages the tests use as independent implementations (Robotis SDK, MCAP, pyarrow).
-req=$repo/scripts/requirements-test.txt
-stamp=$venv/.requirements-test.sha256
-want=$(sha256sum "$req" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing test requirements from scripts/requirements-test.txt"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir -r "$req"
-  echo "$want" > "$stamp"
+if ldd "$torch_dir/lib/libtorch_cpu.so" | grep -q 'not found'; then
+  say "installing the CUDA runtime libraries libtorch_cpu links (cuda-toolkit[cudart,cupti]==$CUDA_TOOLKIT)"
+  pipq "cuda-toolkit[cudart,cupti]==$CUDA_TOOLKIT"
 fi
-# LeRobot 0.4.4 (what Python 3.11 gets; it reads and writes LeRobotDataset v3.0) in its own venv,
-# because it pins its own torch. The export test loads our datasets with it, unchanged.
-lerobot=$cache/lerobot-0.4.4
-if ! "$lerobot/bin/python" -c 'import lerobot.datasets.lerobot_dataset' >/dev/null 2>&1; then
-  say "installing lerobot==0.4.4 into $lerobot (once per machine, a few minutes)"
-  rm -rf "$lerobot"
-  python3 -m venv "$lerobot"
-  "$lerobot/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "lerobot==0.4.4"
+if missing=$(ldd "$torch_dir/lib/libtorch_cpu.so" | grep 'not found'); then
+  say "libtorch_cpu.so still misses shared libraries:"; printf '%s\n' "$missing" >&2; exit 1
 fi
-ln -sfn "$lerobot" "$repo/.lerobot-venv"
 ln -sfn "$torch_dir" "$repo/.libtorch"
 # The venv beside libtorch (.venv/bin/python) runs the tests that check Python interop.
 ln -sfn "$venv" "$repo/.venv"
+
+if [ "$mode" = test ]; then
+  # Python's torch (libtorch_python) links the whole CUDA stack: install torch's full dependency
+  # set, then the independent implementations the tests check this project against.
+  req=$repo/scripts/requirements-test.txt
+  stamp=$venv/.requirements-test.sha256
+  want=$( (sha256sum "$req"; echo "torch-full") | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing torch's Python dependencies and scripts/requirements-test.txt (tests only)"
+    pipq "torch==$TORCH_VERSION" numpy -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  # LeRobot 0.4.4 (what Python 3.11 gets; it reads and writes LeRobotDataset v3.0) in its own
+  # venv, because it pins its own torch. The export test loads our datasets with it, unchanged.
+  lerobot=$cache/lerobot-0.4.4
+  if ! "$lerobot/bin/python" -c 'import lerobot.datasets.lerobot_dataset' >/dev/null 2>&1; then
+    say "installing lerobot==0.4.4 into $lerobot (tests only; once per machine, a few minutes)"
+    rm -rf "$lerobot"
+    python3 -m venv "$lerobot"
+    "$lerobot/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "lerobot==0.4.4"
+  fi
+  ln -sfn "$lerobot" "$repo/.lerobot-venv"
+fi
 say "libtorch $got ready at $torch_dir"

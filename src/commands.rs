@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use intervened_daemon::runtime::{self, load_calibration, RunOptions};
-use intervened_dxl::{Arm, Calibrator, DoctorOptions};
+use intervened_dxl::{Arm, CalibrationState, Calibrator, DoctorOptions};
 use intervened_robot::{Calibration, RobotConfig};
 use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions};
 
@@ -84,7 +84,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .filter(|o| matches!(o, intervened_daemon::recording::EpisodeOutcome::Success))
         .count();
     println!(
-        "ran {} ticks in {:.1} s: {} episode(s), {} success, {} takeover(s), {} clamp(s), {} bus error(s), {} dropped frame(s)",
+        "ran {} ticks in {:.1} s: {} episode(s), {} success, {} takeover(s), {} clamp(s), {} bus error(s)",
         lr.ticks,
         r.wall_s,
         lr.episodes.len(),
@@ -92,10 +92,25 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         lr.takeovers,
         lr.clamps,
         lr.bus_errors,
-        lr.dropped_frames
+    );
+    if r.policy_version.is_some() {
+        println!(
+            "policy {}: {} action(s), {} starvation(s) (no action for policy.action_timeout_ms: Hold)",
+            r.policy_version.as_deref().unwrap_or("?"),
+            lr.policy_actions,
+            lr.policy_starvations
+        );
+    }
+    println!(
+        "recording: {} dropped frame(s) (queue full), {} lost frame(s) (not written), {} lost episode(s)",
+        lr.dropped_frames, lr.lost_frames, lr.lost_episodes
     );
     if let Some(s) = &r.session_id {
         println!("session {s} recorded under {}", r.data_root.display());
+    }
+    if lr.dropped_frames + lr.lost_frames + lr.lost_episodes > 0 {
+        eprintln!("error: some recorded data did not reach the disk (see above and the log)");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -145,14 +160,15 @@ pub struct DoctorArgs {
 
 pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     let cfg = load_config(&a.cfg)?;
-    let cal = match load_calibration(&cfg) {
-        Ok((c, _)) => Some(c),
-        Err(e) => {
-            println!("calibration: FAIL {e:#}");
-            None
-        }
-    };
-    let mut failed = cal.is_none() && !cfg.bus.is_sim();
+    // The calibration exactly as `run` takes it (loaded, checked against the config, limits
+    // intersected): whatever `run` refuses, the doctor fails, simulated bus or not.
+    let cal_result = load_calibration(&cfg).and_then(|(c, path)| {
+        c.joint_limits(&cfg, &path)?;
+        Ok(c)
+    });
+    let cal_error = cal_result.as_ref().err().map(|e| format!("{e:#}"));
+    let cal = cal_result.ok();
+    let mut failed = cal_error.is_some();
     // For `port = "sim"` the doctor checks the in-process emulator over its pty, configured as
     // the daemon would.
     let sim = if cfg.bus.is_sim() {
@@ -173,27 +189,43 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
         fix_latency: !a.no_fix,
         ..DoctorOptions::default()
     };
-    let report = intervened_dxl::doctor_with(&cfg, cal.as_ref(), &port, &opts);
+    let default_fix = format!(
+        "run `intervened calibrate --config {}`, or set `calibration` in the config to a valid file",
+        a.cfg.config.display()
+    );
+    let calibration = match (&cal, &cal_error) {
+        (Some(c), _) => CalibrationState::Loaded(c),
+        (None, Some(msg)) => {
+            let (problem, fix) = msg
+                .split_once("\n  fix: ")
+                .unwrap_or((msg.as_str(), default_fix.as_str()));
+            CalibrationState::Broken { problem, fix }
+        }
+        (None, None) => CalibrationState::NotGiven,
+    };
+    let report = intervened_dxl::doctor_checks(&cfg, calibration, &port, &opts);
     println!("{report}");
     failed |= report.has_failures();
 
     // Gamepads and the mapping.
     match intervened_teleop::list_gamepads() {
         Ok(p) if p.is_empty() => {
-            let level = if cfg.teleop.require_gamepad {
-                "FAIL"
-            } else {
-                "ok  "
+            // FAIL only where it fails the doctor: on the simulated bus, `--sim-human` drives
+            // a virtual gamepad, so a missing physical one is a warning there.
+            let (level, fails) = match (cfg.teleop.require_gamepad, cfg.bus.is_sim()) {
+                (false, _) => ("ok  ", false),
+                (true, true) => ("warn", false),
+                (true, false) => ("FAIL", true),
             };
             println!(
                 "gamepad  {level} none connected{}",
                 if cfg.teleop.require_gamepad {
-                    " (teleop.require_gamepad = true: autonomous mode is refused)\n  fix: plug in a gamepad, or add the user to the `input` group"
+                    " (teleop.require_gamepad = true: autonomous mode is refused without one; on the simulated bus --sim-human provides a virtual one)\n  fix: plug in a gamepad, or add the user to the `input` group"
                 } else {
                     ""
                 }
             );
-            failed |= cfg.teleop.require_gamepad && !cfg.bus.is_sim();
+            failed |= fails;
         }
         Ok(pads) => {
             for p in pads {
@@ -231,7 +263,14 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
                 Vec::new()
             };
             match runtime::load_policy(&cfg, &dir, &features, false) {
-                Ok(p) => println!("policy   ok   {} loads and runs", p.version()),
+                // What loading checked; runtime failures (real observations out of the
+                // training range, inference overrunning the control period) it cannot see.
+                Ok(p) => println!(
+                    "policy   ok   {}: loads; sidecar matches this robot (type, joints, features, fps) and the model's sha256; \
+                     a forward pass on a zero observation gives the expected output shape, float32, finite \
+                     (not checked: outputs on real observations, inference time at the control rate)",
+                    p.version()
+                ),
                 Err(e) => {
                     println!("policy   FAIL {e:#}");
                     failed = true;

@@ -83,8 +83,22 @@ impl Ctx<'_> {
         human: bool,
         world_seed: u64,
     ) -> Result<RunStats> {
+        self.run_with(data, &self.registry, episodes, demo, human, world_seed)
+    }
+
+    /// One lockstep session. Policy sessions must run the registry's current version: the
+    /// daemon refuses to start without a policy, and this checks it ran the right one.
+    fn run_with(
+        &self,
+        data: &Path,
+        registry: &Path,
+        episodes: u64,
+        demo: bool,
+        human: bool,
+        world_seed: u64,
+    ) -> Result<RunStats> {
         let mut cfg = self.cfg.clone();
-        cfg.policy.registry = self.registry.clone();
+        cfg.policy.registry = registry.to_path_buf();
         cfg.teleop.require_gamepad = false;
         let human_params = intervened_world::HumanParams {
             seed: world_seed,
@@ -100,6 +114,9 @@ impl Ctx<'_> {
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
+        if !demo {
+            check_version(registry, r.policy_version.as_deref())?;
+        }
         let successes = r
             .loop_report
             .episodes
@@ -154,6 +171,7 @@ impl Ctx<'_> {
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
+        check_version(registry, r.policy_version.as_deref())?;
         let ok = r
             .loop_report
             .episodes
@@ -164,13 +182,32 @@ impl Ctx<'_> {
     }
 }
 
+/// The rollouts must have run the version the last retrain published, or every number after
+/// this would measure something else.
+fn check_version(registry: &Path, ran: Option<&str>) -> Result<()> {
+    let want = registry::current_version(registry)?;
+    match (want.as_deref(), ran) {
+        (Some(w), Some(r)) if w == r => Ok(()),
+        (w, r) => anyhow::bail!(
+            "the rollouts ran policy {} but {} publishes {}: refusing to report numbers for the wrong policy",
+            r.unwrap_or("<none>"),
+            registry.display(),
+            w.unwrap_or("<none>")
+        ),
+    }
+}
+
 fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
 }
 
 pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedResult> {
     let t0 = Instant::now();
-    let root = plan.out.join(format!("seed-{seed}"));
+    // Paths set on a config by code are absolute: a relative one would be read against the
+    // config file's directory, not the working directory it was typed in.
+    let out = std::path::absolute(&plan.out)
+        .with_context(|| format!("resolving {}", plan.out.display()))?;
+    let root = out.join(format!("seed-{seed}"));
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("clearing {}", root.display()))?;
     }

@@ -117,3 +117,75 @@ fn doctor_names_a_wrong_servo_model() {
         "{text}"
     );
 }
+
+/// A copy of the sim config in `dir`, pointing at `calibration` (absolute).
+fn sim_config_with_calibration(dir: &Path, calibration: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("robot-configs/sim-koch.toml")).unwrap();
+    let text = text.replace(
+        "calibration = \"../calibration/sim-koch.json\"",
+        &format!("calibration = \"{}\"", calibration.display()),
+    );
+    assert!(text.contains(&calibration.display().to_string()));
+    let cfg = dir.join("sim.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn doctor_fails_on_a_broken_calibration_like_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // elbow_flex is servo id 3 in the config; the calibration says 9.
+    let good = std::fs::read_to_string(repo().join("calibration/sim-koch.json")).unwrap();
+    let broken = good.replacen("\"id\": 3,", "\"id\": 9,", 1);
+    assert_ne!(broken, good);
+    let cal = dir.path().join("broken-cal.json");
+    std::fs::write(&cal, broken).unwrap();
+    let cfg = sim_config_with_calibration(dir.path(), &cal);
+
+    let out = bin()
+        .args(["doctor", "--no-fix", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "doctor passed a broken calibration:\n{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains("calibration"))
+        .unwrap_or_else(|| panic!("no failing calibration row in:\n{text}"));
+    assert!(
+        row.contains("broken-cal.json") && row.contains("elbow_flex.id") && row.contains("recalibrate"),
+        "{row}"
+    );
+    assert!(!text.contains("no calibration given"), "{text}");
+
+    // `run` refuses the same file for the same reason.
+    let out = bin()
+        .args(["run", "--demo", "--sim-human", "--episodes", "1", "--no-record", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "run accepted it: {err}");
+    assert!(err.contains("elbow_flex.id"), "{err}");
+}
+
+#[test]
+fn doctor_fails_on_a_missing_calibration_with_one_error_and_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sim_config_with_calibration(dir.path(), &dir.path().join("nowhere.json"));
+    let out = bin()
+        .args(["doctor", "--no-fix", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains("calibration"))
+        .unwrap_or_else(|| panic!("no failing calibration row in:\n{text}"));
+    assert!(row.contains("nowhere.json"), "{row}");
+    assert_eq!(row.matches("os error").count(), 1, "{row}");
+    assert!(row.contains("intervened calibrate --config"), "{row}");
+}

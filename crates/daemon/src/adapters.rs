@@ -219,6 +219,10 @@ impl GamepadInput for Pad {
     fn rumble_help(&mut self) {
         self.source.rumble(RumblePattern::HelpRequested);
     }
+
+    fn rumble_fault(&mut self) {
+        self.source.rumble(RumblePattern::Fault);
+    }
 }
 
 /// The tch policy runner.
@@ -247,13 +251,16 @@ impl PolicyDriver for TchPolicy {
         out: &mut [f64],
     ) -> Result<bool, String> {
         let ready = self.runner.step_into(tick, obs, measured_q, out);
-        // RunnerStats is plain data; its only heap part (last_error) exists only after an error.
-        let stats = self.runner.stats();
-        if stats.errors > self.errors_seen {
-            self.errors_seen = stats.errors;
-            return Err(stats.last_error.unwrap_or_else(|| "policy error".into()));
+        // Counters only: nothing here allocates unless there is an error to report.
+        let errors = self.runner.error_count();
+        if errors > self.errors_seen {
+            self.errors_seen = errors;
+            return Err(self.runner.last_error().unwrap_or("policy error").to_string());
         }
         Ok(ready)
+    }
+    fn starved(&mut self, tick: u64) -> Option<std::time::Duration> {
+        self.runner.starved(tick)
     }
     fn reset(&mut self) {
         self.runner.reset();

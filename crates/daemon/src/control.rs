@@ -11,8 +11,9 @@
 //!   Hold. The last goal keeps being written so a servo that comes back holds still. Hold lasts
 //!   until a person takes over or resumes.
 //! - **gamepad lost**: Hold (never back to the policy by itself).
-//! - **policy**: no action ready (slow model) holds the last goal; an error or non-finite
-//!   output goes to Hold.
+//! - **policy**: no action ready (slow model) holds the last goal; no usable action for
+//!   `policy.action_timeout_ms` (a model slower than that, a dead worker), an error or a
+//!   non-finite output goes to Hold, with the fault in status and a rumble.
 //! - **command**: the safety filter clamps it to the joint limits and the step limit; a
 //!   non-finite command holds and goes to Hold.
 //! - **recorder / disk**: the frame is dropped and counted, the fault is shown in status;
@@ -53,6 +54,11 @@ pub trait PolicyDriver: Send {
     ) -> Result<bool, String>;
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
+    /// How long the policy has gone without a usable action, once that exceeds its limit
+    /// (`policy.action_timeout_ms`); None while it keeps up. Called only while it has the arm.
+    fn starved(&mut self, _tick: u64) -> Option<std::time::Duration> {
+        None
+    }
     fn doubt(&self) -> Option<f64>;
     fn version(&self) -> &str;
 }
@@ -64,6 +70,19 @@ pub trait Environment: Send {
     fn prepare_episode(&mut self, index: u64);
     /// Called once per tick after the goals are written.
     fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome>;
+}
+
+/// What kind of fault sent the arm to Hold: it decides what clears it and what status shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The bus or a servo: resume is refused until the bus answers cleanly again.
+    Bus,
+    /// The policy failed, emitted garbage, or went too long without an action.
+    Policy,
+    /// The gamepad went away.
+    Gamepad,
+    /// A command the safety filter could not make safe.
+    Command,
 }
 
 /// What the environment is told each tick.
@@ -100,7 +119,15 @@ pub struct LoopReport {
     pub clamps: u64,
     pub bus_errors: u64,
     pub dropped_frames: u64,
+    /// Frames that reached the recorder but not the disk.
+    pub lost_frames: u64,
+    /// Episodes of which nothing readable was written.
+    pub lost_episodes: u64,
     pub takeovers: u64,
+    /// Ticks on which the policy produced a usable action.
+    pub policy_actions: u64,
+    /// Times the policy went `policy.action_timeout_ms` without an action (each a Hold).
+    pub policy_starvations: u64,
     /// Largest |first human goal - measured position| at a takeover (rad): zero by design.
     pub max_takeover_jump: f64,
     /// Largest |goal - previous goal| on a handback tick (rad): zero by design.
@@ -159,6 +186,10 @@ pub struct ControlLoop {
     bus_errors: u64,
     takeovers: u64,
     max_takeover_jump: f64,
+    policy_actions: u64,
+    policy_starvations: u64,
+    /// The policy fault that put the arm in Hold, shown in status until the arm leaves Hold.
+    policy_fault: Option<String>,
 }
 
 /// Everything the loop is built from.
@@ -216,6 +247,9 @@ impl ControlLoop {
             bus_errors: 0,
             takeovers: 0,
             max_takeover_jump: 0.0,
+            policy_actions: 0,
+            policy_starvations: 0,
+            policy_fault: None,
             cfg: p.cfg,
             arm: p.arm,
             sensors: p.sensors,
@@ -313,7 +347,11 @@ impl ControlLoop {
                         .get(i)
                         .map(|j| j.name.as_str())
                         .unwrap_or("?");
-                    self.fault(tick, format!("servo {name} hardware alert 0x{bits:02x}"));
+                    self.fault(
+                        tick,
+                        FaultKind::Bus,
+                        format!("servo {name} hardware alert 0x{bits:02x}"),
+                    );
                 }
             }
             Err(e) => {
@@ -323,7 +361,7 @@ impl ControlLoop {
                     warn!(tick, "bus read failed: {e}");
                 }
                 if self.bus_fail_streak == self.cfg.safety.fault_ticks {
-                    self.fault(tick, format!("bus: {e}"));
+                    self.fault(tick, FaultKind::Bus, format!("bus: {e}"));
                 }
             }
         }
@@ -367,14 +405,39 @@ impl ControlLoop {
             && !self.arbiter.is_demo()
             && matches!(mode, Mode::Autonomous | Mode::Intervening);
         if run_policy {
+            let mut failed = None;
+            let mut starved = None;
             if let Some(p) = self.policy.as_mut() {
                 match p.step(tick, &self.obs, &self.state.q, &mut self.proposal) {
-                    Ok(ready) => has_proposal = ready,
-                    Err(e) => {
-                        if mode == Mode::Autonomous {
-                            self.fault(tick, format!("policy: {e}"));
+                    Ok(ready) => {
+                        has_proposal = ready;
+                        // Only while the policy has the arm does silence matter; while the
+                        // human drives, its proposals are recorded for comparison only.
+                        if !ready && mode == Mode::Autonomous {
+                            starved = p.starved(tick);
                         }
                     }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if has_proposal {
+                self.policy_actions += 1;
+            }
+            if mode == Mode::Autonomous {
+                if let Some(e) = failed {
+                    self.fault(tick, FaultKind::Policy, format!("policy: {e}"));
+                } else if let Some(waited) = starved {
+                    self.policy_starvations += 1;
+                    self.fault(
+                        tick,
+                        FaultKind::Policy,
+                        format!(
+                            "policy: no usable action for {} ms (policy.action_timeout_ms = {}); \
+                             the model is too slow for this rate or its worker died",
+                            waited.as_millis(),
+                            self.cfg.policy.action_timeout_ms
+                        ),
+                    );
                 }
             }
         }
@@ -442,7 +505,7 @@ impl ControlLoop {
             .filter
             .apply(&self.cmd, &self.last_goal, &self.state.q, &mut self.goal);
         if outcome.non_finite {
-            self.fault(tick, "non-finite command".into());
+            self.fault(tick, FaultKind::Command, "non-finite command".into());
         }
         if outcome.clamped() {
             self.sink.event(
@@ -508,6 +571,9 @@ impl ControlLoop {
     fn transition(&mut self, tick: u64, trig: Trigger) -> Option<Transition> {
         let t = self.arbiter.apply(&trig)?;
         info!(from = ?t.from, to = ?t.to, reason = %t.reason, "mode change");
+        if t.to != Mode::Hold {
+            self.policy_fault = None;
+        }
         self.sink.event(tick, LoopEvent::Mode(t.clone()));
         match t.to {
             Mode::Intervening => {
@@ -549,15 +615,21 @@ impl ControlLoop {
         Some(t)
     }
 
-    fn fault(&mut self, tick: u64, why: String) {
-        if !matches!(self.arbiter.mode(), Mode::Hold | Mode::EStop | Mode::Idle) {
+    fn fault(&mut self, tick: u64, kind: FaultKind, why: String) {
+        let active = matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening);
+        if active {
             warn!("fault: {why}; holding");
         }
-        if why.starts_with("bus") || why.starts_with("servo") {
-            self.bus_fault = true;
+        match kind {
+            FaultKind::Bus => self.bus_fault = true,
+            FaultKind::Policy if active => self.policy_fault = Some(why.clone()),
+            _ => {}
         }
         self.sink.event(tick, LoopEvent::Fault(why.clone()));
-        self.transition(tick, Trigger::Hold(why));
+        if self.transition(tick, Trigger::Hold(why)).is_some() {
+            // The person holding the pad must know the arm stopped by itself.
+            self.pad.rumble_fault();
+        }
     }
 
     fn on_intent(&mut self, tick: u64, intent: Intent) {
@@ -589,7 +661,7 @@ impl ControlLoop {
             }
             Intent::GamepadLost => {
                 if matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening) {
-                    self.fault(tick, "gamepad lost".into());
+                    self.fault(tick, FaultKind::Gamepad, "gamepad lost".into());
                 }
             }
             Intent::GamepadConnected(pad) => info!(%pad, "gamepad connected"),
@@ -784,6 +856,7 @@ impl ControlLoop {
         s.bus_errors = self.bus_errors;
         s.clamps = self.filter.clamp_counts.iter().sum();
         s.dropped_frames = self.sink.dropped();
+        (s.lost_frames, s.lost_episodes) = self.sink.lost();
         s.overruns = self.timing.overruns;
         s.q.clone_from(&self.state.q);
         s.healthy = self.known_position && !self.bus_fault && self.bus_fail_streak == 0;
@@ -802,15 +875,24 @@ impl ControlLoop {
         if rec.is_some() != has_rec {
             faults_changed = true;
         }
+        let has_policy = s.faults.iter().find(|f| f.starts_with("policy"));
+        if has_policy.map(String::as_str) != self.policy_fault.as_deref() {
+            faults_changed = true;
+        }
         if faults_changed {
             s.faults.clear();
             if want_bus {
                 s.faults.push("bus".into());
             }
+            if let Some(p) = &self.policy_fault {
+                s.faults.push(p.clone());
+            }
             if let Some(r) = rec {
                 s.faults.push(format!("recording: {r}"));
             }
         }
+        s.policy_actions = self.policy_actions;
+        s.policy_starvations = self.policy_starvations;
         if tick.is_multiple_of(64) {
             s.period_error_p99_us = self.timing.period_error.summary().p99_us;
         }
@@ -833,6 +915,7 @@ impl ControlLoop {
         }
         self.sink.close();
         self.publish(tick, None);
+        let (lost_frames, lost_episodes) = self.sink.lost();
         LoopReport {
             episodes: self.outcomes,
             ticks: self.timing.ticks,
@@ -840,7 +923,11 @@ impl ControlLoop {
             clamps: self.filter.clamp_counts.iter().sum(),
             bus_errors: self.bus_errors,
             dropped_frames: self.sink.dropped(),
+            lost_frames,
+            lost_episodes,
             takeovers: self.takeovers,
+            policy_actions: self.policy_actions,
+            policy_starvations: self.policy_starvations,
             max_takeover_jump: self.max_takeover_jump,
             max_handback_jump: self.max_handback_jump,
             takeover_latency: self.timing_takeover.summary(),

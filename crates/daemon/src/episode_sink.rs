@@ -133,7 +133,7 @@ impl FrameSink for EpisodeSink {
         }
         self.handle
             .begin_episode(meta)
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| e.to_string())
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {
@@ -181,6 +181,10 @@ impl FrameSink for EpisodeSink {
         self.handle.dropped_frames()
     }
 
+    fn lost(&self) -> (u64, u64) {
+        (self.handle.lost_frames(), self.handle.failed_episodes())
+    }
+
     fn fault(&self) -> Option<String> {
         if self.handle.disk_ok() {
             None
@@ -197,11 +201,17 @@ impl FrameSink for EpisodeSink {
     fn close(&mut self) {
         if let Some(r) = self.recorder.take() {
             let st = r.shutdown();
-            info!(
-                frames = st.frames_written,
-                dropped = st.frames_dropped,
-                "recorder closed"
-            );
+            if st.frames_dropped + st.frames_lost + st.frames_rejected + st.episodes_failed > 0 {
+                error!(
+                    frames = st.frames_written,
+                    dropped = st.frames_dropped,
+                    lost = st.frames_lost + st.frames_rejected,
+                    failed_episodes = st.episodes_failed,
+                    "recorder closed with data missing"
+                );
+            } else {
+                info!(frames = st.frames_written, "recorder closed");
+            }
         }
         if self.episodes > 0 {
             // The retrain .path unit watches this marker.

@@ -61,8 +61,13 @@ pub trait FrameSink: Send {
     fn frame(&mut self, f: FrameRecord<'_>);
     fn event(&mut self, tick: u64, e: LoopEvent);
     fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome);
-    /// Frames dropped because the recorder fell behind or failed.
+    /// Frames dropped because the recorder fell behind (queue full).
     fn dropped(&self) -> u64;
+    /// Frames that reached the recorder but not the disk, and episodes of which nothing
+    /// readable reached it: `(frames, episodes)`.
+    fn lost(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// A recording fault to show in status, if any.
     fn fault(&self) -> Option<String>;
     /// Flushes and closes; called once at shutdown (may wait for the recorder thread).

@@ -22,7 +22,9 @@ use crate::control::{
 };
 use crate::episode_sink::EpisodeSink;
 use crate::recording::{FrameSink, NullSink};
-use crate::service::{notify_loop, registry_current, serve_socket, Command};
+use crate::service::{
+    lock_pid_file, notify_loop, registry_current, serve_socket, Command, ControlSocket, LockError,
+};
 use crate::sim_rig::{HumanMode, SimBus, SimRig};
 use crate::status::Status;
 
@@ -133,6 +135,23 @@ pub fn load_calibration(cfg: &RobotConfig) -> Result<(Calibration, PathBuf)> {
     }
 }
 
+/// One daemon per data root: an flock on `<root>/intervened.lock`, held until the process
+/// ends. Two daemons recording into one root would write the same episode files.
+pub fn lock_data_root(root: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating the data root {}", root.display()))?;
+    let path = root.join("intervened.lock");
+    match lock_pid_file(&path) {
+        Ok(f) => Ok(f),
+        Err(LockError::Held(pid)) => bail!(
+            "data root {} is in use by another intervened{}\n  fix: stop that daemon first, or record into another --data",
+            root.display(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        Err(LockError::Io(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT, the planned episodes are done, or `max_ticks`.
 pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let started = std::time::Instant::now();
@@ -148,6 +167,21 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     if opts.sim_human && !sim {
         bail!("--sim-human needs the simulated bus (bus.port = \"sim\")");
     }
+    // Claim the control socket and the data root before touching the arm, so a second daemon
+    // is refused with a clear error instead of taking over either.
+    let socket = match &opts.socket {
+        Some(p) => Some(ControlSocket::bind(p)?),
+        None => None,
+    };
+    let data_root = opts
+        .data
+        .clone()
+        .unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
+    let _data_lock = if opts.record {
+        Some(lock_data_root(&data_root)?)
+    } else {
+        None
+    };
 
     // The bus: the emulator on a pty for "sim", else the configured device.
     let sim_bus = if sim {
@@ -215,18 +249,26 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let policy_dir = opts.policy.clone().or_else(|| registry_current(&registry));
     let policy = match &policy_dir {
         Some(d) => Some(load_policy(&cfg, d, &feature_names, lockstep)?),
+        // Policy episodes were asked for and there is nothing to run: never record
+        // demonstrations in their place.
+        None if opts.episodes.is_some() && !opts.demo => bail!(
+            "no policy to run: {} has no `current` policy\n  fix: train one with `intervened retrain --data <data> --out {} --config <config>`, \
+             pass --policy DIR, or record demonstrations with --demo",
+            registry.display(),
+            registry.display()
+        ),
+        None if opts.demo => None,
         None => {
-            info!("no policy in {}: demonstrations only", registry.display());
+            warn!(
+                "no policy in {}: only demonstrations can be recorded until `intervened retrain` publishes one",
+                registry.display()
+            );
             None
         }
     };
     let policy_version = policy.as_ref().map(|p| p.version().to_string());
 
     // The recorder.
-    let data_root = opts
-        .data
-        .clone()
-        .unwrap_or_else(|| cfg.resolve(&cfg.recording.root));
     let mut session_id = None;
     let sink: Box<dyn FrameSink> = if opts.record {
         let s = EpisodeSink::start(
@@ -297,7 +339,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     // The service shell on its own tokio runtime thread.
     let shell = spawn_shell(ShellParts {
         cfg: cfg.clone(),
-        socket: opts.socket.clone(),
+        socket,
         commands: cmd_tx,
         status: status.clone(),
         stop: stop.clone(),
@@ -347,7 +389,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
 
 struct ShellParts {
     cfg: RobotConfig,
-    socket: Option<PathBuf>,
+    socket: Option<ControlSocket>,
     commands: Sender<Command>,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
@@ -369,10 +411,11 @@ fn spawn_shell(p: ShellParts) -> Result<std::thread::JoinHandle<()>> {
         .spawn(move || {
             rt.block_on(async move {
                 let mut tasks = Vec::new();
-                if let Some(path) = p.socket.clone() {
+                if let Some(sock) = p.socket {
                     let (c, s, st) = (p.commands.clone(), p.status.clone(), p.stop.clone());
                     tasks.push(tokio::spawn(async move {
-                        if let Err(e) = serve_socket(path.clone(), c, s, st).await {
+                        let path = sock.path().to_path_buf();
+                        if let Err(e) = serve_socket(sock, c, s, st).await {
                             error!("control socket {}: {e}", path.display());
                         }
                     }));

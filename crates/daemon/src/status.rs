@@ -28,6 +28,14 @@ pub struct Status {
     pub bus_errors: u64,
     pub clamps: u64,
     pub dropped_frames: u64,
+    /// Frames that reached the recorder but not the disk (write errors, uncreatable files).
+    pub lost_frames: u64,
+    /// Episodes of which nothing readable reached the disk.
+    pub lost_episodes: u64,
+    /// Ticks on which the policy produced a usable action, since the daemon started.
+    pub policy_actions: u64,
+    /// Times the policy went `policy.action_timeout_ms` without an action (each a Hold).
+    pub policy_starvations: u64,
     pub overruns: u64,
     pub period_error_p99_us: f64,
     /// Measured joint positions, rad, config order.
@@ -57,6 +65,10 @@ impl Status {
             bus_errors: 0,
             clamps: 0,
             dropped_frames: 0,
+            lost_frames: 0,
+            lost_episodes: 0,
+            policy_actions: 0,
+            policy_starvations: 0,
             overruns: 0,
             period_error_p99_us: 0.0,
             q: Vec::new(),

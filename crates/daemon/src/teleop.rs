@@ -32,4 +32,6 @@ pub trait GamepadInput: Send {
     fn latch_estop(&mut self);
     fn clear_estop(&mut self);
     fn rumble_help(&mut self);
+    /// A fault put the arm in Hold by itself.
+    fn rumble_fault(&mut self);
 }

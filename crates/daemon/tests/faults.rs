@@ -326,3 +326,96 @@ fn lockstep_is_repeatable_to_the_byte_and_faster_than_real_time() {
         "a 10 s episode took {wall:?} of wall time"
     );
 }
+
+/// A policy far slower than the control period (every forward pass is hundreds of matmuls)
+/// runs on the worker thread in real time and still acts, at chunk 1 (where every result
+/// arrives after the one tick it was for) and at chunk 10, before and after a Hold and resume.
+#[test]
+fn a_slow_policy_keeps_acting_at_chunk_1_and_10_across_hold_and_resume() {
+    for chunk in [1, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("slow");
+        python_policy_with(&pol, "slow", 0.0, chunk, 40);
+        let mut cfg = config();
+        cfg.teleop.require_gamepad = false;
+        // Generous: a loaded CI machine may take a few hundred ms per pass; this test is about
+        // acting at all, the next one about the timeout.
+        cfg.policy.action_timeout_ms = 5000;
+        let d = Daemon::start(cfg, Some(pol));
+        d.wait_for("ticking", |s| s["tick"].as_u64() > Some(5));
+        assert_eq!(d.ask(r#"{"cmd":"start_episode"}"#)["ok"], true);
+        let s = d.wait_for("the slow policy to act", |s| {
+            s["policy_actions"].as_u64() >= Some(3)
+        });
+        assert_eq!(s["mode"], "autonomous", "chunk {chunk}: {s}");
+        let v = d.ask(r#"{"cmd":"hold"}"#);
+        assert_eq!(v["ok"], true, "{v}");
+        let before = d.status()["policy_actions"].as_u64().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(d.ask(r#"{"cmd":"resume"}"#)["ok"], true);
+        let s = d.wait_for("the policy to act again after resume", |s| {
+            s["policy_actions"].as_u64() >= Some(before + 3)
+        });
+        assert_eq!(s["mode"], "autonomous", "chunk {chunk}: {s}");
+        assert_eq!(s["policy_starvations"], 0, "chunk {chunk}: {s}");
+        assert!(s["faults"].as_array().unwrap().is_empty(), "{s}");
+    }
+}
+
+/// A policy that produces no usable action for `policy.action_timeout_ms` is a fault: the
+/// arm holds, status names it and counts it, and the pad rumbles. After a resume the same
+/// rule applies again.
+#[test]
+fn a_policy_without_actions_for_the_timeout_holds_with_a_fault_and_a_rumble() {
+    for chunk in [1, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let pol = dir.path().join("slow");
+        python_policy_with(&pol, "slow", 0.0, chunk, 40);
+        let mut cfg = config();
+        cfg.teleop.require_gamepad = false;
+        // Two periods at 50 Hz; 40 matmuls of 400x400 take far longer on any CPU.
+        cfg.policy.action_timeout_ms = 40;
+        let d = Daemon::start(cfg, Some(pol));
+        let pad = d.handles.pad.clone();
+        pad.connect();
+        d.wait_for("ticking", |s| s["tick"].as_u64() > Some(5));
+        pad.take_rumbles();
+        assert_eq!(d.ask(r#"{"cmd":"start_episode"}"#)["ok"], true);
+        let s = d.wait_for("hold on a starved policy", |s| s["mode"] == "hold");
+        assert!(s["policy_starvations"].as_u64() >= Some(1), "{s}");
+        let faults = s["faults"].as_array().unwrap();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.as_str().unwrap().contains("no usable action")),
+            "{s}"
+        );
+        let t0 = Instant::now();
+        while !pad
+            .rumbles()
+            .contains(&intervened_teleop::RumblePattern::Fault)
+        {
+            assert!(t0.elapsed() < Duration::from_secs(5), "no fault rumble");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Resume: the policy gets its full timeout again, then holds again.
+        assert_eq!(d.ask(r#"{"cmd":"resume"}"#)["ok"], true, "chunk {chunk}");
+        d.wait_for("a second starvation", |s| {
+            s["mode"] == "hold" && s["policy_starvations"].as_u64() >= Some(2)
+        });
+    }
+}
+
+fn python_policy_with(out: &Path, version: &str, step: f64, chunk: usize, iters: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let st = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("crates/daemon/tests/fixtures/python_policy.py"))
+        .arg(out)
+        .arg(version)
+        .arg(step.to_string())
+        .arg(chunk.to_string())
+        .arg(iters.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}

@@ -159,14 +159,61 @@ fn baud_register(baud: u32) -> Option<u8> {
     }
 }
 
+/// What the caller found when it loaded the calibration the config names.
+#[derive(Debug, Clone, Copy)]
+pub enum CalibrationState<'a> {
+    /// Loaded and checked against the config.
+    Loaded(&'a Calibration),
+    /// The config names none: a warning; limits are checked against the identity calibration.
+    NotGiven,
+    /// The config names one that cannot be used (missing, unreadable, or not matching the
+    /// config): a failure, because `run` refuses it too. Limits are then checked against the
+    /// identity calibration.
+    Broken {
+        /// What is wrong, naming the file.
+        problem: &'a str,
+        /// How to fix it.
+        fix: &'a str,
+    },
+}
+
+/// [`doctor_checks`] with a calibration that was either loaded or not given.
 pub fn doctor_with(
     cfg: &RobotConfig,
     cal: Option<&Calibration>,
     port: &Path,
     opts: &DoctorOptions,
 ) -> DoctorReport {
+    let state = match cal {
+        Some(c) => CalibrationState::Loaded(c),
+        None => CalibrationState::NotGiven,
+    };
+    doctor_checks(cfg, state, port, opts)
+}
+
+/// Every check between the config, its calibration and the servos on `port`.
+pub fn doctor_checks(
+    cfg: &RobotConfig,
+    calibration: CalibrationState<'_>,
+    port: &Path,
+    opts: &DoctorOptions,
+) -> DoctorReport {
     use CheckStatus::*;
     let mut rep = DoctorReport::default();
+    // A broken calibration is reported first, whatever the bus checks find.
+    if let CalibrationState::Broken { problem, fix } = calibration {
+        rep.push(
+            "calibration",
+            "-",
+            Fail,
+            format!("{problem} (`intervened run` refuses it; limits below are checked against the identity calibration)"),
+            fix,
+        );
+    }
+    let cal = match calibration {
+        CalibrationState::Loaded(c) => Some(c),
+        _ => None,
+    };
     let adapters = list_adapters().unwrap_or_default();
     if !port.exists() {
         let found = if adapters.is_empty() {
@@ -270,7 +317,7 @@ pub fn doctor_with(
         format!("{} at {} baud", port.display(), cfg.bus.baud),
         "",
     );
-    if cal.is_none() {
+    if matches!(calibration, CalibrationState::NotGiven) {
         rep.push(
             "calibration",
             "-",

@@ -1,5 +1,6 @@
 //! The small JSON manifest written beside each episode file when the episode ends (or when a
-//! cut-short episode is recovered). Listing sessions reads manifests only, not the MCAP files.
+//! cut-short episode is recovered). Listing sessions and reading episodes check a manifest's
+//! counts against its MCAP file and prefer the file ([`Manifest::verify_against_file`]).
 
 use std::path::Path;
 
@@ -66,6 +67,44 @@ impl Manifest {
         } else {
             self.intervention_steps as f64 / self.frames as f64
         }
+    }
+
+    /// Checks this manifest's frame counts against `from_file`, the manifest implied by the
+    /// frames actually in the episode file, and where they disagree takes the file's counts
+    /// (the file is what training and export read). Returns a note saying the manifest was
+    /// stale, which is also prepended to [`Manifest::note`]; `None` when they agree.
+    pub fn verify_against_file(&mut self, from_file: &Manifest) -> Option<String> {
+        let counts = |m: &Manifest| {
+            (
+                m.frames,
+                m.demo_steps,
+                m.robot_steps,
+                m.intervention_steps,
+                m.intervention_count,
+            )
+        };
+        if counts(self) == counts(from_file) {
+            return None;
+        }
+        let note = format!(
+            "stale manifest: it says {} frames ({} intervention steps), the episode file holds {} ({}); counts are from the file",
+            self.frames, self.intervention_steps, from_file.frames, from_file.intervention_steps
+        );
+        self.frames = from_file.frames;
+        self.duration_s = from_file.duration_s;
+        self.demo_steps = from_file.demo_steps;
+        self.robot_steps = from_file.robot_steps;
+        self.intervention_steps = from_file.intervention_steps;
+        self.intervention_count = from_file.intervention_count;
+        self.intervention_segments = from_file.intervention_segments.clone();
+        self.autonomous_runs = from_file.autonomous_runs.clone();
+        self.first_tick = from_file.first_tick;
+        self.last_tick = from_file.last_tick;
+        self.note = Some(match self.note.take() {
+            Some(old) => format!("{note}; {old}"),
+            None => note.clone(),
+        });
+        Some(note)
     }
 
     /// Read a manifest file.

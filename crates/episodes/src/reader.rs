@@ -315,7 +315,13 @@ pub fn read_episode(path: &Path) -> Result<Episode> {
     }
     let manifest_file = layout::manifest_path(path);
     let manifest = match Manifest::load(&manifest_file) {
-        Ok(m) => m,
+        // The frames read are the truth; a manifest that disagrees is stale.
+        Ok(mut m) => {
+            if let Some(note) = m.verify_against_file(&scan.implied_manifest(&meta, None)) {
+                warn!(manifest = %manifest_file.display(), "{note}");
+            }
+            m
+        }
         Err(EpisodeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             scan.implied_manifest(&meta, None)
         }

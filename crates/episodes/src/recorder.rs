@@ -88,6 +88,7 @@ struct Shared {
     frames_outside_episode: AtomicU64,
     write_errors: AtomicU64,
     episodes_finished: AtomicU64,
+    episodes_failed: AtomicU64,
     flushes: AtomicU64,
     disk_error: AtomicBool,
     recording: AtomicBool,
@@ -118,6 +119,9 @@ pub struct RecorderStatus {
     pub frames_outside_episode: u64,
     pub write_errors: u64,
     pub episodes_finished: u64,
+    /// Episodes with no readable file at all (it could not be created, or nothing on disk
+    /// survived): their frames are counted in `frames_lost`.
+    pub episodes_failed: u64,
     pub flushes: u64,
     pub last_error: Option<String>,
 }
@@ -137,6 +141,7 @@ impl Shared {
             frames_outside_episode: r(&self.frames_outside_episode),
             write_errors: r(&self.write_errors),
             episodes_finished: r(&self.episodes_finished),
+            episodes_failed: r(&self.episodes_failed),
             flushes: r(&self.flushes),
             last_error: self.last_error.lock().ok().and_then(|g| g.clone()),
         }
@@ -245,6 +250,18 @@ impl RecorderHandle {
     /// Frames dropped because the queue was full, since the recorder started.
     pub fn dropped_frames(&self) -> u64 {
         self.shared.frames_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Frames that reached the recorder but not the disk (write errors, a file that could not
+    /// be created) or were refused for their shape, since the recorder started.
+    pub fn lost_frames(&self) -> u64 {
+        self.shared.frames_lost.load(Ordering::Relaxed)
+            + self.shared.frames_rejected.load(Ordering::Relaxed)
+    }
+
+    /// Episodes of which nothing readable reached the disk, since the recorder started.
+    pub fn failed_episodes(&self) -> u64 {
+        self.shared.episodes_failed.load(Ordering::Relaxed)
     }
 
     /// False once the recorder has hit a write error (reset by the next clean episode).
@@ -587,6 +604,7 @@ impl Worker {
                 }
             }
             Err(e) => {
+                self.shared.episodes_failed.fetch_add(1, Ordering::Relaxed);
                 self.shared.report_error("closing episode", &e);
                 EpisodeReport {
                     path: open.path,

@@ -1,5 +1,6 @@
-//! Listing what has been recorded: per session and in total, from the manifests (episodes
-//! without one are recovered in memory, not written).
+//! Listing what has been recorded: per session and in total. Frame counts come from the
+//! episode files: a manifest whose counts disagree with its file is reported as stale and the
+//! file's counts are used (episodes without a manifest are recovered in memory, not written).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,9 @@ pub struct SessionSummary {
     pub policy_versions: Vec<String>,
     /// Files without a manifest on disk (cut short and not yet recovered, or being recorded).
     pub unrecovered: Vec<PathBuf>,
+    /// Files whose manifest disagreed with the frames in the file: each with the note. The
+    /// counts above are the file's.
+    pub stale_manifests: Vec<(PathBuf, String)>,
 }
 
 /// Everything under a data root.
@@ -111,14 +115,19 @@ pub struct DataSummary {
     pub total: Counts,
 }
 
-fn manifest_for(path: &Path, session_id: &str, idx: u32) -> (Manifest, bool) {
-    let mpath = layout::manifest_path(path);
-    if let Ok(m) = Manifest::load(&mpath) {
-        return (m, false);
-    }
-    // No (readable) manifest: recover in memory so the episode is listed, never dropped.
+/// One episode's manifest with its counts taken from the file.
+struct Listed {
+    manifest: Manifest,
+    /// There is no (readable) manifest on disk; `manifest` was computed from the file.
+    unrecovered: bool,
+    /// The manifest on disk disagreed with the file: why.
+    stale: Option<String>,
+}
+
+fn manifest_for(path: &Path, session_id: &str, idx: u32) -> Listed {
+    // What the file holds, whether or not there is a manifest: a manifest can be stale.
     let file = layout::episode_file_name(idx);
-    let m = match std::fs::read(path) {
+    let from_file = match std::fs::read(path) {
         Ok(buf) => {
             let scan = scan_bytes(&buf);
             match &scan.meta {
@@ -133,7 +142,26 @@ fn manifest_for(path: &Path, session_id: &str, idx: u32) -> (Manifest, bool) {
         }
         Err(e) => Manifest::unreadable(session_id, idx, &file, format!("cannot read: {e}")),
     };
-    (m, true)
+    let mpath = layout::manifest_path(path);
+    match Manifest::load(&mpath) {
+        Ok(mut m) => {
+            let stale = m.verify_against_file(&from_file);
+            if let Some(note) = &stale {
+                warn!(manifest = %mpath.display(), "{note}");
+            }
+            Listed {
+                manifest: m,
+                unrecovered: false,
+                stale,
+            }
+        }
+        // No (readable) manifest: recovered in memory so the episode is listed, never dropped.
+        Err(_) => Listed {
+            manifest: from_file,
+            unrecovered: true,
+            stale: None,
+        },
+    }
 }
 
 /// Summarise one session directory.
@@ -150,9 +178,17 @@ pub fn summarize_session(dir: &Path) -> Result<SessionSummary> {
         counts: Counts::default(),
         policy_versions: Vec::new(),
         unrecovered: Vec::new(),
+        stale_manifests: Vec::new(),
     };
     for (idx, path) in layout::episode_files(dir)? {
-        let (m, unrecovered) = manifest_for(&path, &session_id, idx);
+        let Listed {
+            manifest: m,
+            unrecovered,
+            stale,
+        } = manifest_for(&path, &session_id, idx);
+        if let Some(note) = stale {
+            s.stale_manifests.push((path.clone(), note));
+        }
         if unrecovered {
             s.unrecovered.push(path);
         }
@@ -232,6 +268,11 @@ impl fmt::Display for DataSummary {
             write_row(f, &s.session_id, &s.counts, &s.policy_versions.join(","))?;
         }
         write_row(f, "TOTAL", &self.total, "")?;
+        for s in &self.sessions {
+            for (path, note) in &s.stale_manifests {
+                writeln!(f, "{}: {note}", path.display())?;
+            }
+        }
         let unrecovered: usize = self.sessions.iter().map(|s| s.unrecovered.len()).sum();
         if unrecovered > 0 {
             writeln!(

@@ -104,6 +104,8 @@ pub struct EpisodeWriter {
     builder: ManifestBuilder,
     opts: WriterOptions,
     pending_bytes: u64,
+    /// The newest log time written (ns); the end record is stamped with it.
+    last_log_time: u64,
     dirty: bool,
     frames_flushed: u64,
     failed: Option<String>,
@@ -188,6 +190,7 @@ impl EpisodeWriter {
             builder: ManifestBuilder::new(),
             opts,
             pending_bytes: 0,
+            last_log_time: 0,
             dirty: false,
             frames_flushed: 0,
             failed: None,
@@ -350,9 +353,19 @@ impl EpisodeWriter {
     }
 
     fn write_json<T: serde::Serialize>(&mut self, topic: usize, t: f64, msg: &T) -> Result<()> {
+        let log_time = self.log_time(t);
+        self.write_json_at(topic, log_time, msg)
+    }
+
+    fn write_json_at<T: serde::Serialize>(
+        &mut self,
+        topic: usize,
+        log_time: u64,
+        msg: &T,
+    ) -> Result<()> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, msg).map_err(|e| EpisodeError::json(&self.path, e))?;
-        let log_time = self.log_time(t);
+        self.last_log_time = self.last_log_time.max(log_time);
         let (Some(&channel_id), Some(seq)) =
             (self.channels.get(topic), self.sequences.get_mut(topic))
         else {
@@ -420,7 +433,10 @@ impl EpisodeWriter {
             frames: self.builder.frames(),
             dropped_frames: dropped,
         };
-        self.write_json(EPISODE, 0.0, &end)?;
+        // The end record is stamped with the newest time written, not the start: it closes
+        // the episode, and readers that sort by log time must find it last.
+        let end_time = self.last_log_time.max(self.meta.started_at);
+        self.write_json_at(EPISODE, end_time, &end)?;
         let Some(mut mcap) = self.mcap.take() else {
             return Err(EpisodeError::mcap(
                 &self.path,

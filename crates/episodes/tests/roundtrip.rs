@@ -234,3 +234,56 @@ fn shutdown_with_an_open_episode_ends_it_as_aborted() {
     assert_eq!((b.frames.len(), b.manifest.outcome), (1, Outcome::Aborted));
     assert!(!a.truncated && !b.truncated);
 }
+
+#[test]
+fn listing_counts_frames_from_the_file_when_the_manifest_is_stale() {
+    let dir = common::tmp();
+    let mut w = EpisodeWriter::create(dir.path(), &meta("stale", 0)).unwrap();
+    for f in frames(60) {
+        w.write_frame(&f).unwrap();
+    }
+    let written = w.finish(Outcome::Success, 0, 0).unwrap();
+    assert_eq!((written.frames, written.intervention_steps), (60, 15));
+
+    // A stale manifest: it claims more frames (and takeover steps) than the file holds.
+    let path = episode_path(dir.path(), "stale", 0);
+    let mpath = path.with_extension("json");
+    let mut lie = Manifest::load(&mpath).unwrap();
+    lie.frames = 80;
+    lie.intervention_steps = 30;
+    lie.save(&mpath).unwrap();
+
+    let s = list_sessions(dir.path()).unwrap();
+    assert_eq!(s.total.frames, 60, "counted from the manifest, not the file");
+    assert_eq!(s.total.intervention_steps, 15);
+    assert_eq!(s.sessions[0].episodes[0].frames, 60);
+    assert_eq!(s.sessions[0].stale_manifests.len(), 1);
+    assert_eq!(s.sessions[0].stale_manifests[0].0, path);
+    let text = s.to_string();
+    assert!(
+        text.contains("episode-000000.mcap: stale manifest: it says 80 frames")
+            && text.contains("the episode file holds 60"),
+        "{text}"
+    );
+    // Listing does not rewrite the manifest.
+    assert_eq!(Manifest::load(&mpath).unwrap().frames, 80);
+
+    // Reading the episode gives the file's counts too.
+    let ep = read_episode(&path).unwrap();
+    assert_eq!(ep.frames.len(), 60);
+    assert_eq!(
+        (ep.manifest.frames, ep.manifest.intervention_steps),
+        (60, 15)
+    );
+    assert!(ep
+        .manifest
+        .note
+        .as_deref()
+        .is_some_and(|n| n.contains("stale manifest")));
+
+    // A manifest that agrees is not flagged.
+    written.save(&mpath).unwrap();
+    let s = list_sessions(dir.path()).unwrap();
+    assert!(s.sessions[0].stale_manifests.is_empty());
+    assert!(!s.to_string().contains("stale manifest"));
+}

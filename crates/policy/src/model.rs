@@ -133,10 +133,8 @@ impl Policy {
         // and a thread pool only adds wake-up jitter for batch-1 MLPs.
         tch::set_num_threads(1);
         let _guard = tch::no_grad_guard();
-        let mut module = CModule::load(&pt_path).map_err(|source| PolicyError::Load {
-            path: pt_path.clone(),
-            source,
-        })?;
+        let mut module =
+            CModule::load(&pt_path).map_err(|e| PolicyError::load(&pt_path, &e))?;
         module.set_eval();
 
         let obs_dim = sidecar.observation_names.len();
@@ -192,10 +190,7 @@ impl Policy {
     }
 
     fn forward(&self, obs: &[f32]) -> Result<Tensor, PolicyError> {
-        let fwd = |source| PolicyError::Forward {
-            path: self.pt_path.clone(),
-            source,
-        };
+        let fwd = |e: tch::TchError| PolicyError::forward(&self.pt_path, &e);
         let input = Tensor::f_from_slice(obs)
             .and_then(|t| t.f_reshape([1, self.obs_dim as i64]))
             .map_err(fwd)?;
@@ -223,10 +218,9 @@ impl Policy {
                 "make forward() return [B, K, chunk, act_dim] (e.g. `y.reshape(B, K, chunk, act_dim)`; `unsqueeze(1)` for a single model) or correct ensemble_size/chunk_size/action_names in the sidecar",
             ));
         }
-        let kind = out.f_kind().map_err(|source| PolicyError::Forward {
-            path: self.pt_path.clone(),
-            source,
-        })?;
+        let kind = out
+            .f_kind()
+            .map_err(|e| PolicyError::forward(&self.pt_path, &e))?;
         if kind != Kind::Float {
             return Err(PolicyError::field(
                 &self.pt_path,
@@ -241,10 +235,7 @@ impl Policy {
     fn copy_out(&mut self, out: &Tensor) -> Result<(), PolicyError> {
         let n = self.out_buf.len();
         out.f_copy_data(&mut self.out_buf, n)
-            .map_err(|source| PolicyError::Forward {
-                path: self.pt_path.clone(),
-                source,
-            })
+            .map_err(|e| PolicyError::forward(&self.pt_path, &e))
     }
 
     fn check_finite(&self) -> Result<(), PolicyError> {

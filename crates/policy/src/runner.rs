@@ -7,6 +7,15 @@
 //! observation to the worker (latest-observation-wins: an observation the worker has not
 //! picked up yet is replaced) and collects finished chunks; it never waits for the model. When
 //! no chunk covers the current tick, `step` returns None and the caller holds position.
+//!
+//! Freshness. A chunk predicted from the observation of tick `t0` covers `t0 .. t0+k`. A worker
+//! result arrives at some later tick `T`. Steps still ahead are used as they are. When the
+//! whole chunk already lies in the past (always the case for k = 1, whose one step is for `t0`),
+//! the chunk is re-anchored so that its last step applies at `T`: it is late, but it is the
+//! newest thing the model has said, and holding it is better than holding nothing. A result
+//! older than `action_timeout` is dropped as stale. If no result is accepted for
+//! `action_timeout` after the policy was asked, [`PolicyRunner::starved`] says so and the loop
+//! treats it as a fault (Hold), never a silent freeze.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +40,8 @@ pub struct RunnerOptions {
     pub inline_budget: f64,
     /// ACT decay `m`.
     pub temporal_ensemble_m: f64,
+    /// The longest a policy may go without a usable action before it counts as starved.
+    pub action_timeout: Duration,
 }
 
 impl RunnerOptions {
@@ -39,6 +50,17 @@ impl RunnerOptions {
             period: Duration::from_secs_f64(config.period_s()),
             inline_budget: config.policy.inline_budget,
             temporal_ensemble_m: config.policy.temporal_ensemble_m,
+            action_timeout: Duration::from_millis(config.policy.action_timeout_ms),
+        }
+    }
+
+    /// `action_timeout` in ticks (at least 1).
+    fn timeout_ticks(&self) -> u64 {
+        let p = self.period.as_secs_f64();
+        if p > 0.0 {
+            ((self.action_timeout.as_secs_f64() / p).ceil() as u64).max(1)
+        } else {
+            u64::MAX
         }
     }
 
@@ -72,8 +94,13 @@ pub struct RunnerStats {
     pub forward_max_us: f64,
     /// Chunks that reached the ensembler.
     pub chunks_used: u64,
-    /// Chunks that came back from the worker after their last step had passed (dropped).
+    /// Chunks that came back from the worker older than `action_timeout` (dropped).
     pub stale_chunks: u64,
+    /// Chunks that came back after their last step had passed and were re-anchored so their
+    /// last step applies at the tick they arrived (always so for chunk 1 on the worker).
+    pub late_chunks: u64,
+    /// Times the runner went `action_timeout` without a usable action (each is a Hold).
+    pub starvations: u64,
     /// Observations replaced before the worker picked them up.
     pub superseded_observations: u64,
     /// Steps that returned None (hold).
@@ -136,6 +163,12 @@ pub struct PolicyRunner {
     latencies_us: Vec<f64>,
     latency_pos: usize,
     stats: RunnerStats,
+    timeout_ticks: u64,
+    /// The tick since which the runner has waited for a usable action: the first step after a
+    /// reset, then the tick of each accepted chunk. None until the first step.
+    waiting_since: Option<u64>,
+    /// Set once a starvation has been counted, until the next accepted chunk or reset.
+    starved: bool,
 }
 
 impl PolicyRunner {
@@ -164,6 +197,9 @@ impl PolicyRunner {
             spare: Vec::new(),
             latencies_us: Vec::with_capacity(LATENCY_WINDOW),
             latency_pos: 0,
+            timeout_ticks: opts.timeout_ticks(),
+            waiting_since: None,
+            starved: false,
             stats: RunnerStats {
                 mode: RunnerMode::Inline,
                 forward_passes: 0,
@@ -171,6 +207,8 @@ impl PolicyRunner {
                 forward_max_us: 0.0,
                 chunks_used: 0,
                 stale_chunks: 0,
+                late_chunks: 0,
+                starvations: 0,
                 superseded_observations: 0,
                 hold_steps: 0,
                 errors: 0,
@@ -209,6 +247,7 @@ impl PolicyRunner {
         measured_q: &[f64],
         out: &mut [f64],
     ) -> bool {
+        self.waiting_since.get_or_insert(tick);
         if let Err(e) = self.check_inputs(obs, measured_q) {
             self.record_error(e);
             self.stats.hold_steps += 1;
@@ -260,7 +299,7 @@ impl PolicyRunner {
         match result {
             Ok(()) => {
                 let pred = std::mem::take(&mut self.pred);
-                self.accept(tick, &pred, q);
+                self.accept_at(tick, tick, &pred, q);
                 self.pred = pred;
             }
             Err(e) => self.record_error(e),
@@ -359,12 +398,18 @@ impl PolicyRunner {
         } = done;
         self.record_latency(latency);
         if job.epoch == self.epoch {
+            let chunk = self.chunk as u64;
             match error {
                 Some(e) => self.record_error(e),
-                None if job.tick + self.chunk as u64 <= tick => {
+                None if tick.saturating_sub(job.tick) > self.timeout_ticks => {
                     self.stats.stale_chunks += 1;
                 }
-                None => self.accept(job.tick, &job.pred, &job.q),
+                None if job.tick + chunk <= tick => {
+                    // Every step is in the past: the last one applies now (see the module doc).
+                    self.stats.late_chunks += 1;
+                    self.accept_at(tick, tick + 1 - chunk, &job.pred, &job.q);
+                }
+                None => self.accept_at(tick, job.tick, &job.pred, &job.q),
             }
         }
         // A small pool suffices: at most one queued, one running, a few finished.
@@ -373,15 +418,19 @@ impl PolicyRunner {
         }
     }
 
-    fn accept(&mut self, tick: u64, pred: &Prediction, q: &[f64]) {
+    /// Hands a chunk to the ensembler with its first step at `anchor`; `now` is the tick it
+    /// became available (which restarts the starvation clock).
+    fn accept_at(&mut self, now: u64, anchor: u64, pred: &Prediction, q: &[f64]) {
         let pushed = match self.kind {
-            ActionKind::Absolute => self.ensembler.push(tick, &pred.chunk),
-            ActionKind::Delta => self.ensembler.push_delta(tick, &pred.chunk, q),
+            ActionKind::Absolute => self.ensembler.push(anchor, &pred.chunk),
+            ActionKind::Delta => self.ensembler.push_delta(anchor, &pred.chunk, q),
         };
         match pushed {
             Ok(()) => {
                 self.stats.chunks_used += 1;
                 self.stats.last_doubt = pred.doubt;
+                self.waiting_since = Some(now);
+                self.starved = false;
             }
             Err(e) => {
                 self.stats.errors += 1;
@@ -427,6 +476,9 @@ impl PolicyRunner {
     pub fn reset(&mut self) {
         self.ensembler.reset();
         self.epoch += 1;
+        // The starvation clock restarts at the next step.
+        self.waiting_since = None;
+        self.starved = false;
         if let Engine::Worker(w) = &self.engine {
             if let Ok(job) = w.reclaim.try_recv() {
                 self.spare.push(job);
@@ -436,6 +488,32 @@ impl PolicyRunner {
 
     pub fn mode(&self) -> RunnerMode {
         self.stats.mode
+    }
+
+    /// How long the runner has gone without a usable action at `tick`, if that is longer than
+    /// `action_timeout`; None otherwise. Counted once per starvation (until a chunk is accepted
+    /// or the runner is reset). Allocation-free: called every tick.
+    pub fn starved(&mut self, tick: u64) -> Option<Duration> {
+        let since = self.waiting_since?;
+        let waited = tick.saturating_sub(since);
+        if waited <= self.timeout_ticks {
+            return None;
+        }
+        if !self.starved {
+            self.starved = true;
+            self.stats.starvations += 1;
+        }
+        Some(self.opts.period.mul_f64(waited as f64))
+    }
+
+    /// Errors since the runner was made (forward failures, bad shapes); cheap to read per tick.
+    pub fn error_count(&self) -> u64 {
+        self.stats.errors
+    }
+
+    /// The newest error's message.
+    pub fn last_error(&self) -> Option<&str> {
+        self.stats.last_error.as_deref()
     }
 
     /// Doubt of the newest chunk accepted.

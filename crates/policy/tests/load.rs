@@ -257,3 +257,88 @@ fn a_model_traced_and_exported_from_rust_loads_through_the_shared_helpers() {
     let expect: Vec<f32> = obs[..6].iter().map(|v| 2.0 * v + 1.0).collect();
     assert_eq!(pred.chunk, vec![expect]);
 }
+
+/// A sidecar for the koch expectations over whatever `policy.pt` holds, hash included.
+fn sidecar_over(dir: &std::path::Path) {
+    use intervened_policy::{write_sidecar, ActionKind, PolicySidecar, FORMAT_VERSION};
+    let want = koch(30.0);
+    let sidecar = PolicySidecar {
+        format_version: FORMAT_VERSION,
+        version: "corrupt".into(),
+        robot_type: want.robot_type.clone(),
+        observation_names: want.observation_names.clone(),
+        action_names: want.action_names.clone(),
+        fps: 30.0,
+        chunk_size: 1,
+        action_kind: ActionKind::Absolute,
+        ensemble_size: 1,
+        sha256: sha256_file(&dir.join("policy.pt")).unwrap(),
+        provenance: json!({"trained_by": "test"}),
+    };
+    write_sidecar(dir, &sidecar).unwrap();
+}
+
+/// The error as an operator sees it: Display plus the `source()` chain (anyhow's `{:#}`).
+fn shown(e: &PolicyError) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+#[test]
+fn corrupt_model_error_has_no_cpp_stack_trace_and_a_fix_line() {
+    use tch::{CModule, Tensor};
+
+    // A real TorchScript zip, cut in half.
+    let t = tempfile::tempdir().unwrap();
+    let module = CModule::create_by_tracing(
+        "policy",
+        "forward",
+        &[Tensor::zeros([1, 10], (tch::Kind::Float, tch::Device::Cpu))],
+        &mut |xs| vec![xs[0].narrow(1, 0, 6).reshape([-1, 1, 1, 6])],
+    )
+    .unwrap();
+    let pt = t.path().join("policy.pt");
+    module.save(&pt).unwrap();
+    let bytes = std::fs::read(&pt).unwrap();
+    let truncated = bytes[..bytes.len() / 2].to_vec();
+    // Random bytes (a fixed xorshift stream, so the test is repeatable).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let random: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+
+    for (what, content) in [("truncated zip", truncated), ("random bytes", random)] {
+        std::fs::write(&pt, &content).unwrap();
+        sidecar_over(t.path());
+        let e = Policy::load(t.path(), &koch(30.0)).unwrap_err();
+        assert!(matches!(e, PolicyError::Load { .. }), "{what}: {e}");
+        let msg = shown(&e);
+        assert!(
+            msg.starts_with(&format!(
+                "{}: cannot load as TorchScript: ",
+                pt.display()
+            )),
+            "{what}: {msg}"
+        );
+        assert!(
+            !msg.contains("Exception raised from") && !msg.contains("frame #"),
+            "{what}: C++ stack trace in: {msg}"
+        );
+        // One line of problem, one fix line.
+        let lines: Vec<&str> = msg.lines().collect();
+        assert_eq!(lines.len(), 2, "{what}: {msg}");
+        assert!(lines[1].starts_with("  fix: re-export the model"), "{what}: {msg}");
+        // The problem line still says what libtorch found.
+        assert!(lines[0].len() > "cannot load as TorchScript: ".len() + 10, "{msg}");
+    }
+}

@@ -97,9 +97,26 @@ pub struct Calibration {
 impl Calibration {
     /// Reads a LeRobot-format calibration file and checks it against the config.
     pub fn load(path: &Path, config: &RobotConfig) -> Result<Self, CalibrationError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CalibrationError::Io {
-            file: path.to_path_buf(),
-            source: e,
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let config_file = config
+                .source
+                .as_deref()
+                .unwrap_or(Path::new("CONFIG"))
+                .display()
+                .to_string();
+            let fix = if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "run `intervened calibrate --config {config_file}` to create it, or set \
+                     `calibration` in {config_file} to the file's path (relative to the config's directory)"
+                )
+            } else {
+                "make the file readable by the user running intervened".to_string()
+            };
+            CalibrationError::Io {
+                file: path.to_path_buf(),
+                error: e,
+                fix,
+            }
         })?;
         Self::parse(&text, path, config)
     }
@@ -254,9 +271,9 @@ impl Calibration {
 
     /// Writes the file atomically (a temporary file renamed over the old one).
     pub fn save(&self, path: &Path) -> Result<(), CalibrationError> {
-        let io = |e| CalibrationError::Io {
+        let io = |e| CalibrationError::Write {
             file: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         let tmp: PathBuf = path.with_extension("json.tmp");
         std::fs::write(&tmp, self.to_json()).map_err(io)?;

@@ -113,6 +113,7 @@ pub struct JointConfig {
     pub model: ServoModel,
     pub mode: OperatingMode,
     /// Joint limits in radians, `[min, max]`, in the calibrated frame.
+    #[serde(deserialize_with = "exact_array")]
     pub limits: [f64; 2],
     #[serde(default)]
     pub gripper: bool,
@@ -264,6 +265,10 @@ pub struct PolicyConfig {
     /// a worker thread.
     #[serde(default = "default_inline_budget")]
     pub inline_budget: f64,
+    /// A policy that yields no usable action for this long while it has the arm is a fault:
+    /// the arm goes to Hold (a slow model on the worker thread, a dead worker). Milliseconds.
+    #[serde(default = "default_action_timeout_ms")]
+    pub action_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -324,6 +329,7 @@ pub struct SimConfig {
     /// Episode time limit in seconds.
     pub episode_seconds: f64,
     /// Link lengths in metres: base height, upper arm, forearm, wrist-to-fingertip.
+    #[serde(deserialize_with = "exact_array")]
     pub links_m: [f64; 4],
     /// Servo response time constant (first-order), in seconds.
     pub servo_time_constant_s: f64,
@@ -343,6 +349,77 @@ impl Default for SimConfig {
             servo_max_velocity: 6.0,
         }
     }
+}
+
+/// A fixed-size array of numbers that must have exactly `N` elements. Serde's own array
+/// impl reads the first `N` and, with the `toml` deserializer, silently drops the rest.
+fn exact_array<'de, D, const N: usize>(d: D) -> Result<[f64; N], D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = Vec::<f64>::deserialize(d)?;
+    let len = v.len();
+    v.try_into().map_err(|_| {
+        serde::de::Error::invalid_length(len, &format!("exactly {N} numbers").as_str())
+    })
+}
+
+/// The config's fixed-size arrays, by table: (table, key, length, the fix).
+/// `joints` is an array of tables; the others are plain tables.
+const FIXED_ARRAYS: [(&str, &str, usize, &str); 2] = [
+    (
+        "joints",
+        "limits",
+        2,
+        "write limits = [min, max] in radians, e.g. limits = [-1.8, 1.8]",
+    ),
+    (
+        "sim",
+        "links_m",
+        4,
+        "write links_m = [base height, upper arm, forearm, wrist-to-fingertip] in metres, \
+         e.g. links_m = [0.055, 0.108, 0.100, 0.105], or remove the key for the Koch defaults",
+    ),
+];
+
+/// Every fixed-size array must have exactly its length. Checked on the raw TOML before the
+/// typed parse so that the error names the key (`joints[2].limits`), its line and the fix.
+fn check_fixed_arrays(text: &str, path: &Path) -> Result<(), ConfigError> {
+    // Text that is not TOML at all is reported by the typed parse, with its line.
+    let Ok(doc) = toml::from_str::<toml::Table>(text) else {
+        return Ok(());
+    };
+    for (section, key, len, fix) in FIXED_ARRAYS {
+        let tables: Vec<(String, &toml::Table)> = match doc.get(section) {
+            Some(toml::Value::Table(t)) => vec![(section.to_string(), t)],
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_table().map(|t| (format!("{section}[{i}]"), t)))
+                .collect(),
+            _ => continue,
+        };
+        for (prefix, t) in tables {
+            let Some(toml::Value::Array(a)) = t.get(key) else {
+                continue;
+            };
+            if a.len() != len {
+                let key = format!("{prefix}.{key}");
+                return Err(ConfigError::Invalid {
+                    file: path.to_path_buf(),
+                    line: find_key_line(text, &key),
+                    key,
+                    problem: format!(
+                        "has {} value{}, it takes exactly {len}",
+                        a.len(),
+                        if a.len() == 1 { "" } else { "s" }
+                    ),
+                    fix: fix.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_baud() -> u32 {
@@ -380,6 +457,9 @@ fn default_ensemble_m() -> f64 {
 }
 fn default_inline_budget() -> f64 {
     0.25
+}
+fn default_action_timeout_ms() -> u64 {
+    250
 }
 fn default_data_root() -> PathBuf {
     PathBuf::from("data")
@@ -460,6 +540,7 @@ impl Default for PolicyConfig {
             temporal_ensemble_m: default_ensemble_m(),
             doubt_threshold: None,
             inline_budget: default_inline_budget(),
+            action_timeout_ms: default_action_timeout_ms(),
         }
     }
 }
@@ -497,7 +578,13 @@ impl RobotConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
             file: path.to_path_buf(),
-            source: e,
+            fix: if e.kind() == std::io::ErrorKind::NotFound {
+                "check the path given to --config (the configs that ship are in robot-configs/)"
+                    .into()
+            } else {
+                "make the file readable by the user running intervened".into()
+            },
+            error: e,
         })?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.source = Some(path.to_path_buf());
@@ -506,6 +593,7 @@ impl RobotConfig {
 
     /// Parses and validates config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        check_fixed_arrays(text, path)?;
         let cfg: RobotConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             ConfigError::Parse {
@@ -716,6 +804,21 @@ impl RobotConfig {
                 "policy.inline_budget".into(),
                 format!("{} is outside (0, 1]", self.policy.inline_budget),
                 "it is the fraction of a period inference may take inline; 0.25 is the default"
+                    .into(),
+            ));
+        }
+        let period_ms = 1000.0 / self.control.rate_hz;
+        if !(self.policy.action_timeout_ms as f64 >= 2.0 * period_ms
+            && self.policy.action_timeout_ms <= 10_000)
+        {
+            return Err(err(
+                "policy.action_timeout_ms".into(),
+                format!(
+                    "{} ms is outside [2 control periods ({period_ms:.1} ms x 2), 10000]",
+                    self.policy.action_timeout_ms
+                ),
+                "it is how long the policy may go without a usable action before the arm \
+                 holds; 250 is the default"
                     .into(),
             ));
         }

@@ -6,11 +6,13 @@ use thiserror::Error;
 /// name the key, the line where it can be found, and the fix.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config {}: {source}", file.display())]
+    /// The OS error is part of the message and deliberately not a `source`: printed as a
+    /// chain (`{:#}`) it would otherwise appear twice.
+    #[error("{}: cannot read the config: {error}\n  fix: {fix}", file.display())]
     Io {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+        fix: String,
     },
     #[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Parse {
@@ -31,12 +33,17 @@ pub enum ConfigError {
 /// A calibration file that cannot be used.
 #[derive(Debug, Error)]
 pub enum CalibrationError {
-    #[error("cannot read calibration {}: {source}", file.display())]
+    /// The calibration file cannot be read (missing, unreadable). The OS error is part of the
+    /// message and deliberately not a `source`, so a `{:#}` chain shows it once.
+    #[error("{}: cannot read the calibration file: {error}\n  fix: {fix}", file.display())]
     Io {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+        fix: String,
     },
+    /// The calibration file cannot be written.
+    #[error("{}: cannot write the calibration file: {error}\n  fix: check that its directory exists and is writable by this user", file.display())]
+    Write { file: PathBuf, error: std::io::Error },
     #[error("{}: not a calibration file: {message}\n  fix: the format is LeRobot's, {{\"<joint>\": {{\"id\": 1, \"drive_mode\": 0, \"homing_offset\": 0, \"range_min\": 0, \"range_max\": 4095}}, ...}}", file.display())]
     Parse { file: PathBuf, message: String },
     #[error("{}: `{key}` {problem}\n  fix: {fix}", file.display())]

@@ -199,3 +199,26 @@ fn save_is_atomic_and_round_trips() {
     assert!(!dir.path().join("cal.json.tmp").exists());
     assert_eq!(Calibration::load(&path, &cfg).unwrap(), cal);
 }
+
+#[test]
+fn missing_calibration_is_one_error_naming_the_file_with_a_fix() {
+    let mut cfg = sim_config();
+    cfg.source = Some(PathBuf::from("/etc/intervened/robot.toml"));
+    let missing = Path::new("/nonexistent/cal.json");
+    let err = Calibration::load(missing, &cfg).unwrap_err();
+    // What `{:#}` (anyhow, the daemon's and doctor's output) prints: the message and its chain.
+    let mut msg = err.to_string();
+    let mut cur = std::error::Error::source(&err);
+    while let Some(c) = cur {
+        msg.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    assert!(msg.starts_with("/nonexistent/cal.json: "), "{msg}");
+    assert_eq!(msg.matches("os error").count(), 1, "OS error repeated: {msg}");
+    let (_, fix) = msg.split_once("\n  fix: ").expect("a fix line");
+    assert!(
+        fix.contains("intervened calibrate --config /etc/intervened/robot.toml")
+            && fix.contains("`calibration`"),
+        "{msg}"
+    );
+}

@@ -186,3 +186,71 @@ fn missing_file_names_the_path() {
     let err = RobotConfig::load(Path::new("/nonexistent/robot.toml")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/robot.toml"));
 }
+
+/// Asserts `err` is a validation error for `key`, at the line holding `line_text`, with a fix.
+fn assert_invalid_at(text: &str, err: &ConfigError, key: &str, line_text: &str, fix_part: &str) {
+    assert_names(err, key, fix_part);
+    let msg = err.to_string();
+    assert!(msg.contains("\n  fix: "), "no fix line in: {msg}");
+    let ConfigError::Invalid { line: Some(l), .. } = err else {
+        panic!("expected a validation error with a line, got {err:?}")
+    };
+    assert_eq!(text.lines().nth(l - 1).unwrap().trim(), line_text, "{msg}");
+}
+
+#[test]
+fn fixed_size_arrays_must_have_exactly_their_length() {
+    // joints[].limits is [min, max]: a third value used to be dropped silently.
+    for (bad, count) in [
+        ("limits = [-2.2, 3.0, 2.2]", "3 values"),
+        ("limits = [-2.2]", "1 value,"),
+        ("limits = []", "0 values"),
+    ] {
+        let text = sim_text().replacen("limits = [-2.2, 2.2]", bad, 1);
+        let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+        assert_invalid_at(&text, &err, "joints[2].limits", bad, "limits = [min, max]");
+        let msg = err.to_string();
+        assert!(msg.contains(count) && msg.contains("exactly 2"), "{msg}");
+    }
+    // sim.links_m takes four lengths.
+    for (bad, count) in [
+        ("links_m = [0.055, 0.108, 0.100, 0.105, 0.2]", "5 values"),
+        ("links_m = [0.055, 0.108, 0.100]", "3 values"),
+    ] {
+        let text = sim_text().replace("links_m = [0.055, 0.108, 0.100, 0.105]", bad);
+        let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+        assert_invalid_at(&text, &err, "sim.links_m", bad, "links_m = [");
+        let msg = err.to_string();
+        assert!(msg.contains(count) && msg.contains("exactly 4"), "{msg}");
+    }
+    // The right lengths still load.
+    RobotConfig::parse(&sim_text(), Path::new("robot.toml")).unwrap();
+}
+
+#[test]
+fn fixed_size_arrays_are_strict_under_plain_serde_too() {
+    // Even when the config is deserialized without `RobotConfig::parse`, extra values are an
+    // error, never dropped.
+    let text = sim_text().replacen("limits = [-2.2, 2.2]", "limits = [-2.2, 3.0, 2.2]", 1);
+    let err = toml::from_str::<RobotConfig>(&text).unwrap_err();
+    assert!(err.message().contains("exactly 2"), "{err}");
+}
+
+#[test]
+fn unreadable_config_names_the_file_once_with_a_fix() {
+    let err = RobotConfig::load(Path::new("/nonexistent/robot.toml")).unwrap_err();
+    let msg = anyhow_like(&err);
+    assert_eq!(msg.matches("os error 2").count(), 1, "{msg}");
+    assert!(msg.contains("\n  fix: "), "{msg}");
+}
+
+/// The message and its `source()` chain, as `anyhow`'s `{:#}` prints it.
+fn anyhow_like(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}

@@ -22,6 +22,9 @@ pub enum RumblePattern {
     EpisodeMark,
     /// One medium weak pulse (300 ms): this pad is connected and is the one in use.
     Connected,
+    /// Two long strong pulses (500 ms on, 250 ms off): a fault (bus, policy, command) put the
+    /// arm in Hold by itself; take over or resume.
+    Fault,
 }
 
 /// Which motor(s) a pattern uses. Pads have a strong (low-frequency) and a weak
@@ -51,7 +54,7 @@ impl RumbleSpec {
 }
 
 impl RumblePattern {
-    pub const ALL: [RumblePattern; 7] = [
+    pub const ALL: [RumblePattern; 8] = [
         RumblePattern::TakeoverAck,
         RumblePattern::HandbackAck,
         RumblePattern::HelpRequested,
@@ -59,6 +62,7 @@ impl RumblePattern {
         RumblePattern::EStopCleared,
         RumblePattern::EpisodeMark,
         RumblePattern::Connected,
+        RumblePattern::Fault,
     ];
 
     pub fn spec(self) -> RumbleSpec {
@@ -77,6 +81,7 @@ impl RumblePattern {
             RumblePattern::EStopCleared => s(Motor::Strong, 0xC000, 150, 150, 2),
             RumblePattern::EpisodeMark => s(Motor::Weak, 0x8000, 50, 0, 1),
             RumblePattern::Connected => s(Motor::Weak, 0x8000, 300, 0, 1),
+            RumblePattern::Fault => s(Motor::Strong, 0xE000, 500, 250, 2),
         }
     }
 
@@ -90,6 +95,7 @@ impl RumblePattern {
             RumblePattern::EStopCleared => "two short strong pulses",
             RumblePattern::EpisodeMark => "one very short weak tick",
             RumblePattern::Connected => "one medium weak pulse",
+            RumblePattern::Fault => "two long strong pulses",
         }
     }
 

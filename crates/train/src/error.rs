@@ -5,8 +5,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(
-        "no episodes found under {dir}: record sessions first (`intervened run` writes \
-         <data>/<session>/episode-<n>.mcap) or point --data at the data root"
+        "no episodes found under {dir}: `intervened run` records them as \
+         <data>/sessions/<session>/episode-<NNNNNN>.mcap, and {dir}/sessions/ holds none\n  \
+         fix: record sessions first, or point --data at the data root (the directory that \
+         holds sessions/)",
+        dir = dir.display()
     )]
     NoEpisodes { dir: PathBuf },
 

@@ -216,3 +216,30 @@ fn publish_failure_leaves_no_trace() {
     let e = rollback(&reg, None).unwrap_err().to_string();
     assert!(e.contains("no current policy"), "{e}");
 }
+
+#[test]
+fn no_episodes_hint_shows_the_real_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let opts = intervened_train::RetrainOptions::new(&data, dir.path().join("policies"));
+    let e = intervened_train::retrain(&opts).unwrap_err();
+    assert!(matches!(e, TrainError::NoEpisodes { .. }), "{e}");
+    let msg = e.to_string();
+    // Episodes live in <data>/sessions/<session>/ (crates/episodes/src/layout.rs).
+    assert!(
+        msg.contains("<data>/sessions/<session>/episode-"),
+        "wrong layout in: {msg}"
+    );
+    assert!(!msg.contains("<data>/<session>/"), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/sessions/", data.display())),
+        "{msg}"
+    );
+    let fix = msg.split_once("\n  fix: ").map(|(_, f)| f).unwrap_or("");
+    assert!(
+        fix.contains("record sessions first") && fix.contains("--data"),
+        "{msg}"
+    );
+    assert!(!dir.path().join("policies/current").exists());
+}
