@@ -148,20 +148,33 @@ fn doctor_fails_on_a_broken_calibration_like_run_does() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "doctor passed a broken calibration:\n{text}");
+    assert!(
+        !out.status.success(),
+        "doctor passed a broken calibration:\n{text}"
+    );
     let row = text
         .lines()
         .find(|l| l.starts_with("FAIL") && l.contains("calibration"))
         .unwrap_or_else(|| panic!("no failing calibration row in:\n{text}"));
     assert!(
-        row.contains("broken-cal.json") && row.contains("elbow_flex.id") && row.contains("recalibrate"),
+        row.contains("broken-cal.json")
+            && row.contains("elbow_flex.id")
+            && row.contains("recalibrate"),
         "{row}"
     );
     assert!(!text.contains("no calibration given"), "{text}");
 
     // `run` refuses the same file for the same reason.
     let out = bin()
-        .args(["run", "--demo", "--sim-human", "--episodes", "1", "--no-record", "--config"])
+        .args([
+            "run",
+            "--demo",
+            "--sim-human",
+            "--episodes",
+            "1",
+            "--no-record",
+            "--config",
+        ])
         .arg(&cfg)
         .output()
         .unwrap();

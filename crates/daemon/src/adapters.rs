@@ -255,7 +255,11 @@ impl PolicyDriver for TchPolicy {
         let errors = self.runner.error_count();
         if errors > self.errors_seen {
             self.errors_seen = errors;
-            return Err(self.runner.last_error().unwrap_or("policy error").to_string());
+            return Err(self
+                .runner
+                .last_error()
+                .unwrap_or("policy error")
+                .to_string());
         }
         Ok(ready)
     }

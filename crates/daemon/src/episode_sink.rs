@@ -131,9 +131,7 @@ impl FrameSink for EpisodeSink {
         if self.lockstep {
             meta.started_at = (tick as f64 * self.period * 1e9).round() as u64;
         }
-        self.handle
-            .begin_episode(meta)
-            .map_err(|e| e.to_string())
+        self.handle.begin_episode(meta).map_err(|e| e.to_string())
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {

@@ -321,9 +321,12 @@ fn lockstep_is_repeatable_to_the_byte_and_faster_than_real_time() {
     .unwrap();
     let wall = t0.elapsed();
     assert!(r.loop_report.ticks >= 500, "{} ticks", r.loop_report.ticks);
+    // Lockstep is not paced by the wall clock. Typically well under 1 s; the bound only says
+    // "not real time", so that a loaded 2-core CI host cannot fail it (speed is a benchmark's
+    // job, not a test's).
     assert!(
-        wall < Duration::from_secs(1),
-        "a 10 s episode took {wall:?} of wall time"
+        wall < Duration::from_secs(5),
+        "a 10 s episode took {wall:?} of wall time: is lockstep pacing by the clock?"
     );
 }
 

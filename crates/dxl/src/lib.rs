@@ -24,7 +24,7 @@ pub use bench::{bench_bus, BusBench};
 pub use bus::{wire_time, Bus, BusStats, FaultCounts, PingInfo};
 pub use calibrate::{CalibrateError, Calibrator, SweepProgress};
 pub use doctor::{
-    doctor, doctor_checks, doctor_with, CalibrationState, CheckStatus, DoctorOptions,
-    DoctorReport, DoctorRow,
+    doctor, doctor_checks, doctor_with, CalibrationState, CheckStatus, DoctorOptions, DoctorReport,
+    DoctorRow,
 };
 pub use error::{BusError, FaultClass, ServoFault, ServoProblem};

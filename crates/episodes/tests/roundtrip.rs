@@ -254,7 +254,10 @@ fn listing_counts_frames_from_the_file_when_the_manifest_is_stale() {
     lie.save(&mpath).unwrap();
 
     let s = list_sessions(dir.path()).unwrap();
-    assert_eq!(s.total.frames, 60, "counted from the manifest, not the file");
+    assert_eq!(
+        s.total.frames, 60,
+        "counted from the manifest, not the file"
+    );
     assert_eq!(s.total.intervention_steps, 15);
     assert_eq!(s.sessions[0].episodes[0].frames, 60);
     assert_eq!(s.sessions[0].stale_manifests.len(), 1);

@@ -128,7 +128,8 @@ pub(crate) fn torch_gist(full: &str) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !is_trace(l))
         .collect();
-    let interpreter = full.contains("The following operation failed in the TorchScript interpreter");
+    let interpreter =
+        full.contains("The following operation failed in the TorchScript interpreter");
     let line = if interpreter {
         // The error itself is the last "SomethingError: ..." line of the traceback.
         lines

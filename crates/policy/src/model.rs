@@ -133,8 +133,7 @@ impl Policy {
         // and a thread pool only adds wake-up jitter for batch-1 MLPs.
         tch::set_num_threads(1);
         let _guard = tch::no_grad_guard();
-        let mut module =
-            CModule::load(&pt_path).map_err(|e| PolicyError::load(&pt_path, &e))?;
+        let mut module = CModule::load(&pt_path).map_err(|e| PolicyError::load(&pt_path, &e))?;
         module.set_eval();
 
         let obs_dim = sidecar.observation_names.len();

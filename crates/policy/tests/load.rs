@@ -323,11 +323,9 @@ fn corrupt_model_error_has_no_cpp_stack_trace_and_a_fix_line() {
         let e = Policy::load(t.path(), &koch(30.0)).unwrap_err();
         assert!(matches!(e, PolicyError::Load { .. }), "{what}: {e}");
         let msg = shown(&e);
+        eprintln!("{what}: {msg}");
         assert!(
-            msg.starts_with(&format!(
-                "{}: cannot load as TorchScript: ",
-                pt.display()
-            )),
+            msg.starts_with(&format!("{}: cannot load as TorchScript: ", pt.display())),
             "{what}: {msg}"
         );
         assert!(
@@ -337,8 +335,14 @@ fn corrupt_model_error_has_no_cpp_stack_trace_and_a_fix_line() {
         // One line of problem, one fix line.
         let lines: Vec<&str> = msg.lines().collect();
         assert_eq!(lines.len(), 2, "{what}: {msg}");
-        assert!(lines[1].starts_with("  fix: re-export the model"), "{what}: {msg}");
+        assert!(
+            lines[1].starts_with("  fix: re-export the model"),
+            "{what}: {msg}"
+        );
         // The problem line still says what libtorch found.
-        assert!(lines[0].len() > "cannot load as TorchScript: ".len() + 10, "{msg}");
+        assert!(
+            lines[0].len() > "cannot load as TorchScript: ".len() + 10,
+            "{msg}"
+        );
     }
 }

@@ -201,7 +201,10 @@ fn a_chunk_1_model_on_the_worker_keeps_acting_and_after_a_reset_too() {
         s.forward.p50_us > period.as_secs_f64() * 1e6,
         "the model must be slower than a period for this test to mean anything: {s:?}"
     );
-    assert!(got.len() >= 2, "a chunk-1 policy on the worker stopped acting: {s:?}");
+    assert!(
+        got.len() >= 2,
+        "a chunk-1 policy on the worker stopped acting: {s:?}"
+    );
     assert!(s.late_chunks >= 2, "{s:?}");
     assert_eq!(s.stale_chunks, 0, "{s:?}");
     // The action is the model's (step 0 of the chunk), applied at the tick it arrived.

@@ -43,7 +43,10 @@ pub enum CalibrationError {
     },
     /// The calibration file cannot be written.
     #[error("{}: cannot write the calibration file: {error}\n  fix: check that its directory exists and is writable by this user", file.display())]
-    Write { file: PathBuf, error: std::io::Error },
+    Write {
+        file: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: not a calibration file: {message}\n  fix: the format is LeRobot's, {{\"<joint>\": {{\"id\": 1, \"drive_mode\": 0, \"homing_offset\": 0, \"range_min\": 0, \"range_max\": 4095}}, ...}}", file.display())]
     Parse { file: PathBuf, message: String },
     #[error("{}: `{key}` {problem}\n  fix: {fix}", file.display())]

@@ -214,7 +214,11 @@ fn missing_calibration_is_one_error_naming_the_file_with_a_fix() {
         cur = c.source();
     }
     assert!(msg.starts_with("/nonexistent/cal.json: "), "{msg}");
-    assert_eq!(msg.matches("os error").count(), 1, "OS error repeated: {msg}");
+    assert_eq!(
+        msg.matches("os error").count(),
+        1,
+        "OS error repeated: {msg}"
+    );
     let (_, fix) = msg.split_once("\n  fix: ").expect("a fix line");
     assert!(
         fix.contains("intervened calibrate --config /etc/intervened/robot.toml")
