@@ -263,9 +263,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             };
             let t0 = std::time::Instant::now();
             let mut results = Vec::new();
+            let progress = dagger::Progress::new(&plan);
             for s in &plan.seeds {
-                results.push(dagger::run_seed(&cfg, &plan, *s)?);
+                results.push(dagger::run_seed(&cfg, &plan, *s, &progress)?);
             }
+            progress.finish();
             println!("\n| arm | round | success (mean ± sd over {} seed(s)) | expert-labelled frames | intervention rate | mean autonomous run (frames) |", plan.seeds.len());
             println!("|---|---|---|---|---|---|");
             for (arm, round, m, sd, frames, rate, run) in dagger::table(&results) {
@@ -290,6 +292,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 t0.elapsed().as_secs_f64(),
                 svg.display(),
                 plan.out.join("results.json").display()
+            );
+            println!(
+                "recordings and policies: {}/seed-*/ (`intervened export sessions --data {}/seed-0/data` lists them)",
+                plan.out.display(),
+                plan.out.display()
             );
         }
     }

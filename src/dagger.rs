@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use intervened_daemon::recording::EpisodeOutcome;
 use intervened_daemon::runtime::{self, RunOptions};
 use intervened_episodes::{session_dir, summarize_session};
@@ -53,6 +54,53 @@ pub struct SeedResult {
     pub seed: u64,
     pub points: Vec<Point>,
     pub wall_s: f64,
+}
+
+/// The experiment's progress: one bar over every phase (record, train, evaluate) of every
+/// seed, and one line per finished step. The bar draws only on a terminal; the lines always
+/// print (stderr), so logs and CI show the same story.
+pub struct Progress {
+    bar: ProgressBar,
+    phase_t0: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    /// Phases per seed: demos, train, evaluate; then supervise, retrain, evaluate per round;
+    /// then baseline demos, train, evaluate.
+    pub fn new(plan: &DaggerPlan) -> Self {
+        let per_seed = 3 + 3 * plan.rounds as u64 + 3;
+        let bar = ProgressBar::with_draw_target(
+            Some(per_seed * plan.seeds.len() as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Self {
+            bar,
+            phase_t0: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn phase(&self, msg: String) {
+        self.phase_t0.set(Instant::now());
+        self.bar.set_message(msg);
+    }
+
+    fn step(&self) {
+        self.bar.inc(1);
+    }
+
+    fn line(&self, line: String) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 struct Ctx<'a> {
@@ -148,15 +196,16 @@ impl Ctx<'_> {
         Ok(st)
     }
 
-    fn retrain(&self, data: &Path, registry: &Path) -> Result<()> {
+    /// Trains and publishes; returns the published version.
+    fn retrain(&self, data: &Path, registry: &Path) -> Result<String> {
         let mut o = RetrainOptions::new(data, registry);
         o.robot = Some(self.cfg.clone());
         o.seed = self.seed;
         o.max_steps = Some(self.plan.max_steps);
         o.quiet = true;
-        intervened_train::retrain(&o)
+        let r = intervened_train::retrain(&o)
             .with_context(|| format!("retraining on {}", data.display()))?;
-        Ok(())
+        Ok(r.version)
     }
 
     fn evaluate(&self, registry: &Path, tag: &str, round: usize) -> Result<f64> {
@@ -201,7 +250,12 @@ fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
 }
 
-pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedResult> {
+pub fn run_seed(
+    cfg: &RobotConfig,
+    plan: &DaggerPlan,
+    seed: u64,
+    progress: &Progress,
+) -> Result<SeedResult> {
     let t0 = Instant::now();
     // Paths set on a config by code are absolute: a relative one would be read against the
     // config file's directory, not the working directory it was typed in.
@@ -221,15 +275,31 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     };
     let mut points = Vec::new();
     // 1. Demonstrations and behaviour cloning.
-    eprintln!("[seed {seed}] recording {} demonstrations", plan.demos);
+    let pct = |x: f64| format!("{:.0}%", x * 100.0);
+    progress.phase(format!(
+        "seed {seed}: the simulated human records {} demonstrations",
+        plan.demos
+    ));
     let demos = ctx.run(&ctx.data, plan.demos, true, true, seed * 1000)?;
-    eprintln!(
-        "[seed {seed}] {} / {} demonstrations succeeded, {} frames",
-        demos.successes, demos.episodes, demos.expert_frames
-    );
-    ctx.retrain(&ctx.data, &ctx.registry)?;
+    progress.step();
+    progress.line(format!(
+        "seed {seed} · demonstrations: {} recorded, {} succeeded, {} frames",
+        demos.episodes, demos.successes, demos.expert_frames
+    ));
+    progress.phase(format!("seed {seed}: training behaviour cloning"));
+    let v = ctx.retrain(&ctx.data, &ctx.registry)?;
+    progress.step();
+    progress.phase(format!(
+        "seed {seed}: evaluating BC ({v}) on {} rollouts",
+        plan.eval
+    ));
     let sr = ctx.evaluate(&ctx.registry, "bc", 0)?;
-    eprintln!("[seed {seed}] BC success {:.0}%", sr * 100.0);
+    progress.step();
+    progress.line(format!(
+        "seed {seed} · BC: trained {v}; {} rollouts with nobody at the pad: {} success",
+        plan.eval,
+        pct(sr)
+    ));
     let mut expert = demos.expert_frames;
     points.push(Point {
         arm: "bc".into(),
@@ -242,6 +312,10 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
     });
     // 2. DAgger rounds with the simulated human supervising.
     for round in 1..=plan.rounds {
+        progress.phase(format!(
+            "seed {seed}, round {round}: {} policy episodes, the simulated human supervising",
+            plan.dagger_episodes
+        ));
         let st = ctx.run(
             &ctx.data,
             plan.dagger_episodes,
@@ -249,16 +323,26 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
             true,
             seed * 1000 + round as u64,
         )?;
+        progress.step();
         expert += st.expert_frames;
-        ctx.retrain(&ctx.data, &ctx.registry)?;
+        progress.phase(format!("seed {seed}, round {round}: retraining on every session"));
+        let v = ctx.retrain(&ctx.data, &ctx.registry)?;
+        progress.step();
+        progress.phase(format!(
+            "seed {seed}, round {round}: evaluating {v} on {} rollouts",
+            plan.eval
+        ));
         let sr = ctx.evaluate(&ctx.registry, &format!("dagger-{round}"), round)?;
+        progress.step();
         let rate = (st.frames > 0).then(|| st.intervention_steps as f64 / st.frames as f64);
-        eprintln!(
-            "[seed {seed}] round {round}: {} intervention frames, rate {:.2}, success {:.0}%",
+        progress.line(format!(
+            "seed {seed} · HG-DAgger round {round}: {} supervised episodes, {} intervention frames (rate {:.2}); retrained {v}; {} rollouts: {} success",
+            st.episodes,
             st.expert_frames,
             rate.unwrap_or(0.0),
-            sr * 100.0
-        );
+            plan.eval,
+            pct(sr)
+        ));
         points.push(Point {
             arm: "dagger".into(),
             round,
@@ -280,6 +364,9 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
             name == first_session(&ctx.data).as_deref().unwrap_or("")
         },
     )?;
+    progress.phase(format!(
+        "seed {seed}: extra demonstrations for BC at an equal label budget ({expert} frames)"
+    ));
     let mut base_expert = demos.expert_frames;
     let mut batch = 0u64;
     while base_expert < expert && batch < 50 {
@@ -289,12 +376,20 @@ pub fn run_seed(cfg: &RobotConfig, plan: &DaggerPlan, seed: u64) -> Result<SeedR
         base_expert += st.expert_frames;
         batch += 1;
     }
-    ctx.retrain(&base_data, &base_reg)?;
+    progress.step();
+    progress.phase(format!("seed {seed}: training BC at an equal label budget"));
+    let v = ctx.retrain(&base_data, &base_reg)?;
+    progress.step();
+    progress.phase(format!(
+        "seed {seed}: evaluating BC at an equal budget ({v})"
+    ));
     let sr = ctx.evaluate(&base_reg, "bc-equal-budget", plan.rounds)?;
-    eprintln!(
-        "[seed {seed}] BC at equal budget ({base_expert} frames): success {:.0}%",
-        sr * 100.0
-    );
+    progress.step();
+    progress.line(format!(
+        "seed {seed} · BC at an equal label budget: {base_expert} expert frames; {} rollouts: {} success",
+        plan.eval,
+        pct(sr)
+    ));
     points.push(Point {
         arm: "bc-equal-budget".into(),
         round: plan.rounds,

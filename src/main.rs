@@ -16,9 +16,11 @@ use clap::{Parser, Subcommand};
     about = "Robot-side teleoperation and human intervention (HG-DAgger) for Dynamixel arms"
 )]
 struct Cli {
-    /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `intervened_daemon=debug`.
-    #[arg(long, global = true, default_value = "info")]
-    log: String,
+    /// Log filter (also RUST_LOG), e.g. `info`, `debug`, `intervened_daemon=debug`. Default:
+    /// `info` for the daemon's commands (run, sim, doctor, calibrate, ctl); `warn` for the long
+    /// batch commands (retrain, export, bench), which show their own progress instead.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,8 +58,15 @@ pub struct ConfigArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    let default_log = match cli.cmd {
+        Cmd::Retrain(_) | Cmd::Export(_) | Cmd::Bench(_) => "warn",
+        _ => "info",
+    };
+    let filter = match &cli.log {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
