@@ -375,8 +375,12 @@ pub struct RetrainArgs {
     pub seed: u64,
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the full report as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
     /// List the registry's policies instead of training.
     #[arg(long)]
     pub list: bool,
@@ -430,8 +434,11 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     }
     opts.quiet = a.quiet;
     let r = intervened_train::retrain(&opts)?;
-    println!("{}", serde_json::to_string_pretty(&r)?);
-    println!("published {} at {}", r.version, r.policy_dir.display());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{r}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -452,11 +459,17 @@ pub enum ExportWhat {
         /// Replace an existing dataset at --out.
         #[arg(long)]
         overwrite: bool,
+        /// Print what was written as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// List sessions: episodes, frames, intervention rate, success.
     Sessions {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        /// Print the listing as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -466,20 +479,65 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
             data,
             out,
             overwrite,
+            json,
         } => {
             let opts = intervened_episodes::ExportOptions {
                 overwrite,
                 ..Default::default()
             };
             let s = intervened_episodes::export_lerobot(&data, &out, &opts)?;
-            println!("{s:#?}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_export(&s);
+            }
         }
-        ExportWhat::Sessions { data } => {
+        ExportWhat::Sessions { data, json } => {
             let s = intervened_episodes::list_sessions(&data)?;
-            println!("{s}");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("{s}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A few lines a person reads: what went where, and how to open it.
+fn print_export(s: &intervened_episodes::ExportSummary) {
+    let interventions: u64 = s.episodes.iter().map(|e| e.intervention_steps).sum();
+    let ok = s
+        .episodes
+        .iter()
+        .filter(|e| matches!(e.outcome, intervened_episodes::Outcome::Success))
+        .count();
+    let sessions: std::collections::BTreeSet<&str> =
+        s.episodes.iter().map(|e| e.session_id.as_str()).collect();
+    println!(
+        "exported {} episode(s) from {} session(s): {} frames, {} of them interventions; {} success(es)",
+        s.episodes.len(),
+        sessions.len(),
+        s.total_frames,
+        interventions,
+        ok
+    );
+    if s.truncated_included > 0 {
+        println!(
+            "{} episode(s) were cut short by a crash and are included up to their last intact frame",
+            s.truncated_included
+        );
+    }
+    for (p, why) in &s.skipped {
+        println!("skipped {}: {why}", p.display());
+    }
+    println!("LeRobotDataset v3.0 written to {}", s.out_dir.display());
+    println!("load it in Python:");
+    println!("  from lerobot.datasets.lerobot_dataset import LeRobotDataset");
+    println!(
+        "  ds = LeRobotDataset(\"local/intervened\", root=\"{}\")",
+        s.out_dir.display()
+    );
 }
 
 #[derive(Args)]

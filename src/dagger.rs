@@ -325,7 +325,9 @@ pub fn run_seed(
         )?;
         progress.step();
         expert += st.expert_frames;
-        progress.phase(format!("seed {seed}, round {round}: retraining on every session"));
+        progress.phase(format!(
+            "seed {seed}, round {round}: retraining on every session"
+        ));
         let v = ctx.retrain(&ctx.data, &ctx.registry)?;
         progress.step();
         progress.phase(format!(
