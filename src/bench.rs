@@ -210,7 +210,19 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let mut o = intervened_episodes::BenchRecordOptions::new(&dir);
             o.rate_hz = rate;
             o.duration = Duration::from_secs_f64(seconds);
-            let r = intervened_episodes::bench_record(&o)?;
+            // A timer on a terminal (redrawn once a second, off the measured threads).
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+                "recording synthetic frames at {rate:.0} Hz for {seconds:.0} s"
+            ));
+            if let Ok(st) =
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            {
+                bar.set_style(st);
+            }
+            bar.enable_steady_tick(Duration::from_secs(1));
+            let r = intervened_episodes::bench_record(&o);
+            bar.finish_and_clear();
+            let r = r?;
             println!(
                 "record: {:.0} Hz for {:.0} s: {} frames sent, {} dropped, {} written; try_send p99 {:.1} us, max {:.1} us; recorder CPU {} of one core; {:.0} kB/s on disk, {} flushes",
                 r.rate_hz,
