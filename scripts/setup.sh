@@ -50,7 +50,16 @@ import importlib.metadata as m
 print(m.version("torch"))
 PY
 }
-pipq() { "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "$@"; }
+# pip's output goes to a log, shown only if pip fails: installing torch without its dependency
+# tree makes pip list every package it "misses", which is expected here and not an error.
+pipq() {
+  mkdir -p "$cache"
+  if ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "$@" >"$cache/pip.log" 2>&1; then
+    cat "$cache/pip.log" >&2
+    say "pip install $* failed (log above, also in $cache/pip.log)"
+    exit 1
+  fi
+}
 if [ ! -x "$venv/bin/python" ] || [ "$(installed_version)" != "$TORCH_VERSION" ]; then
   say "installing torch==$TORCH_VERSION (libtorch only) into $venv (once per machine; about 1.4 GB)"
   mkdir -p "$cache"

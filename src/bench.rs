@@ -186,6 +186,10 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 lr.max_handback_jump,
                 1e6 / rate
             );
+            println!(
+                "policy: {} tick(s) with a usable action, {} starvation(s) (Hold after policy.action_timeout_ms without one)",
+                lr.policy_actions, lr.policy_starvations
+            );
             let _ = std::fs::remove_dir_all(dir);
         }
         What::Infer { config, iters } => {

@@ -202,3 +202,21 @@ fn doctor_fails_on_a_missing_calibration_with_one_error_and_a_fix() {
     assert_eq!(row.matches("os error").count(), 1, "{row}");
     assert!(row.contains("intervened calibrate --config"), "{row}");
 }
+
+/// The binary finds every shared library it links, and needs none of libtorch's CUDA stack
+/// beyond the two runtime libraries `scripts/setup.sh` installs (cudart, cupti): the demo's
+/// install is torch without its dependency tree, and this is what would break first.
+#[test]
+fn the_binary_links_every_shared_library_without_the_cuda_stack() {
+    let out = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_intervened"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("not found"), "missing libraries:\n{text}");
+    assert!(text.contains("libtorch_cpu.so"), "{text}");
+    for heavy in ["libtorch_cuda", "libcudnn", "libcublas", "libnccl"] {
+        assert!(!text.contains(heavy), "{heavy} is linked:\n{text}");
+    }
+}
