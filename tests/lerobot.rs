@@ -1,5 +1,5 @@
 //! A dataset exported from a simulated session loads in LeRobot's own loader (lerobot 0.4.4,
-//! installed by scripts/setup.sh in its own venv), with matching counts.
+//! installed by scripts/setup.sh --test in its own venv), with matching counts.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +24,7 @@ fn lerobot_loads_the_export_with_matching_counts() {
     let py = root().join(".lerobot-venv/bin/python");
     assert!(
         py.exists(),
-        "{} is missing: run scripts/setup.sh",
+        "{} is missing: run scripts/setup.sh --test",
         py.display()
     );
     let dir = tempfile::tempdir().unwrap();

@@ -147,21 +147,7 @@ fn servo_fault_holds_until_fixed_and_resumed() {
 }
 
 fn python_policy(out: &Path, version: &str, step: f64) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh",
-        py.display()
-    );
-    let st = std::process::Command::new(py)
-        .arg(root.join("crates/daemon/tests/fixtures/python_policy.py"))
-        .arg(out)
-        .arg(version)
-        .arg(step.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    python_policy_with(out, version, step, 1, 0);
 }
 
 /// Points `<registry>/current` at `version` atomically, as the retrain job does.
@@ -411,7 +397,13 @@ fn a_policy_without_actions_for_the_timeout_holds_with_a_fault_and_a_rumble() {
 
 fn python_policy_with(out: &Path, version: &str, step: f64, chunk: usize, iters: usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let st = std::process::Command::new(root.join(".venv/bin/python"))
+    let py = root.join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup.sh --test",
+        py.display()
+    );
+    let st = std::process::Command::new(py)
         .arg(root.join("crates/daemon/tests/fixtures/python_policy.py"))
         .arg(out)
         .arg(version)

@@ -16,7 +16,7 @@ fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     assert!(
         p.exists(),
-        "{} is missing: run scripts/setup.sh to create the test venv (mcap, pyarrow)",
+        "{} is missing: run scripts/setup.sh --test to create the test venv (mcap, pyarrow)",
         p.display()
     );
     p
@@ -31,7 +31,7 @@ fn run_python(script: &str, args: &[&Path]) -> Value {
         .expect("run python");
     assert!(
         out.status.success(),
-        "python failed (run scripts/setup.sh if a module is missing):\n{}",
+        "python failed (run scripts/setup.sh --test if a module is missing):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("python printed JSON")

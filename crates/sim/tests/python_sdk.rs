@@ -17,7 +17,7 @@ fn python() -> PathBuf {
     ));
     assert!(
         p.exists(),
-        "{} is missing: run scripts/setup.sh (it installs dynamixel_sdk into the test venv)",
+        "{} is missing: run scripts/setup.sh --test (it installs dynamixel_sdk into the test venv)",
         p.display()
     );
     p

@@ -109,7 +109,7 @@ fn python() -> PathBuf {
     let p = root.join(".venv/bin/python");
     assert!(
         p.exists(),
-        "{} is missing: run scripts/setup.sh to create the Python venv with torch",
+        "{} is missing: run scripts/setup.sh --test to create the Python venv with torch",
         p.display()
     );
     p

@@ -65,7 +65,7 @@ pub fn python() -> PathBuf {
     let py = root.join(".venv/bin/python");
     assert!(
         py.exists(),
-        "{} is missing: run scripts/setup.sh (it installs torch 2.13 into the venv the policy tests export models with)",
+        "{} is missing: run scripts/setup.sh --test (it installs torch 2.13 into the venv the policy tests export models with)",
         py.display()
     );
     py
