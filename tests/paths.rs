@@ -2,23 +2,11 @@
 //! config's directory: a path typed on the command line is relative to the working directory,
 //! a path written in a config file is relative to that file.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn intervened(cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_intervened"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?} failed in {cwd:?}:\n{text}");
-    text
-}
+use std::path::Path;
+
+use common::intervened_in as intervened;
 
 fn mcap_count(data: &Path) -> usize {
     let Ok(sessions) = std::fs::read_dir(data.join("sessions")) else {

@@ -5,6 +5,8 @@
 //! absolute temporary paths; this test reads the README and the Makefile, so when a command
 //! there changes, what is tested changes with it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -69,18 +71,8 @@ fn intervened(cwd: &Path, line: &str) -> String {
     let args = line
         .strip_prefix("cargo run -- ")
         .unwrap_or_else(|| panic!("not a `cargo run --` line: {line}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_intervened"))
-        .args(args.split_whitespace())
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "`{line}` failed in {cwd:?}:\n{text}");
-    text
+    let args: Vec<&str> = args.split_whitespace().collect();
+    common::intervened_in(cwd, &args)
 }
 
 fn episodes_of(data: &Path) -> Vec<intervened_episodes::Episode> {

@@ -2,11 +2,15 @@
 //! line, a flood of connections with a tight descriptor limit, a second daemon, and socket
 //! paths that are not sockets.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::ask;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_intervened"))
@@ -28,17 +32,6 @@ fn wait_for_socket(sock: &Path, child: &mut Child) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn ask(sock: &Path, line: &str) -> serde_json::Value {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    w.write_all(line.as_bytes()).unwrap();
-    w.write_all(b"\n").unwrap();
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply).unwrap();
-    serde_json::from_str(&reply).unwrap()
 }
 
 fn rss_kib(pid: u32) -> u64 {

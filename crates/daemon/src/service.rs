@@ -124,6 +124,14 @@ impl ControlSocket {
     }
 }
 
+impl Drop for ControlSocket {
+    /// The socket file goes with the socket, also when the daemon fails to start after binding
+    /// it (the lock is released right after, by closing its file).
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Why a pid lock file could not be taken.
 #[derive(Debug)]
 pub enum LockError {
@@ -172,13 +180,8 @@ pub async fn serve_socket(
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let ControlSocket {
-        listener,
-        path,
-        _lock,
-    } = socket;
-    let listener = UnixListener::from_std(listener)?;
-    info!(socket = %path.display(), "control socket listening");
+    let listener = UnixListener::from_std(socket.listener.try_clone()?)?;
+    info!(socket = %socket.path.display(), "control socket listening");
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::ZERO;
     let mut accept_errors = 0u64;
@@ -244,7 +247,8 @@ pub async fn serve_socket(
             }
         }
     }
-    let _ = std::fs::remove_file(&path);
+    // Dropping `socket` removes its file.
+    drop(socket);
     Ok(())
 }
 
