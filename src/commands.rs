@@ -348,6 +348,15 @@ pub fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a policy's actions are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActionArg {
+    /// Joint goals in radians (ACT's choice): the chunk says where to go.
+    Absolute,
+    /// Goals minus the measured positions at prediction time.
+    Delta,
+}
+
 #[derive(Args)]
 pub struct RetrainArgs {
     /// Data root holding sessions/.
@@ -362,19 +371,37 @@ pub struct RetrainArgs {
     /// hg-dagger (demos + interventions), iwr (interventions 50/50), sirius (class shares).
     #[arg(long, default_value = "hg-dagger")]
     pub weighting: String,
-    /// Predict the next k goals (action chunking).
-    #[arg(long, default_value_t = 1)]
-    pub chunk: usize,
-    /// Predict absolute goals instead of deltas from the measured joint positions.
-    #[arg(long)]
-    pub absolute: bool,
+    /// Predict the next k goals, executed with temporal ensembling [default: 20].
+    #[arg(long, value_name = "K")]
+    pub chunk: Option<usize>,
+    /// What the policy predicts: absolute joint goals, or deltas from the measured positions
+    /// [default: absolute].
+    #[arg(long, value_enum)]
+    pub action: Option<ActionArg>,
     /// Bootstrap ensemble members (doubt needs >= 2).
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Passes over the training set [default: 100]; capped by --max-steps.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Upper bound on optimiser steps per member [default: 20000].
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Validation checks without improvement before stopping early; 0 never stops early
+    /// [default: 10].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Width of the two hidden layers [default: 256].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Gaussian noise (in standard deviations) added to training observations [default: 0].
+    #[arg(long)]
+    pub obs_noise: Option<f64>,
+    /// Feed observations unscaled (by default they are scaled by their mean and spread).
+    #[arg(long)]
+    pub no_obs_norm: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -425,13 +452,30 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
         opts.robot = Some(RobotConfig::load(c)?);
     }
     opts.weighting = a.weighting.parse().map_err(anyhow::Error::msg)?;
-    opts.chunk = a.chunk;
-    opts.delta = !a.absolute;
+    if let Some(k) = a.chunk {
+        opts.chunk = k;
+    }
+    if let Some(action) = a.action {
+        opts.delta = action == ActionArg::Delta;
+    }
     opts.ensemble = a.ensemble;
     opts.seed = a.seed;
+    if let Some(e) = a.epochs {
+        opts.epochs = e;
+    }
     if a.max_steps.is_some() {
         opts.max_steps = a.max_steps;
     }
+    if let Some(p) = a.patience {
+        opts.patience = p;
+    }
+    if let Some(h) = a.hidden {
+        opts.hidden = h;
+    }
+    if let Some(n) = a.obs_noise {
+        opts.obs_noise = n;
+    }
+    opts.normalize_obs = !a.no_obs_norm;
     opts.quiet = a.quiet;
     let r = intervened_train::retrain(&opts)?;
     if a.json {

@@ -33,7 +33,9 @@ use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
 use crate::clock::Pacer;
 use crate::hardware::{ArmIo, ArmState};
 use crate::protocol::{Reply, Request, StopOutcome};
-use crate::recording::{ControlSource, EpisodeOutcome, FrameRecord, FrameSink, LoopEvent};
+use crate::recording::{
+    ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
+};
 use crate::safety::SafetyFilter;
 use crate::service::Command;
 use crate::stats::LoopTiming;
@@ -70,6 +72,11 @@ pub trait Environment: Send {
     fn prepare_episode(&mut self, index: u64);
     /// Called once per tick after the goals are written.
     fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome>;
+    /// Why the episode now ending failed, when the environment can tell (asked only for
+    /// failures, before `prepare_episode` resets it).
+    fn failure_mode(&self) -> Option<FailureMode> {
+        None
+    }
 }
 
 /// What kind of fault sent the arm to Hold: it decides what clears it and what status shows.
@@ -804,7 +811,11 @@ impl ControlLoop {
         if !self.arbiter.in_episode() {
             return;
         }
-        self.sink.end_episode(tick, outcome);
+        let failure = match outcome {
+            EpisodeOutcome::Failure => self.env.as_ref().and_then(|e| e.failure_mode()),
+            _ => None,
+        };
+        self.sink.end_episode(tick, outcome, failure);
         self.transition(tick, Trigger::EndEpisode);
         self.pad.set_demo(false);
         self.outcomes.push(outcome);
@@ -901,7 +912,7 @@ impl ControlLoop {
     /// SIGTERM or end of plan: hold, close the episode, apply the exit torque policy.
     fn shutdown(mut self, tick: u64) -> LoopReport {
         if self.arbiter.in_episode() {
-            self.sink.end_episode(tick, EpisodeOutcome::Aborted);
+            self.sink.end_episode(tick, EpisodeOutcome::Aborted, None);
             self.transition(tick, Trigger::EndEpisode);
         }
         if self.known_position && !self.torque_off {

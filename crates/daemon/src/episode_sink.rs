@@ -10,7 +10,9 @@ use tracing::{error, info};
 
 use crate::arbiter::Mode;
 use crate::hardware::ArmState;
-use crate::recording::{ControlSource, EpisodeOutcome, FrameRecord, FrameSink, LoopEvent};
+use crate::recording::{
+    ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
+};
 
 pub struct EpisodeSink {
     recorder: Option<Recorder>,
@@ -162,14 +164,14 @@ impl FrameSink for EpisodeSink {
         let _ = self.handle.event(tick, t, ev);
     }
 
-    fn end_episode(&mut self, _tick: u64, outcome: EpisodeOutcome) {
+    fn end_episode(&mut self, _tick: u64, outcome: EpisodeOutcome, failure: Option<FailureMode>) {
         let o = match outcome {
             EpisodeOutcome::Success => Outcome::Success,
             EpisodeOutcome::Failure => Outcome::Failure,
             EpisodeOutcome::Discarded => Outcome::Discarded,
             EpisodeOutcome::Aborted => Outcome::Aborted,
         };
-        if self.handle.end_episode(o).is_err() {
+        if self.handle.end_episode_with(o, failure).is_err() {
             error!("recorder queue full: the episode end was not queued (recovery will close it)");
         }
         self.episodes += 1;

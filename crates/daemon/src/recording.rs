@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::arbiter::Transition;
 use crate::hardware::ArmState;
 
+/// Why a failed episode failed; the recorded vocabulary, shared with the episodes crate.
+pub use intervened_episodes::FailureMode;
+
 /// Who produced the goal of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,7 +63,7 @@ pub trait FrameSink: Send {
     ) -> Result<(), String>;
     fn frame(&mut self, f: FrameRecord<'_>);
     fn event(&mut self, tick: u64, e: LoopEvent);
-    fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome);
+    fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome, failure: Option<FailureMode>);
     /// Frames dropped because the recorder fell behind (queue full).
     fn dropped(&self) -> u64;
     /// Frames that reached the recorder but not the disk, and episodes of which nothing
@@ -90,7 +93,7 @@ impl FrameSink for NullSink {
     }
     fn frame(&mut self, _: FrameRecord<'_>) {}
     fn event(&mut self, _: u64, _: LoopEvent) {}
-    fn end_episode(&mut self, _: u64, _: EpisodeOutcome) {}
+    fn end_episode(&mut self, _: u64, _: EpisodeOutcome, _: Option<FailureMode>) {}
     fn dropped(&self) -> u64 {
         0
     }

@@ -98,6 +98,8 @@ pub struct RunReport {
     pub data_root: PathBuf,
     pub policy_version: Option<String>,
     pub wall_s: f64,
+    /// On the simulator with a robot-gated human: how well the robot asked for help.
+    pub asks: Option<intervened_world::AskStats>,
 }
 
 /// Loads a policy for this robot and wraps it for the loop.
@@ -215,6 +217,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     // The world, the simulated human and the gamepad.
     let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
     let mut env: Option<Box<dyn Environment>> = None;
+    let mut asks = None;
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
             let mode = if opts.sim_human {
@@ -228,6 +231,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
                 .map_err(anyhow::Error::msg)?;
             sensors.push(Box::new(sensor));
+            asks = Some(rig.ask_stats());
             env = Some(Box::new(rig));
             if let Some(tx) = &opts.sim_handles {
                 let _ = tx.send(SimHandles {
@@ -384,6 +388,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         data_root,
         policy_version,
         wall_s: started.elapsed().as_secs_f64(),
+        asks: asks.and_then(|a| a.lock().ok().map(|a| *a)),
     })
 }
 

@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use intervened_robot::{Calibration, RobotConfig};
 use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, SharedChain};
-use intervened_teleop::VirtualGamepad;
-use intervened_world::{HumanParams, SimulatedHuman, World, WorldSensor};
+use intervened_teleop::{RumblePattern, VirtualGamepad};
+use intervened_world::{AskStats, HumanParams, SimulatedHuman, World, WorldSensor};
 use tracing::warn;
 
 use crate::arbiter::Mode;
 use crate::control::{Environment, TickInfo};
-use crate::recording::EpisodeOutcome;
+use crate::recording::{EpisodeOutcome, FailureMode};
 
 /// What the simulated human does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +62,21 @@ pub struct SimRig {
     period: f64,
     q: Vec<f64>,
     gripper: Option<(usize, u8)>,
+    /// Ticks of this episode with an arm joint at its limit, and whether the last one was.
+    limit_ticks: u64,
+    at_limit: bool,
     /// Episodes the world judged, for reports.
     pub successes: u64,
+    /// How well the robot asked for help (robot-gated human only), read after the run.
+    asks: Arc<Mutex<AskStats>>,
 }
+
+/// A measured joint this close to a config limit (rad) is "at" it: the safety filter clamps
+/// goals to the limits exactly, and the servo settles within a few hundredths of a radian.
+const AT_LIMIT_RAD: f64 = 0.02;
+
+/// Time at the limits after which a failed episode counts as "ran into the joint limits".
+const LIMIT_SECONDS: f64 = 1.0;
 
 /// The arm's start pose for each episode (rad, config order): raised, gripper open.
 pub fn home_pose(cfg: &RobotConfig) -> Vec<f64> {
@@ -119,9 +131,17 @@ impl SimRig {
             period: cfg.period_s(),
             q: vec![0.0; cfg.joints.len()],
             gripper,
+            limit_ticks: 0,
+            at_limit: false,
             successes: 0,
+            asks: Arc::default(),
         };
         Ok((rig, sensor, pad))
+    }
+
+    /// The robot-gated human's scoring of the asks, shared with whoever reads it after the run.
+    pub fn ask_stats(&self) -> Arc<Mutex<AskStats>> {
+        self.asks.clone()
     }
 
     fn read_q(cfg: &RobotConfig, cal: &Calibration, chain: &Chain, q: &mut [f64]) {
@@ -142,6 +162,8 @@ impl Environment for SimRig {
         if let Some(h) = self.human.as_mut() {
             h.reset_episode(episode_seed);
         }
+        self.limit_ticks = 0;
+        self.at_limit = false;
         // Put the arm back at its start pose, as a person resets the scene between episodes.
         let home = home_pose(&self.cfg);
         if let Ok(mut chain) = self.chain.lock() {
@@ -187,6 +209,16 @@ impl Environment for SimRig {
             chain.set_obstacle(id, stop);
         }
         drop(chain);
+        if info.in_episode {
+            self.at_limit = self
+                .cfg
+                .joints
+                .iter()
+                .zip(&self.q)
+                .filter(|(j, _)| !j.gripper)
+                .any(|(j, q)| q - j.limits[0] < AT_LIMIT_RAD || j.limits[1] - q < AT_LIMIT_RAD);
+            self.limit_ticks += u64::from(self.at_limit);
+        }
         let features = world.features();
         let verdict = if info.in_episode && world.success() {
             self.successes += 1;
@@ -198,6 +230,15 @@ impl Environment for SimRig {
         };
         drop(world);
         if let Some(h) = self.human.as_mut() {
+            // The pad's rumble is how a person learns the robot wants help.
+            if self
+                .pad
+                .take_rumbles()
+                .iter()
+                .any(|r| *r == RumblePattern::HelpRequested)
+            {
+                h.hear_help();
+            }
             if info.in_episode && info.mode != Mode::EStop {
                 match h.step(&self.q, &features, !info.demo) {
                     Ok(cmd) => {
@@ -209,6 +250,28 @@ impl Environment for SimRig {
                 self.pad.apply_state(&[], &[]);
             }
         }
+        if let Some(h) = self.human.as_ref() {
+            if let Ok(mut a) = self.asks.lock() {
+                *a = h.ask_stats();
+            }
+        }
         verdict
+    }
+
+    /// Joint limits first (the arm pinned there is the runaway the policy must not have),
+    /// then how far the task got.
+    fn failure_mode(&self) -> Option<FailureMode> {
+        let limit_ticks = (LIMIT_SECONDS / self.period).ceil() as u64;
+        if self.at_limit || self.limit_ticks >= limit_ticks {
+            return Some(FailureMode::JointLimits);
+        }
+        let trace = self.world.lock().ok()?.trace();
+        Some(if trace.grasped {
+            FailureMode::Dropped
+        } else if trace.reached {
+            FailureMode::NoGrasp
+        } else {
+            FailureMode::NeverReached
+        })
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::types::{de_f64, de_f64_vec, ControlSource, EpisodeMeta, Outcome};
+use crate::types::{de_f64, de_f64_vec, ControlSource, EpisodeMeta, FailureMode, Outcome};
 
 pub const TOPIC_EPISODE: &str = "/episode";
 pub const TOPIC_OBSERVATION: &str = "/observation";
@@ -42,6 +42,9 @@ pub enum EpisodeRecord {
         outcome: Outcome,
         frames: u64,
         dropped_frames: u64,
+        /// Why a failed episode failed, when known (absent in files from before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<FailureMode>,
     },
 }
 

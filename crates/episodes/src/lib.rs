@@ -40,7 +40,7 @@ pub use recorder::{
 pub use recovery::{recover_all, recover_episode, recover_session_dir, RecoveryReport};
 pub use summary::{list_sessions, summarize_session, Counts, DataSummary, SessionSummary};
 pub use types::{
-    ControlSource, DiagnosticsRecord, EpisodeMeta, Event, EventRecord, Frame, Label,
-    LoopDiagnostics, Outcome,
+    ControlSource, DiagnosticsRecord, EpisodeMeta, Event, EventRecord, FailureCounts, FailureMode,
+    Frame, Label, LoopDiagnostics, Outcome,
 };
 pub use writer::{EpisodeWriter, WriterOptions};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EpisodeError, Result};
 use crate::layout;
-use crate::types::{ControlSource, EpisodeMeta, Outcome};
+use crate::types::{ControlSource, EpisodeMeta, FailureMode, Outcome};
 
 /// Bumped when the manifest's meaning changes.
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -30,6 +30,9 @@ pub struct Manifest {
     /// Unix time in nanoseconds.
     pub started_at: u64,
     pub outcome: Outcome,
+    /// Why a failed episode failed, when the judge could tell (the simulator always can).
+    #[serde(default)]
+    pub failure: Option<FailureMode>,
     /// Frames recorded (readable) in the file.
     pub frames: u64,
     /// Episode time of the last frame minus the first (s).
@@ -136,6 +139,7 @@ impl Manifest {
             fps: 0.0,
             started_at: 0,
             outcome: Outcome::Truncated,
+            failure: None,
             frames: 0,
             duration_s: 0.0,
             demo_steps: 0,
@@ -242,6 +246,7 @@ impl ManifestBuilder {
             fps: meta.fps,
             started_at: meta.started_at,
             outcome,
+            failure: None,
             frames: b.frames,
             duration_s: match (b.first_t, b.last_t) {
                 (Some(a), Some(z)) => (z - a).max(0.0),

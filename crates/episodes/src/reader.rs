@@ -19,7 +19,7 @@ use crate::labels::derive_labels;
 use crate::layout;
 use crate::manifest::{Manifest, ManifestBuilder};
 use crate::types::{
-    ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, Frame, Label, Outcome,
+    ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, FailureMode, Frame, Label, Outcome,
 };
 
 /// A whole episode in memory.
@@ -56,6 +56,8 @@ pub(crate) struct Scan {
     pub diagnostics: Vec<DiagnosticsRecord>,
     /// Outcome and dropped-frame count from the end record, if it was reached.
     pub end: Option<(Outcome, u64)>,
+    /// Why the episode failed, from the end record.
+    pub failure: Option<FailureMode>,
     /// The file ends with a valid footer and end magic.
     pub has_footer: bool,
     /// The first damaged record, if the stream did not end cleanly.
@@ -170,9 +172,11 @@ impl Assembler {
                 Ok(EpisodeRecord::End {
                     outcome,
                     dropped_frames,
+                    failure,
                     ..
                 }) => {
                     self.scan.end = Some((outcome, dropped_frames));
+                    self.scan.failure = failure;
                     true
                 }
                 Err(_) => false,
@@ -288,6 +292,7 @@ impl Scan {
             .unwrap_or(Outcome::Truncated);
         let mut m = b.build(meta, outcome, truncated);
         m.recovered = true;
+        m.failure = self.failure;
         m.dropped_frames = self.end.map(|(_, d)| d).unwrap_or(0);
         m.note = match (&self.stream_error, self.has_footer) {
             (Some(e), _) => Some(format!("read up to the last complete chunk; then: {e}")),

@@ -24,7 +24,9 @@ use crate::error::{EpisodeError, Result};
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::recovery::{recover_all, RecoveryReport};
-use crate::types::{DiagnosticsRecord, EpisodeMeta, Event, EventRecord, Frame, Outcome};
+use crate::types::{
+    DiagnosticsRecord, EpisodeMeta, Event, EventRecord, FailureMode, Frame, Outcome,
+};
 use crate::writer::{EpisodeWriter, WriterOptions};
 
 /// Messages from the control loop to the recorder.
@@ -35,8 +37,9 @@ pub enum RecorderMsg {
     Frame(Box<Frame>),
     Event(EventRecord),
     Diagnostics(DiagnosticsRecord),
-    /// Close the open episode with this outcome and write its manifest.
-    EndEpisode(Outcome),
+    /// Close the open episode with this outcome (and, for a failure, why when known) and
+    /// write its manifest.
+    EndEpisode(Outcome, Option<FailureMode>),
     /// Stop the thread (sent by [`Recorder::shutdown`]); an open episode ends as `Aborted`.
     Shutdown,
 }
@@ -244,7 +247,16 @@ impl RecorderHandle {
     }
 
     pub fn end_episode(&self, outcome: Outcome) -> Result<(), SendRejected> {
-        self.try_send(RecorderMsg::EndEpisode(outcome))
+        self.try_send(RecorderMsg::EndEpisode(outcome, None))
+    }
+
+    /// Like [`RecorderHandle::end_episode`], recording why a failed episode failed.
+    pub fn end_episode_with(
+        &self,
+        outcome: Outcome,
+        failure: Option<FailureMode>,
+    ) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::EndEpisode(outcome, failure))
     }
 
     /// Frames dropped because the queue was full, since the recorder started.
@@ -416,7 +428,7 @@ impl Worker {
                     msg: RecorderMsg::Shutdown,
                     dropped_before,
                 }) => {
-                    self.end_episode(Outcome::Aborted, dropped_before);
+                    self.end_episode(Outcome::Aborted, None, dropped_before);
                     break;
                 }
                 Ok(env) => self.handle(env.msg, env.dropped_before),
@@ -440,7 +452,7 @@ impl Worker {
         }
         // Channel gone without a shutdown message: count drops up to now.
         let dropped = self.shared.frames_dropped.load(Ordering::Relaxed);
-        self.end_episode(Outcome::Aborted, dropped);
+        self.end_episode(Outcome::Aborted, None, dropped);
         self.shared.running.store(false, Ordering::Relaxed);
         debug!("recorder thread stopped");
     }
@@ -450,7 +462,7 @@ impl Worker {
             RecorderMsg::BeginEpisode(meta) => {
                 if self.open.is_some() {
                     warn!("new episode while one is open: ending the open one as aborted");
-                    self.end_episode(Outcome::Aborted, dropped_before);
+                    self.end_episode(Outcome::Aborted, None, dropped_before);
                 }
                 self.begin_episode(&meta, dropped_before);
             }
@@ -459,7 +471,9 @@ impl Worker {
             RecorderMsg::Diagnostics(d) => {
                 self.with_writer("diagnostics", |w| w.write_diagnostics(&d))
             }
-            RecorderMsg::EndEpisode(outcome) => self.end_episode(outcome, dropped_before),
+            RecorderMsg::EndEpisode(outcome, failure) => {
+                self.end_episode(outcome, failure, dropped_before)
+            }
             RecorderMsg::Shutdown => {}
         }
     }
@@ -553,14 +567,14 @@ impl Worker {
         }
     }
 
-    fn end_episode(&mut self, outcome: Outcome, dropped_before: u64) {
+    fn end_episode(&mut self, outcome: Outcome, failure: Option<FailureMode>, dropped_before: u64) {
         let Some(open) = self.open.take() else {
             return;
         };
         self.shared.recording.store(false, Ordering::Relaxed);
         let dropped = dropped_before.saturating_sub(open.dropped_at_start);
         let result = match (open.writer, open.healthy) {
-            (Some(w), true) => match w.finish(outcome, dropped, open.lost) {
+            (Some(w), true) => match w.finish_with(outcome, failure, dropped, open.lost) {
                 Ok(m) => Ok(m),
                 Err(e) => {
                     self.shared.report_error("finishing episode", &e);

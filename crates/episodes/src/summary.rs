@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::reader::scan_bytes;
-use crate::types::Outcome;
+use crate::types::{FailureCounts, Outcome};
 
 /// Counts over a set of episodes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -30,6 +30,8 @@ pub struct Counts {
     /// Episodes whose file was cut short, whatever their outcome.
     pub truncated_files: u64,
     pub dropped_frames: u64,
+    /// Why the failed episodes failed.
+    pub failures: FailureCounts,
     // Frames of episodes that count towards the intervention rate (all but discarded).
     rate_frames: u64,
     rate_intervention_steps: u64,
@@ -44,7 +46,10 @@ impl Counts {
         self.dropped_frames += m.dropped_frames;
         match m.outcome {
             Outcome::Success => self.success += 1,
-            Outcome::Failure => self.failure += 1,
+            Outcome::Failure => {
+                self.failure += 1;
+                self.failures.add(m.failure);
+            }
             Outcome::Discarded => self.discarded += 1,
             Outcome::Aborted => self.aborted += 1,
             Outcome::Truncated => self.truncated_outcome += 1,
@@ -70,6 +75,7 @@ impl Counts {
         self.truncated_outcome += o.truncated_outcome;
         self.truncated_files += o.truncated_files;
         self.dropped_frames += o.dropped_frames;
+        self.failures.merge(&o.failures);
         self.rate_frames += o.rate_frames;
         self.rate_intervention_steps += o.rate_intervention_steps;
     }
@@ -268,6 +274,14 @@ impl fmt::Display for DataSummary {
             write_row(f, &s.session_id, &s.counts, &s.policy_versions.join(","))?;
         }
         write_row(f, "TOTAL", &self.total, "")?;
+        if self.total.failure > 0 {
+            writeln!(f, "why episodes failed:")?;
+            for s in &self.sessions {
+                if s.counts.failure > 0 {
+                    writeln!(f, "  {:<18} {}", s.session_id, s.counts.failures)?;
+                }
+            }
+        }
         for s in &self.sessions {
             for (path, note) in &s.stale_manifests {
                 writeln!(f, "{}: {note}", path.display())?;

@@ -249,6 +249,133 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Why an episode that was not a success failed, as far as whoever judged it could tell.
+/// The simulator tells every class apart; a real robot's failures are `TimedOut` unless the
+/// operator says more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// The arm ended pinned at a joint limit, or sat at one for a second or more.
+    JointLimits,
+    /// The block was grasped, then dropped or never lifted high enough.
+    Dropped,
+    /// The jaws were around the block but never closed on it.
+    NoGrasp,
+    /// The jaws never got around the block.
+    NeverReached,
+    /// Time ran out; nothing more is known.
+    TimedOut,
+}
+
+impl FailureMode {
+    pub const ALL: [FailureMode; 5] = [
+        FailureMode::JointLimits,
+        FailureMode::Dropped,
+        FailureMode::NoGrasp,
+        FailureMode::NeverReached,
+        FailureMode::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JointLimits => "joint_limits",
+            Self::Dropped => "dropped",
+            Self::NoGrasp => "no_grasp",
+            Self::NeverReached => "never_reached",
+            Self::TimedOut => "timed_out",
+        }
+    }
+
+    /// A short phrase for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::JointLimits => "ran into the joint limits",
+            Self::Dropped => "grasped, then dropped or not lifted",
+            Self::NoGrasp => "reached, never grasped",
+            Self::NeverReached => "never reached",
+            Self::TimedOut => "timed out",
+        }
+    }
+}
+
+/// Failed episodes per [`FailureMode`], plus failures recorded without one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCounts {
+    pub joint_limits: u64,
+    pub dropped: u64,
+    pub no_grasp: u64,
+    pub never_reached: u64,
+    pub timed_out: u64,
+    /// Failures whose recording says nothing about why (older files, an operator's verdict).
+    pub unexplained: u64,
+}
+
+impl FailureCounts {
+    pub fn add(&mut self, mode: Option<FailureMode>) {
+        *self.slot(mode) += 1;
+    }
+
+    pub fn get(&self, mode: Option<FailureMode>) -> u64 {
+        let mut c = *self;
+        *c.slot(mode)
+    }
+
+    fn slot(&mut self, mode: Option<FailureMode>) -> &mut u64 {
+        match mode {
+            Some(FailureMode::JointLimits) => &mut self.joint_limits,
+            Some(FailureMode::Dropped) => &mut self.dropped,
+            Some(FailureMode::NoGrasp) => &mut self.no_grasp,
+            Some(FailureMode::NeverReached) => &mut self.never_reached,
+            Some(FailureMode::TimedOut) => &mut self.timed_out,
+            None => &mut self.unexplained,
+        }
+    }
+
+    pub fn merge(&mut self, o: &FailureCounts) {
+        for m in FailureMode::ALL.map(Some).into_iter().chain([None]) {
+            *self.slot(m) += o.get(m);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        FailureMode::ALL
+            .map(Some)
+            .into_iter()
+            .chain([None])
+            .map(|m| self.get(m))
+            .sum()
+    }
+}
+
+/// `never reached 3, reached, never grasped 1` (classes with no episode left out), or `-`.
+impl fmt::Display for FailureCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for m in FailureMode::ALL.map(Some).into_iter().chain([None]) {
+            let n = self.get(m);
+            if n == 0 {
+                continue;
+            }
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            let name = m.map_or("no detail recorded", FailureMode::describe);
+            write!(f, "{name} {n}")?;
+        }
+        if first {
+            f.write_str("-")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for FailureMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// serde_json writes non-finite floats as `null`; read them back as NaN instead of failing.
 pub(crate) fn de_f64_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
     let v: Vec<Option<f64>> = Vec::deserialize(d)?;

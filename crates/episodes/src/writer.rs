@@ -22,7 +22,7 @@ use crate::format::{
 };
 use crate::layout;
 use crate::manifest::{Manifest, ManifestBuilder};
-use crate::types::{DiagnosticsRecord, EpisodeMeta, EventRecord, Frame, Outcome};
+use crate::types::{DiagnosticsRecord, EpisodeMeta, EventRecord, FailureMode, Frame, Outcome};
 
 const EPISODE: usize = 0;
 const OBSERVATION: usize = 1;
@@ -426,12 +426,25 @@ impl EpisodeWriter {
 
     /// Close the episode: end record, MCAP summary and footer, fsync, then the manifest
     /// (atomically). `dropped`/`lost` are the frames the loop or the disk lost meanwhile.
-    pub fn finish(mut self, outcome: Outcome, dropped: u64, lost: u64) -> Result<Manifest> {
+    pub fn finish(self, outcome: Outcome, dropped: u64, lost: u64) -> Result<Manifest> {
+        self.finish_with(outcome, None, dropped, lost)
+    }
+
+    /// [`EpisodeWriter::finish`], also recording why a failed episode failed (end record and
+    /// manifest).
+    pub fn finish_with(
+        mut self,
+        outcome: Outcome,
+        failure: Option<FailureMode>,
+        dropped: u64,
+        lost: u64,
+    ) -> Result<Manifest> {
         self.check_failed()?;
         let end = EpisodeRecord::End {
             outcome,
             frames: self.builder.frames(),
             dropped_frames: dropped,
+            failure,
         };
         // The end record is stamped with the newest time written, not the start: it closes
         // the episode, and readers that sort by log time must find it last.
@@ -451,6 +464,7 @@ impl EpisodeWriter {
             .sync_all()
             .map_err(|e| EpisodeError::io(&self.path, e))?;
         let mut manifest = self.builder.build(&self.meta, outcome, false);
+        manifest.failure = failure;
         manifest.dropped_frames = dropped;
         manifest.lost_frames = lost;
         manifest.save(&layout::manifest_path(&self.path))?;

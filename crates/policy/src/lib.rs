@@ -16,7 +16,9 @@ pub mod sidecar;
 
 pub use ensemble::{ChunkShapeError, TemporalEnsembler};
 pub use error::PolicyError;
-pub use model::{bench_infer, Latency, Policy, PolicyExpectations, Prediction, WARMUP_RUNS};
+pub use model::{
+    bench_infer, ensemble_doubt, Latency, Policy, PolicyExpectations, Prediction, WARMUP_RUNS,
+};
 pub use runner::{PolicyRunner, RunnerMode, RunnerOptions, RunnerStats};
 pub use sidecar::{
     policy_paths, sha256_file, write_sidecar, ActionKind, PolicySidecar, FORMAT_VERSION,

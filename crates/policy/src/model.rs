@@ -305,16 +305,7 @@ impl Policy {
                 *v = (sum / k as f64) as f32;
             }
         }
-        out.doubt = (k > 1).then(|| {
-            let mut trace = 0.0f64;
-            for j in 0..a {
-                let xs = (0..k).filter_map(|m| self.out_buf.get(m * per_member + j));
-                let mean = xs.clone().map(|&x| f64::from(x)).sum::<f64>() / k as f64;
-                let var = xs.map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / k as f64;
-                trace += var;
-            }
-            trace as f32
-        });
+        out.doubt = ensemble_doubt(&self.out_buf, k, chunk, a);
     }
 
     pub fn sidecar(&self) -> &PolicySidecar {
@@ -470,6 +461,24 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
         .get(rank.clamp(1, sorted.len()) - 1)
         .copied()
         .unwrap_or(0.0)
+}
+
+/// Doubt of one prediction `[K, chunk, act_dim]` (flat, member-major): the trace of the
+/// ensemble's covariance of the first step's action (the sum over joints of the members'
+/// variance), as HG-DAgger logs it. `None` for a single model (K < 2) or a short buffer.
+pub fn ensemble_doubt(out: &[f32], k: usize, chunk: usize, act_dim: usize) -> Option<f32> {
+    let per_member = chunk * act_dim;
+    if k < 2 || out.len() < k * per_member {
+        return None;
+    }
+    let mut trace = 0.0f64;
+    for j in 0..act_dim {
+        let xs = (0..k).filter_map(|m| out.get(m * per_member + j));
+        let mean = xs.clone().map(|&x| f64::from(x)).sum::<f64>() / k as f64;
+        let var = xs.map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / k as f64;
+        trace += var;
+    }
+    Some(trace as f32)
 }
 
 /// Times `iters` forward passes (including the ensemble reduction) on a zero observation, for

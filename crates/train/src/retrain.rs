@@ -63,6 +63,10 @@ impl DeviceChoice {
     }
 }
 
+/// Chunk length of the default recipe: 20 future goals (0.4 s at 50 Hz), executed with
+/// temporal ensembling. `bench recipes` compares it with the alternatives (docs/recipes.md).
+pub const DEFAULT_CHUNK: usize = 20;
+
 /// What `intervened retrain` passes in.
 #[derive(Debug, Clone)]
 pub struct RetrainOptions {
@@ -93,6 +97,15 @@ pub struct RetrainOptions {
     /// Sirius pre-intervention window in frames.
     pub pre_intervention_window: usize,
     pub lr: f64,
+    /// Width of the two hidden layers.
+    pub hidden: usize,
+    /// For an ensemble: the share of held-out frames on which the suggested doubt threshold
+    /// would ask for help (ThriftyDAgger's target rate).
+    pub ask_rate: f64,
+    /// See [`TrainConfig::normalize_obs`].
+    pub normalize_obs: bool,
+    /// See [`TrainConfig::obs_noise`].
+    pub obs_noise: f64,
     /// No progress bar.
     pub quiet: bool,
     pub device: DeviceChoice,
@@ -105,8 +118,8 @@ impl RetrainOptions {
             registry: registry.into(),
             robot: None,
             weighting: Weighting::HgDagger,
-            chunk: 1,
-            delta: true,
+            chunk: DEFAULT_CHUNK,
+            delta: false,
             ensemble: 1,
             epochs: 100,
             max_steps: Some(20_000),
@@ -116,6 +129,10 @@ impl RetrainOptions {
             val_fraction: 0.2,
             pre_intervention_window: 15,
             lr: 3e-4,
+            hidden: 256,
+            ask_rate: 0.01,
+            normalize_obs: true,
+            obs_noise: 0.0,
             quiet: false,
             device: DeviceChoice::Auto,
         }
@@ -205,6 +222,8 @@ pub struct RetrainReport {
     /// Largest |reloaded TorchScript - trained model| over the held-out check inputs.
     pub verify_max_abs_diff: f64,
     pub duration_s: f64,
+    /// For an ensemble: its doubt on held-out frames, and the threshold to ask for help at.
+    pub doubt: Option<DoubtCalibration>,
 }
 
 impl std::fmt::Display for RetrainReport {
@@ -266,12 +285,75 @@ impl std::fmt::Display for RetrainReport {
                 mr.final_train_loss
             )?;
         }
+        if let Some(d) = &self.doubt {
+            writeln!(
+                f,
+                "doubt on {} held-out frames: p50 {:.2e}, p90 {:.2e}, p99 {:.2e}; to ask for help on about {:.0}% of such frames set [policy] doubt_threshold = {:.3e}",
+                d.frames,
+                d.p50,
+                d.p90,
+                d.p99,
+                d.ask_rate * 100.0,
+                d.threshold
+            )?;
+        }
         write!(
             f,
             "chunk {}, ensemble {}, device {}, export checked (max diff {:.2e}), {:.1} s",
             self.chunk, self.ensemble, self.device, self.verify_max_abs_diff, self.duration_s
         )
     }
+}
+
+/// An ensemble's doubt (see `intervened_policy::ensemble_doubt`) over held-out frames, and the
+/// threshold above which the robot asks for help: ThriftyDAgger's rule, the `1 - ask_rate`
+/// quantile of the held-out doubts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DoubtCalibration {
+    pub frames: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub ask_rate: f64,
+    pub threshold: f64,
+}
+
+fn calibrate_doubt(
+    policy: &crate::model::TrainedPolicy,
+    rows: &[Vec<f32>],
+    ask_rate: f64,
+) -> Result<Option<DoubtCalibration>, TrainError> {
+    let (k, chunk, act) = (
+        policy.ensemble_size(),
+        policy.spec.chunk,
+        policy.spec.act_dim,
+    );
+    if k < 2 || rows.is_empty() {
+        return Ok(None);
+    }
+    let mut doubts = Vec::with_capacity(rows.len());
+    for batch in rows.chunks(1024) {
+        let out = policy.predict(batch)?;
+        let per_row = k * chunk * act;
+        doubts.extend(
+            out.chunks_exact(per_row)
+                .filter_map(|r| intervened_policy::ensemble_doubt(r, k, chunk, act))
+                .map(f64::from),
+        );
+    }
+    doubts.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let i = ((doubts.len() - 1) as f64 * p).round() as usize;
+        doubts.get(i).copied().unwrap_or(f64::NAN)
+    };
+    Ok(Some(DoubtCalibration {
+        frames: doubts.len(),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        ask_rate,
+        threshold: q(1.0 - ask_rate),
+    }))
 }
 
 /// Retrains from every session under `opts.data` and publishes the result.
@@ -379,7 +461,9 @@ pub fn retrain_from_episodes(
         seed: opts.seed,
         patience: opts.patience,
         lr: opts.lr,
-        hidden: 256,
+        hidden: opts.hidden,
+        normalize_obs: opts.normalize_obs,
+        obs_noise: opts.obs_noise,
         quiet: opts.quiet,
         device,
     };
@@ -398,6 +482,8 @@ pub fn retrain_from_episodes(
         .map(|s| s.obs.clone())
         .collect();
 
+    let doubt_rows: Vec<Vec<f32>> = ds.subset(check_eps).iter().map(|s| s.obs.clone()).collect();
+    let doubt = calibrate_doubt(&outcome.policy, &doubt_rows, opts.ask_rate)?;
     let rounds = round_metrics(&used);
     let mut report = RetrainReport {
         version: String::new(),
@@ -421,6 +507,7 @@ pub fn retrain_from_episodes(
         members: outcome.members,
         verify_max_abs_diff: f64::NAN,
         duration_s: 0.0,
+        doubt,
     };
     let fps = opts
         .robot
@@ -512,6 +599,15 @@ fn check_options(opts: &RetrainOptions) -> Result<(), TrainError> {
     }
     if !(opts.lr.is_finite() && opts.lr > 0.0) {
         return bad("lr", "must be a positive number");
+    }
+    if !(opts.ask_rate > 0.0 && opts.ask_rate < 1.0) {
+        return bad("ask_rate", "must be in (0, 1)");
+    }
+    if opts.hidden == 0 {
+        return bad("hidden", "must be at least 1");
+    }
+    if !(opts.obs_noise.is_finite() && opts.obs_noise >= 0.0) {
+        return bad("obs_noise", "must be a non-negative standard deviation");
     }
     Ok(())
 }
@@ -726,13 +822,17 @@ fn provenance(report: &RetrainReport, opts: &RetrainOptions) -> serde_json::Valu
             "frames": report.counts,
             "rounds": report.rounds,
         },
+        "doubt": report.doubt,
         "weighting": {
             "scheme": report.weighting,
             "class_mass": report.class_mass,
             "pre_intervention_window": opts.pre_intervention_window,
         },
         "training": {
-            "model": "mlp obs-256-relu-256-relu-act*chunk, normalisation in graph",
+            "model": format!("mlp obs-{h}-relu-{h}-relu-act*chunk, normalisation in graph", h = opts.hidden),
+            "normalize_obs": opts.normalize_obs,
+            "obs_noise": opts.obs_noise,
+            "action_kind": if opts.delta { "delta" } else { "absolute" },
             "optimizer": "adam",
             "lr": opts.lr,
             "batch": opts.batch,

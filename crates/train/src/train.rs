@@ -29,6 +29,12 @@ pub struct TrainConfig {
     pub patience: usize,
     pub lr: f64,
     pub hidden: usize,
+    /// Scale observations by their mean and spread (inside the exported graph); off feeds
+    /// them raw.
+    pub normalize_obs: bool,
+    /// Standard deviation of Gaussian noise added to each normalised training observation
+    /// (0 = none): a cheap guard against states just off the demonstrations.
+    pub obs_noise: f64,
     pub quiet: bool,
     pub device: Device,
 }
@@ -45,6 +51,8 @@ impl Default for TrainConfig {
             patience: 10,
             lr: 3e-4,
             hidden: 256,
+            normalize_obs: true,
+            obs_noise: 0.0,
             quiet: false,
             device: Device::Cpu,
         }
@@ -192,7 +200,18 @@ pub fn train(
             ),
         });
     }
-    let norm = Normalizer::fit(&trainable, ds.obs_dim, ds.act_dim);
+    let mut norm = Normalizer::fit(&trainable, ds.obs_dim, ds.act_dim);
+    if !cfg.normalize_obs {
+        let id = Normalizer::identity(ds.obs_dim, ds.act_dim);
+        norm.obs_mean = id.obs_mean;
+        norm.obs_std = id.obs_std;
+    }
+    if !(cfg.obs_noise.is_finite() && cfg.obs_noise >= 0.0) {
+        return Err(TrainError::InvalidOption {
+            name: "obs_noise",
+            message: format!("{} is not a standard deviation", cfg.obs_noise),
+        });
+    }
     let val_set = Tensors::build(&ds.subset(val_eps), cfg.weighting, &norm, ds.chunk, device);
 
     let bar = progress_bar(cfg, cfg.steps as u64 * cfg.ensemble as u64);
@@ -299,7 +318,10 @@ fn train_member(
             .map(|i| i as i64)
             .collect();
         let idx = Tensor::from_slice(&idx).to_device(device);
-        let x = set.x.index_select(0, &idx);
+        let mut x = set.x.index_select(0, &idx);
+        if cfg.obs_noise > 0.0 {
+            x = &x + x.randn_like() * cfg.obs_noise;
+        }
         let y = set.y.index_select(0, &idx);
         let loss = mlp.forward(&x).mse_loss(&y, tch::Reduction::Mean);
         opt.backward_step(&loss);

@@ -37,6 +37,15 @@
 //!   down to `max(e at takeover - recover_m, goal_reached_m)`, with the pose fine, for
 //!   `handback_ticks` in a row and after at least `min_intervention_ticks`.
 //!
+//! # Who gates ([`Gate`])
+//! - [`Gate::Human`] (HG-DAgger): it takes over on its own judgement, as above.
+//! - [`Gate::Robot`] (EnsembleDAgger / ThriftyDAgger): it takes over *only* when the robot asks
+//!   (the daemon rumbles the pad when the ensemble's doubt passes its threshold; the rig hands
+//!   that on with [`SimulatedHuman::hear_help`]), after the same reaction delay, and hands back
+//!   by the same rule. Its own judgement still runs, unacted on, to score the asking: an ask
+//!   it finds nothing wrong with when it reacts is a *false alarm*; a moment its judgement
+//!   says "I would take over now" with no ask within [`MISS_WINDOW_S`] is a *miss*.
+//!
 //! In both modes it holds the start button for `button_hold_ticks` at the beginning (when
 //! `press_start`), and holds the success button for `button_hold_ticks` once it sees the block
 //! lifted; it then lets go of everything and stops supervising.
@@ -61,6 +70,41 @@ use crate::error::WorldError;
 use crate::expert::{Expert, ExpertParams, Phase};
 use crate::world::{WorldParams, FEATURE_NAMES};
 
+/// Who decides when the human takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gate {
+    /// The human watches and takes over when it judges the robot is going wrong (HG-DAgger).
+    #[default]
+    Human,
+    /// The human takes over only when the robot asks for help.
+    Robot,
+}
+
+/// A need the robot does not ask about within this long counts as missed (seconds).
+pub const MISS_WINDOW_S: f64 = 1.0;
+
+/// How well the robot asked for help, as judged by the human it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AskStats {
+    /// Asks the human heard while the policy drove.
+    pub asks: u64,
+    /// Asks the human found nothing wrong with when it reacted.
+    pub false_alarms: u64,
+    /// Moments its own judgement said "take over now" while the policy drove.
+    pub needs: u64,
+    /// Needs with no ask within [`MISS_WINDOW_S`].
+    pub misses: u64,
+}
+
+impl AskStats {
+    pub fn add(&mut self, o: &AskStats) {
+        self.asks += o.asks;
+        self.false_alarms += o.false_alarms;
+        self.needs += o.needs;
+        self.misses += o.misses;
+    }
+}
+
 /// The simulated human's parameters; see the module docs for their meaning and defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HumanParams {
@@ -82,6 +126,7 @@ pub struct HumanParams {
     pub button_hold_ticks: u32,
     pub press_start: bool,
     pub seed: u64,
+    pub gate: Gate,
 }
 
 impl Default for HumanParams {
@@ -105,6 +150,7 @@ impl Default for HumanParams {
             button_hold_ticks: 3,
             press_start: true,
             seed: 0,
+            gate: Gate::Human,
         }
     }
 }
@@ -143,6 +189,8 @@ enum Reason {
     Stray,
     Stall,
     Pose,
+    /// The robot asked for help.
+    Asked,
 }
 
 /// The simulated human. See the module docs.
@@ -180,6 +228,13 @@ pub struct SimulatedHuman {
     takeovers: u32,
     handbacks: u32,
     ticks_intervened: u64,
+    /// Robot gate: the tick an ask was heard, not yet acted on.
+    ask_heard: Option<u64>,
+    /// Robot gate: the tick its own judgement began saying "take over", not yet asked about.
+    need_since: Option<u64>,
+    /// Its own judgement said "take over" on the last tick.
+    judging_bad: bool,
+    ask_stats: AskStats,
 }
 
 impl SimulatedHuman {
@@ -256,6 +311,10 @@ impl SimulatedHuman {
             takeovers: 0,
             handbacks: 0,
             ticks_intervened: 0,
+            ask_heard: None,
+            need_since: None,
+            judging_bad: false,
+            ask_stats: AskStats::default(),
         })
     }
 
@@ -278,6 +337,27 @@ impl SimulatedHuman {
         self.takeovers = 0;
         self.handbacks = 0;
         self.ticks_intervened = 0;
+        self.ask_heard = None;
+        self.need_since = None;
+        self.judging_bad = false;
+    }
+
+    /// The robot asked for help (the pad rumbled). Heard only while the policy drives and the
+    /// human is not already driving; acted on after the reaction delay (robot gate only).
+    pub fn hear_help(&mut self) {
+        if self.params.gate == Gate::Robot
+            && !self.intervening
+            && !self.done
+            && self.ask_heard.is_none()
+        {
+            self.ask_heard = Some(self.tick);
+            self.ask_stats.asks += 1;
+        }
+    }
+
+    /// Asks, false alarms, needs and misses since the human was made (all episodes).
+    pub fn ask_stats(&self) -> AskStats {
+        self.ask_stats
     }
 
     pub fn params(&self) -> &HumanParams {
@@ -423,7 +503,7 @@ impl SimulatedHuman {
         }
 
         if !self.intervening {
-            let reason = if pose_bad {
+            let judged = if pose_bad {
                 Some(Reason::Pose)
             } else if e > self.best + p.stray_threshold_m {
                 Some(Reason::Stray)
@@ -431,6 +511,10 @@ impl SimulatedHuman {
                 Some(Reason::Stall)
             } else {
                 None
+            };
+            let reason = match p.gate {
+                Gate::Human => judged,
+                Gate::Robot => self.gate_on_asks(judged.is_some()),
             };
             if let Some(reason) = reason {
                 self.intervening = true;
@@ -463,6 +547,35 @@ impl SimulatedHuman {
             }
         }
         Ok(())
+    }
+
+    /// Robot gate: scores its own judgement (`bad`) against the asks, and takes over once the
+    /// reaction delay has passed since an ask.
+    fn gate_on_asks(&mut self, bad: bool) -> Option<Reason> {
+        let window = (MISS_WINDOW_S / self.dt).ceil() as u64;
+        if bad && !self.judging_bad && self.need_since.is_none() {
+            self.need_since = Some(self.tick);
+            self.ask_stats.needs += 1;
+        }
+        self.judging_bad = bad;
+        if let Some(since) = self.need_since {
+            let asked_since = self.ask_heard.is_some_and(|a| a + window >= since);
+            if asked_since {
+                self.need_since = None;
+            } else if self.tick >= since + window {
+                self.ask_stats.misses += 1;
+                self.need_since = None;
+            }
+        }
+        let heard = self.ask_heard?;
+        if self.tick < heard + self.params.reaction_delay_ticks as u64 {
+            return None;
+        }
+        self.ask_heard = None;
+        if !bad && self.need_since.is_none() {
+            self.ask_stats.false_alarms += 1;
+        }
+        Some(Reason::Asked)
     }
 
     /// Deflections that move the arm along the expert's target.

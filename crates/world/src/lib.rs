@@ -24,6 +24,6 @@ pub mod world;
 pub use arm::{ArmModel, JointIndex, TipPose, ARM_JOINTS, FINGER_M, PITCH_DOWN};
 pub use error::{IkError, WorldError};
 pub use expert::{Expert, ExpertParams, Phase, Plan};
-pub use human::{HumanCommand, HumanParams, SimulatedHuman};
+pub use human::{AskStats, Gate, HumanCommand, HumanParams, SimulatedHuman, MISS_WINDOW_S};
 pub use sim_loop::{DeadzoneStyle, FirstOrderServos, TeleopIntegrator};
-pub use world::{StepEvents, World, WorldParams, WorldSensor, FEATURE_NAMES};
+pub use world::{EpisodeTrace, StepEvents, World, WorldParams, WorldSensor, FEATURE_NAMES};

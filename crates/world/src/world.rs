@@ -106,6 +106,22 @@ pub struct World {
     ticks: u64,
     success: bool,
     tip: Option<TipPose>,
+    /// The open jaws have surrounded the block at least once this episode.
+    reached: bool,
+    /// The block has been grasped at least once this episode.
+    ever_grasped: bool,
+}
+
+/// What happened in an episode, for telling *why* it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EpisodeTrace {
+    /// The jaws were around the block (within the grasp tolerances) at least once.
+    pub reached: bool,
+    /// The block was grasped at least once.
+    pub grasped: bool,
+    /// The block is held now.
+    pub holding: bool,
+    pub success: bool,
 }
 
 impl World {
@@ -155,6 +171,8 @@ impl World {
             ticks: 0,
             success: false,
             tip: None,
+            reached: false,
+            ever_grasped: false,
         };
         w.reset(cfg.sim.seed);
         Ok(w)
@@ -177,6 +195,8 @@ impl World {
         self.ticks = 0;
         self.success = false;
         self.tip = None;
+        self.reached = false;
+        self.ever_grasped = false;
         debug!(episode_seed, block = ?self.block, "world reset");
     }
 
@@ -213,8 +233,10 @@ impl World {
             let around = dx.hypot(dy) <= p.grasp_tolerance_xy_m
                 && (tip.pos[2] - self.block[2]).abs() <= p.grasp_tolerance_z_m;
             let closed_on = opening <= self.contact + p.grasp_margin_rad;
+            self.reached |= around;
             if around && self.armed && closed_on {
                 self.grasped = true;
+                self.ever_grasped = true;
                 self.offset = std::array::from_fn(|k| self.block[k] - tip.pos[k]);
                 ev.grasped = true;
                 debug!(tick = self.ticks, block = ?self.block, "block grasped");
@@ -258,6 +280,16 @@ impl World {
     /// The block lifted far enough within the time limit (latched).
     pub fn success(&self) -> bool {
         self.success
+    }
+
+    /// The episode so far: reached, grasped, holding, succeeded.
+    pub fn trace(&self) -> EpisodeTrace {
+        EpisodeTrace {
+            reached: self.reached,
+            grasped: self.ever_grasped,
+            holding: self.grasped,
+            success: self.success,
+        }
     }
 
     /// Seconds since the last reset.
