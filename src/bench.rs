@@ -14,6 +14,7 @@ use intervened_dxl::{bench_bus, Arm};
 use intervened_robot::{Calibration, RobotConfig};
 
 use crate::dagger::{self, DaggerPlan};
+use crate::recipes;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -73,16 +74,96 @@ enum What {
     Dagger {
         #[arg(long, default_value = "robot-configs/sim-koch.toml")]
         config: PathBuf,
-        /// A short version (one round, few episodes, one seed): the README's first command.
+        /// A short version (one seed, one round, 20 rollouts per point, no robot-gated arm):
+        /// the README's first command.
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "bench-out/dagger")]
         out: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        seeds: u64,
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
+        /// Seeds [default: 3; quick 1].
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// DAgger rounds [default: 3; quick 1].
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Demonstrations BC starts from [default: 10].
+        #[arg(long)]
+        demos: Option<u64>,
+        /// Supervised policy episodes per round [default: 20; quick 10].
+        #[arg(long)]
+        episodes: Option<u64>,
+        /// Held-out evaluation rollouts per point [default: 50; quick 20].
+        #[arg(long)]
+        eval: Option<u64>,
+        /// Ensemble members of the robot-gated arm; 0 leaves it out [default: 5; quick 0].
+        #[arg(long)]
+        gated_ensemble: Option<usize>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
     },
+    /// Compares training recipes (action representation, chunk, normalisation, training
+    /// length, early stopping, width, observation noise) on the same demonstrations.
+    Recipes {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "bench-out/recipes")]
+        out: PathBuf,
+        /// Also write the table to this markdown file (docs/recipes.md is generated so).
+        #[arg(long)]
+        doc: Option<PathBuf>,
+        /// Data seeds [default: 3; quick 1].
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// Demonstration counts to train on (repeatable) [default: 10 and 50; quick 10].
+        #[arg(long)]
+        demos: Vec<u64>,
+        /// Held-out rollouts per recipe, seed and data size [default: 50; quick 20].
+        #[arg(long)]
+        eval: Option<u64>,
+        /// Four recipes, one seed, 10 demonstrations.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// The training recipe of `bench dagger` (defaults: `retrain`'s).
+#[derive(Args, Debug, Clone)]
+pub struct RecipeArgs {
+    /// Action chunk length [default: retrain's].
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// absolute or delta [default: retrain's].
+    #[arg(long, value_enum)]
+    action: Option<crate::commands::ActionArg>,
+    /// Upper bound on optimiser steps per member [default: retrain's].
+    #[arg(long)]
+    max_steps: Option<usize>,
+}
+
+impl RecipeArgs {
+    fn options(&self) -> Result<intervened_train::RetrainOptions> {
+        let mut o = intervened_train::RetrainOptions::new("", "");
+        if let Some(k) = self.chunk {
+            anyhow::ensure!(k >= 1, "--chunk must be at least 1");
+            o.chunk = k;
+        }
+        if let Some(a) = self.action {
+            o.delta = a == crate::commands::ActionArg::Delta;
+        }
+        if self.max_steps.is_some() {
+            o.max_steps = self.max_steps;
+        }
+        Ok(o)
+    }
+}
+
+/// `absolute, chunk 20` and so on.
+pub fn recipe_name(o: &intervened_train::RetrainOptions) -> String {
+    format!(
+        "{} goals, chunk {}",
+        if o.delta { "delta" } else { "absolute" },
+        o.chunk
+    )
 }
 
 /// The machine, for every printed number.
@@ -254,29 +335,46 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             out,
             seeds,
             rounds,
+            demos,
+            episodes,
+            eval,
+            gated_ensemble,
+            recipe,
         } => {
             let cfg = RobotConfig::load(&config)?;
+            let train = recipe.options()?;
             let plan = if quick {
                 DaggerPlan {
-                    demos: 10,
-                    rounds: 1,
-                    dagger_episodes: 10,
-                    eval: 10,
-                    seeds: vec![0],
-                    max_steps: 1500,
+                    demos: demos.unwrap_or(10),
+                    rounds: rounds.unwrap_or(1),
+                    dagger_episodes: episodes.unwrap_or(10),
+                    eval: eval.unwrap_or(20),
+                    seeds: (0..seeds.unwrap_or(1)).collect(),
+                    train,
+                    gated_ensemble: gated_ensemble.unwrap_or(0),
                     out,
                 }
             } else {
                 DaggerPlan {
-                    demos: 50,
-                    rounds,
-                    dagger_episodes: 20,
-                    eval: 20,
-                    seeds: (0..seeds).collect(),
-                    max_steps: 4000,
+                    demos: demos.unwrap_or(10),
+                    rounds: rounds.unwrap_or(3),
+                    dagger_episodes: episodes.unwrap_or(20),
+                    eval: eval.unwrap_or(50),
+                    seeds: (0..seeds.unwrap_or(3)).collect(),
+                    train,
+                    gated_ensemble: gated_ensemble.unwrap_or(5),
                     out,
                 }
             };
+            println!(
+                "plan: {} seed(s); {} demonstrations; {} round(s) of {} supervised episodes; {} held-out rollouts per point; recipe: {}",
+                plan.seeds.len(),
+                plan.demos,
+                plan.rounds,
+                plan.dagger_episodes,
+                plan.eval,
+                recipe_name(&plan.train)
+            );
             let t0 = std::time::Instant::now();
             let mut results = Vec::new();
             let progress = dagger::Progress::new(&plan);
@@ -284,18 +382,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 results.push(dagger::run_seed(&cfg, &plan, *s, &progress)?);
             }
             progress.finish();
-            println!("\n| arm | round | success (mean ± sd over {} seed(s)) | expert-labelled frames | intervention rate | mean autonomous run (frames) |", plan.seeds.len());
-            println!("|---|---|---|---|---|---|");
-            for (arm, round, m, sd, frames, rate, run) in dagger::table(&results) {
-                println!(
-                    "| {arm} | {round} | {:.0}% ± {:.0}% | {frames:.0} | {} | {} |",
-                    m * 100.0,
-                    sd * 100.0,
-                    rate.map(|r| format!("{r:.2}"))
-                        .unwrap_or_else(|| "-".into()),
-                    run.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into())
-                );
-            }
+            let wall = t0.elapsed().as_secs_f64();
+            let tables = dagger::report(&results, &plan);
+            println!("\n{tables}");
             std::fs::create_dir_all(&plan.out)?;
             let svg = plan.out.join("dagger.svg");
             dagger::plot(&results, &svg)?;
@@ -303,10 +392,17 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 plan.out.join("results.json"),
                 serde_json::to_string_pretty(&results)?,
             )?;
+            std::fs::write(
+                plan.out.join("results.md"),
+                format!(
+                    "machine: {}\n\n{tables}\nwall-clock: {wall:.1} s\n",
+                    machine()
+                ),
+            )?;
             println!(
-                "\nwall-clock: {:.1} s; plot {}; raw results {}",
-                t0.elapsed().as_secs_f64(),
+                "wall-clock: {wall:.1} s; plot {}; tables {}; raw results {}",
                 svg.display(),
+                plan.out.join("results.md").display(),
                 plan.out.join("results.json").display()
             );
             println!(
@@ -314,6 +410,47 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 plan.out.display(),
                 plan.out.display()
             );
+        }
+        What::Recipes {
+            config,
+            out,
+            doc,
+            seeds,
+            demos,
+            eval,
+            quick,
+        } => {
+            let cfg = RobotConfig::load(&config)?;
+            let plan = recipes::Plan {
+                seeds: (0..seeds.unwrap_or(if quick { 1 } else { 3 })).collect(),
+                demos: if demos.is_empty() {
+                    if quick {
+                        vec![10]
+                    } else {
+                        vec![10, 50]
+                    }
+                } else {
+                    demos
+                },
+                eval: eval.unwrap_or(if quick { 20 } else { 50 }),
+                recipes: if quick {
+                    recipes::quick_recipes()
+                } else {
+                    recipes::recipes()
+                },
+                out,
+            };
+            let t0 = std::time::Instant::now();
+            let rows = recipes::run(&cfg, &plan)?;
+            let md = recipes::markdown(&rows, &plan, &machine(), t0.elapsed().as_secs_f64());
+            println!("\n{md}");
+            if let Some(doc) = doc {
+                if let Some(dir) = doc.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&doc, &md).with_context(|| format!("writing {}", doc.display()))?;
+                println!("written to {}", doc.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

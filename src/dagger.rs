@@ -1,14 +1,21 @@
-//! `intervened bench dagger`: the weekend experiment through the real daemon path.
+//! `intervened bench dagger`: the experiment, through the real daemon path.
 //!
 //! Every episode runs the daemon in lockstep on the simulated robot: the servo emulator on a
 //! pty, the virtual gamepad driven by the simulated human, the MCAP recorder, and the retrain
-//! job on what was recorded. Per seed:
-//! 1. BC: the simulated human records `demos` demonstrations; train; evaluate on `eval` fresh
-//!    rollouts with nobody at the gamepad.
-//! 2. DAgger rounds: `dagger_episodes` policy episodes with the simulated human supervising
-//!    (taking over when the arm strays or stalls); retrain on the aggregate; evaluate.
-//! 3. Baseline at equal label budget: behaviour cloning on extra demonstrations until it has as
-//!    many expert-labelled frames as BC plus DAgger used; evaluate.
+//! job on what was recorded. Per seed, four arms:
+//! 1. **BC**: the simulated human records `demos` demonstrations; train; evaluate.
+//! 2. **HG-DAgger**: per round, `dagger_episodes` policy episodes with the simulated human
+//!    supervising (taking over when it judges the arm strays or stalls); retrain on the
+//!    aggregate; evaluate.
+//! 3. **BC, more demonstrations**: behaviour cloning on extra demonstrations until it has as
+//!    many expert-labelled frames as HG-DAgger had after each round; train; evaluate. This is
+//!    BC's label-efficiency curve, point for point beside HG-DAgger's.
+//! 4. **Robot-gated** (EnsembleDAgger / ThriftyDAgger): an ensemble runs the episodes; the
+//!    daemon rumbles when its doubt passes the threshold calibrated on held-out frames; the
+//!    simulated human takes over only then.
+//!
+//! Every evaluation of a seed runs the same held-out blocks (a world seed no training episode
+//! uses), with nobody at the gamepad, and records why each failed rollout failed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,10 +24,18 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use intervened_daemon::recording::EpisodeOutcome;
 use intervened_daemon::runtime::{self, RunOptions};
-use intervened_episodes::{session_dir, summarize_session};
+use intervened_episodes::{session_dir, summarize_session, FailureCounts};
 use intervened_robot::RobotConfig;
-use intervened_train::{registry, RetrainOptions};
+use intervened_train::{registry, DoubtCalibration, RetrainOptions};
+use intervened_world::{AskStats, Gate};
 use serde::Serialize;
+
+/// World seeds of evaluation rollouts start here; training episodes use `seed * 1000 + n`
+/// with n < 1000, so no evaluation block was ever seen in training.
+pub const EVAL_SEED_BASE: u64 = 1_000_000;
+
+/// The success rate the label-efficiency comparison asks about.
+pub const TARGET_SUCCESS: f64 = 0.8;
 
 #[derive(Debug, Clone)]
 pub struct DaggerPlan {
@@ -29,16 +44,47 @@ pub struct DaggerPlan {
     pub dagger_episodes: u64,
     pub eval: u64,
     pub seeds: Vec<u64>,
-    pub max_steps: usize,
+    /// The training recipe (data and registry are set per arm).
+    pub train: RetrainOptions,
+    /// Ensemble members for the robot-gated arm; 0 leaves the arm out.
+    pub gated_ensemble: usize,
     pub out: PathBuf,
+}
+
+impl DaggerPlan {
+    fn phases_per_seed(&self) -> u64 {
+        let r = self.rounds as u64;
+        let gated = if self.gated_ensemble > 0 {
+            2 + 3 * r
+        } else {
+            0
+        };
+        3 + 3 * r + 3 * r + gated
+    }
+}
+
+/// What one evaluation found.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Eval {
+    pub successes: u64,
+    pub episodes: u64,
+    /// Why the failed rollouts failed.
+    pub failures: FailureCounts,
+    pub wall_s: f64,
+}
+
+impl Eval {
+    pub fn rate(&self) -> f64 {
+        self.successes as f64 / self.episodes.max(1) as f64
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
-    /// "bc", "dagger-1", ..., or "bc-equal-budget".
+    /// "bc", "hg-dagger", "bc-more-demos" or "robot-gated".
     pub arm: String,
     pub round: usize,
-    pub success_rate: f64,
+    pub eval: Eval,
     /// Expert-labelled frames in the training set (demo + intervention frames).
     pub expert_frames: u64,
     /// Expert-labelled frames this round added.
@@ -47,6 +93,10 @@ pub struct Point {
     pub intervention_rate: Option<f64>,
     /// Mean length of the policy's runs between takeovers, in frames.
     pub mean_autonomous_run: Option<f64>,
+    /// Robot-gated rounds: how well the robot asked for help.
+    pub asks: Option<AskStats>,
+    /// The doubt threshold the robot asked at (robot-gated rounds).
+    pub doubt_threshold: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,45 +106,38 @@ pub struct SeedResult {
     pub wall_s: f64,
 }
 
-/// The experiment's progress: one bar over every phase (record, train, evaluate) of every
-/// seed, and one line per finished step. The bar draws only on a terminal; the lines always
-/// print (stderr), so logs and CI show the same story.
+/// The experiment's progress: one bar over every phase of every seed, and one line per
+/// finished step. The bar draws only on a terminal; the lines always print (stderr), so logs
+/// and CI show the same story.
 pub struct Progress {
     bar: ProgressBar,
-    phase_t0: std::cell::Cell<Instant>,
 }
 
 impl Progress {
-    /// Phases per seed: demos, train, evaluate; then supervise, retrain, evaluate per round;
-    /// then baseline demos, train, evaluate.
     pub fn new(plan: &DaggerPlan) -> Self {
-        let per_seed = 3 + 3 * plan.rounds as u64 + 3;
-        let bar = ProgressBar::with_draw_target(
-            Some(per_seed * plan.seeds.len() as u64),
-            ProgressDrawTarget::stderr(),
-        );
+        Self::with_len(plan.phases_per_seed() * plan.seeds.len() as u64)
+    }
+
+    pub fn with_len(len: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
         if let Ok(style) =
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
         {
             bar.set_style(style);
         }
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        Self {
-            bar,
-            phase_t0: std::cell::Cell::new(Instant::now()),
-        }
+        Self { bar }
     }
 
-    fn phase(&self, msg: String) {
-        self.phase_t0.set(Instant::now());
+    pub fn phase(&self, msg: String) {
         self.bar.set_message(msg);
     }
 
-    fn step(&self) {
+    pub fn step(&self) {
         self.bar.inc(1);
     }
 
-    fn line(&self, line: String) {
+    pub fn line(&self, line: String) {
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
@@ -103,67 +146,58 @@ impl Progress {
     }
 }
 
-struct Ctx<'a> {
-    cfg: &'a RobotConfig,
-    root: PathBuf,
-    data: PathBuf,
-    registry: PathBuf,
-    plan: &'a DaggerPlan,
-    seed: u64,
+/// Statistics of the episodes one recording run produced.
+#[derive(Debug, Clone, Default)]
+pub struct RunStats {
+    pub successes: u64,
+    pub episodes: u64,
+    pub expert_frames: u64,
+    pub frames: u64,
+    pub intervention_steps: u64,
+    pub runs: Vec<u64>,
+    pub asks: Option<AskStats>,
 }
 
-/// Statistics of the episodes one run recorded.
-struct RunStats {
-    successes: u64,
-    episodes: u64,
-    expert_frames: u64,
-    frames: u64,
-    intervention_steps: u64,
-    runs: Vec<u64>,
+/// One lockstep session on the simulated robot, recorded under `data`.
+pub struct Session<'a> {
+    pub cfg: &'a RobotConfig,
+    pub data: &'a Path,
+    /// The registry whose `current` policy runs (ignored for demonstrations).
+    pub registry: &'a Path,
+    pub episodes: u64,
+    pub demo: bool,
+    pub human: Option<Gate>,
+    pub world_seed: u64,
+    /// Ask for help above this doubt (robot-gated sessions).
+    pub doubt_threshold: Option<f64>,
 }
 
-impl Ctx<'_> {
-    fn run(
-        &self,
-        data: &Path,
-        episodes: u64,
-        demo: bool,
-        human: bool,
-        world_seed: u64,
-    ) -> Result<RunStats> {
-        self.run_with(data, &self.registry, episodes, demo, human, world_seed)
-    }
-
-    /// One lockstep session. Policy sessions must run the registry's current version: the
-    /// daemon refuses to start without a policy, and this checks it ran the right one.
-    fn run_with(
-        &self,
-        data: &Path,
-        registry: &Path,
-        episodes: u64,
-        demo: bool,
-        human: bool,
-        world_seed: u64,
-    ) -> Result<RunStats> {
+impl Session<'_> {
+    /// Runs it. Policy sessions must run the registry's current version: the daemon refuses
+    /// to start without a policy, and this checks it ran the right one.
+    pub fn run(&self) -> Result<(RunStats, Eval)> {
+        let t0 = Instant::now();
         let mut cfg = self.cfg.clone();
-        cfg.policy.registry = registry.to_path_buf();
+        cfg.policy.registry = self.registry.to_path_buf();
+        cfg.policy.doubt_threshold = self.doubt_threshold;
         cfg.teleop.require_gamepad = false;
         let human_params = intervened_world::HumanParams {
-            seed: world_seed,
+            seed: self.world_seed,
+            gate: self.human.unwrap_or_default(),
             ..Default::default()
         };
         let opts = RunOptions {
-            data: Some(data.to_path_buf()),
-            episodes: Some(episodes),
-            demo,
-            sim_human: human,
+            data: Some(self.data.to_path_buf()),
+            episodes: Some(self.episodes),
+            demo: self.demo,
+            sim_human: self.human.is_some(),
             human: human_params,
-            seed: Some(world_seed),
+            seed: Some(self.world_seed),
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
-        if !demo {
-            check_version(registry, r.policy_version.as_deref())?;
+        if !self.demo {
+            check_version(self.registry, r.policy_version.as_deref())?;
         }
         let successes = r
             .loop_report
@@ -174,61 +208,78 @@ impl Ctx<'_> {
         let mut st = RunStats {
             successes,
             episodes: r.loop_report.episodes.len() as u64,
-            expert_frames: 0,
-            frames: 0,
-            intervention_steps: 0,
-            runs: Vec::new(),
+            asks: (self.human == Some(Gate::Robot))
+                .then_some(r.asks)
+                .flatten(),
+            ..RunStats::default()
         };
-        if let Some(id) = &r.session_id {
-            let s = summarize_session(&session_dir(data, id))
-                .with_context(|| format!("reading session {id}"))?;
-            for m in &s.episodes {
-                st.frames += m.frames;
-                st.intervention_steps += m.intervention_steps;
-                if m.demo {
-                    st.expert_frames += m.frames;
-                } else {
-                    st.expert_frames += m.intervention_steps;
-                    st.runs.extend(m.autonomous_runs.iter().copied());
-                }
+        let mut ev = Eval {
+            successes,
+            episodes: st.episodes,
+            ..Eval::default()
+        };
+        let id = r
+            .session_id
+            .as_ref()
+            .context("the run recorded no session")?;
+        let s = summarize_session(&session_dir(self.data, id))
+            .with_context(|| format!("reading session {id}"))?;
+        ev.failures = s.counts.failures;
+        for m in &s.episodes {
+            st.frames += m.frames;
+            st.intervention_steps += m.intervention_steps;
+            if m.demo {
+                st.expert_frames += m.frames;
+            } else {
+                st.expert_frames += m.intervention_steps;
+                st.runs.extend(m.autonomous_runs.iter().copied());
             }
         }
-        Ok(st)
+        ev.wall_s = t0.elapsed().as_secs_f64();
+        Ok((st, ev))
     }
+}
 
-    /// Trains and publishes; returns the published version.
-    fn retrain(&self, data: &Path, registry: &Path) -> Result<String> {
-        let mut o = RetrainOptions::new(data, registry);
-        o.robot = Some(self.cfg.clone());
-        o.seed = self.seed;
-        o.max_steps = Some(self.plan.max_steps);
-        o.quiet = true;
-        let r = intervened_train::retrain(&o)
-            .with_context(|| format!("retraining on {}", data.display()))?;
-        Ok(r.version)
+/// Evaluates the registry's current policy on `episodes` held-out rollouts with nobody at the
+/// pad (world seed `EVAL_SEED_BASE + seed`), recorded under `data`.
+pub fn evaluate(
+    cfg: &RobotConfig,
+    registry: &Path,
+    data: &Path,
+    episodes: u64,
+    seed: u64,
+) -> Result<Eval> {
+    let (_, ev) = Session {
+        cfg,
+        data,
+        registry,
+        episodes,
+        demo: false,
+        human: None,
+        world_seed: EVAL_SEED_BASE + seed,
+        doubt_threshold: None,
     }
+    .run()?;
+    Ok(ev)
+}
 
-    fn evaluate(&self, registry: &Path, tag: &str, round: usize) -> Result<f64> {
-        let mut cfg = self.cfg.clone();
-        cfg.policy.registry = registry.to_path_buf();
-        cfg.teleop.require_gamepad = false;
-        let opts = RunOptions {
-            data: Some(self.root.join("eval").join(tag)),
-            episodes: Some(self.plan.eval),
-            // Fresh block positions, the same for every arm of the same seed and round.
-            seed: Some(self.seed * 1000 + 500 + round as u64),
-            ..RunOptions::default()
-        };
-        let r = runtime::run(cfg, opts)?;
-        check_version(registry, r.policy_version.as_deref())?;
-        let ok = r
-            .loop_report
-            .episodes
-            .iter()
-            .filter(|o| **o == EpisodeOutcome::Success)
-            .count();
-        Ok(ok as f64 / self.plan.eval.max(1) as f64)
-    }
+/// Trains on `data` with the recipe and publishes to `registry`.
+pub fn train(
+    recipe: &RetrainOptions,
+    cfg: &RobotConfig,
+    data: &Path,
+    registry: &Path,
+    seed: u64,
+) -> Result<(String, Option<DoubtCalibration>)> {
+    let mut o = recipe.clone();
+    o.data = data.to_path_buf();
+    o.registry = registry.to_path_buf();
+    o.robot = Some(cfg.clone());
+    o.seed = seed;
+    o.quiet = true;
+    let r = intervened_train::retrain(&o)
+        .with_context(|| format!("retraining on {}", data.display()))?;
+    Ok((r.version, r.doubt))
 }
 
 /// The rollouts must have run the version the last retrain published, or every number after
@@ -250,6 +301,54 @@ fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
 }
 
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+struct Ctx<'a> {
+    cfg: &'a RobotConfig,
+    root: PathBuf,
+    plan: &'a DaggerPlan,
+    seed: u64,
+    progress: &'a Progress,
+}
+
+impl Ctx<'_> {
+    fn eval(&self, registry: &Path, tag: &str) -> Result<Eval> {
+        evaluate(
+            self.cfg,
+            registry,
+            &self.root.join("eval").join(tag),
+            self.plan.eval,
+            self.seed,
+        )
+    }
+
+    fn train(
+        &self,
+        data: &Path,
+        registry: &Path,
+        ensemble: usize,
+    ) -> Result<(String, Option<DoubtCalibration>)> {
+        let mut recipe = self.plan.train.clone();
+        recipe.ensemble = ensemble;
+        train(&recipe, self.cfg, data, registry, self.seed)
+    }
+
+    fn say(&self, arm: &str, round: usize, v: &str, ev: &Eval, extra: String) {
+        let (lo, hi) = wilson(ev.successes, ev.episodes);
+        self.progress.line(format!(
+            "seed {} · {arm} {round}: {v}{extra}; {} held-out rollouts: {} success (95% CI {}–{}); failures: {}",
+            self.seed,
+            ev.episodes,
+            pct(ev.rate()),
+            pct(lo),
+            pct(hi),
+            ev.failures
+        ));
+    }
+}
+
 pub fn run_seed(
     cfg: &RobotConfig,
     plan: &DaggerPlan,
@@ -267,141 +366,263 @@ pub fn run_seed(
     }
     let ctx = Ctx {
         cfg,
-        data: root.join("data"),
-        registry: root.join("policies"),
         root: root.clone(),
         plan,
         seed,
+        progress,
     };
+    let data = root.join("data");
+    let reg = root.join("policies");
     let mut points = Vec::new();
+
     // 1. Demonstrations and behaviour cloning.
-    let pct = |x: f64| format!("{:.0}%", x * 100.0);
     progress.phase(format!(
         "seed {seed}: the simulated human records {} demonstrations",
         plan.demos
     ));
-    let demos = ctx.run(&ctx.data, plan.demos, true, true, seed * 1000)?;
+    let (demos, _) = Session {
+        cfg,
+        data: &data,
+        registry: &reg,
+        episodes: plan.demos,
+        demo: true,
+        human: Some(Gate::Human),
+        world_seed: seed * 1000,
+        doubt_threshold: None,
+    }
+    .run()?;
+    let demo_session = first_session(&data).context("the demonstrations recorded no session")?;
     progress.step();
     progress.line(format!(
         "seed {seed} · demonstrations: {} recorded, {} succeeded, {} frames",
         demos.episodes, demos.successes, demos.expert_frames
     ));
     progress.phase(format!("seed {seed}: training behaviour cloning"));
-    let v = ctx.retrain(&ctx.data, &ctx.registry)?;
+    let (v, _) = ctx.train(&data, &reg, 1)?;
     progress.step();
-    progress.phase(format!(
-        "seed {seed}: evaluating BC ({v}) on {} rollouts",
-        plan.eval
-    ));
-    let sr = ctx.evaluate(&ctx.registry, "bc", 0)?;
+    progress.phase(format!("seed {seed}: evaluating BC ({v})"));
+    let ev = ctx.eval(&reg, "bc")?;
     progress.step();
-    progress.line(format!(
-        "seed {seed} · BC: trained {v}; {} rollouts with nobody at the pad: {} success",
-        plan.eval,
-        pct(sr)
-    ));
+    ctx.say("BC", 0, &v, &ev, String::new());
     let mut expert = demos.expert_frames;
     points.push(Point {
         arm: "bc".into(),
         round: 0,
-        success_rate: sr,
+        eval: ev,
         expert_frames: expert,
         frames_added: expert,
         intervention_rate: None,
         mean_autonomous_run: None,
+        asks: None,
+        doubt_threshold: None,
     });
-    // 2. DAgger rounds with the simulated human supervising.
+
+    // 2. HG-DAgger rounds with the simulated human supervising.
+    let mut budgets = Vec::new();
     for round in 1..=plan.rounds {
         progress.phase(format!(
             "seed {seed}, round {round}: {} policy episodes, the simulated human supervising",
             plan.dagger_episodes
         ));
-        let st = ctx.run(
-            &ctx.data,
-            plan.dagger_episodes,
-            false,
-            true,
-            seed * 1000 + round as u64,
-        )?;
+        let (st, _) = Session {
+            cfg,
+            data: &data,
+            registry: &reg,
+            episodes: plan.dagger_episodes,
+            demo: false,
+            human: Some(Gate::Human),
+            world_seed: seed * 1000 + round as u64,
+            doubt_threshold: None,
+        }
+        .run()?;
         progress.step();
         expert += st.expert_frames;
+        budgets.push(expert);
         progress.phase(format!(
             "seed {seed}, round {round}: retraining on every session"
         ));
-        let v = ctx.retrain(&ctx.data, &ctx.registry)?;
+        let (v, _) = ctx.train(&data, &reg, 1)?;
         progress.step();
-        progress.phase(format!(
-            "seed {seed}, round {round}: evaluating {v} on {} rollouts",
-            plan.eval
-        ));
-        let sr = ctx.evaluate(&ctx.registry, &format!("dagger-{round}"), round)?;
+        progress.phase(format!("seed {seed}, round {round}: evaluating {v}"));
+        let ev = ctx.eval(&reg, &format!("hg-dagger-{round}"))?;
         progress.step();
         let rate = (st.frames > 0).then(|| st.intervention_steps as f64 / st.frames as f64);
-        progress.line(format!(
-            "seed {seed} · HG-DAgger round {round}: {} supervised episodes, {} intervention frames (rate {:.2}); retrained {v}; {} rollouts: {} success",
-            st.episodes,
-            st.expert_frames,
-            rate.unwrap_or(0.0),
-            plan.eval,
-            pct(sr)
-        ));
-        points.push(Point {
-            arm: "dagger".into(),
+        ctx.say(
+            "HG-DAgger round",
             round,
-            success_rate: sr,
+            &v,
+            &ev,
+            format!(
+                " after {} supervised episodes, {} intervention frames (rate {:.2})",
+                st.episodes,
+                st.expert_frames,
+                rate.unwrap_or(0.0)
+            ),
+        );
+        points.push(Point {
+            arm: "hg-dagger".into(),
+            round,
+            eval: ev,
             expert_frames: expert,
             frames_added: st.expert_frames,
             intervention_rate: rate,
             mean_autonomous_run: mean(&st.runs),
+            asks: None,
+            doubt_threshold: None,
         });
     }
-    // 3. Behaviour cloning with as many expert frames from extra demonstrations.
-    let base_data = root.join("baseline-data");
-    let base_reg = root.join("baseline-policies");
-    copy_dir(
-        &ctx.data.join("sessions"),
-        &base_data.join("sessions"),
-        |name| {
-            // Only the demonstration session (the first one recorded).
-            name == first_session(&ctx.data).as_deref().unwrap_or("")
-        },
-    )?;
-    progress.phase(format!(
-        "seed {seed}: extra demonstrations for BC at an equal label budget ({expert} frames)"
-    ));
+
+    // 3. Behaviour cloning with as many expert frames, from extra demonstrations.
+    let base_data = root.join("bc-more-demos-data");
+    let base_reg = root.join("bc-more-demos-policies");
+    copy_session(&data, &base_data, &demo_session)?;
+    let per_demo = (demos.expert_frames / demos.episodes.max(1)).max(1);
     let mut base_expert = demos.expert_frames;
     let mut batch = 0u64;
-    while base_expert < expert && batch < 50 {
-        let per_demo = (demos.expert_frames / demos.episodes.max(1)).max(1);
-        let need = ((expert - base_expert) / per_demo + 1).min(plan.demos.max(5));
-        let st = ctx.run(&base_data, need, true, true, seed * 1000 + 900 + batch)?;
-        base_expert += st.expert_frames;
-        batch += 1;
+    for (i, &budget) in budgets.iter().enumerate() {
+        let round = i + 1;
+        progress.phase(format!(
+            "seed {seed}: extra demonstrations for BC at {budget} expert frames"
+        ));
+        while base_expert < budget && batch < 100 {
+            let need = (budget - base_expert).div_ceil(per_demo).clamp(1, 50);
+            let (st, _) = Session {
+                cfg,
+                data: &base_data,
+                registry: &base_reg,
+                episodes: need,
+                demo: true,
+                human: Some(Gate::Human),
+                world_seed: seed * 1000 + 900 + batch,
+                doubt_threshold: None,
+            }
+            .run()?;
+            base_expert += st.expert_frames;
+            batch += 1;
+        }
+        progress.step();
+        progress.phase(format!(
+            "seed {seed}: training BC on {base_expert} expert frames"
+        ));
+        let (v, _) = ctx.train(&base_data, &base_reg, 1)?;
+        progress.step();
+        progress.phase(format!(
+            "seed {seed}: evaluating BC on more demonstrations ({v})"
+        ));
+        let ev = ctx.eval(&base_reg, &format!("bc-more-demos-{round}"))?;
+        progress.step();
+        ctx.say(
+            "BC with more demonstrations, budget",
+            round,
+            &v,
+            &ev,
+            format!(" on {base_expert} expert frames"),
+        );
+        points.push(Point {
+            arm: "bc-more-demos".into(),
+            round,
+            eval: ev,
+            expert_frames: base_expert,
+            frames_added: base_expert - demos.expert_frames,
+            intervention_rate: None,
+            mean_autonomous_run: None,
+            asks: None,
+            doubt_threshold: None,
+        });
     }
-    progress.step();
-    progress.phase(format!("seed {seed}: training BC at an equal label budget"));
-    let v = ctx.retrain(&base_data, &base_reg)?;
-    progress.step();
-    progress.phase(format!(
-        "seed {seed}: evaluating BC at an equal budget ({v})"
-    ));
-    let sr = ctx.evaluate(&base_reg, "bc-equal-budget", plan.rounds)?;
-    progress.step();
-    progress.line(format!(
-        "seed {seed} · BC at an equal label budget: {base_expert} expert frames; {} rollouts: {} success",
-        plan.eval,
-        pct(sr)
-    ));
-    points.push(Point {
-        arm: "bc-equal-budget".into(),
-        round: plan.rounds,
-        success_rate: sr,
-        expert_frames: base_expert,
-        frames_added: base_expert - demos.expert_frames,
-        intervention_rate: None,
-        mean_autonomous_run: None,
-    });
-    let _ = registry::current_version(&ctx.registry);
+
+    // 4. The robot asks for help: an ensemble, the human takes over only when asked.
+    if plan.gated_ensemble > 0 {
+        let k = plan.gated_ensemble;
+        let g_data = root.join("robot-gated-data");
+        let g_reg = root.join("robot-gated-policies");
+        copy_session(&data, &g_data, &demo_session)?;
+        progress.phase(format!(
+            "seed {seed}: training a {k}-member ensemble on the demonstrations"
+        ));
+        let (v, mut cal) = ctx.train(&g_data, &g_reg, k)?;
+        progress.step();
+        progress.phase(format!("seed {seed}: evaluating the ensemble ({v})"));
+        let ev = ctx.eval(&g_reg, "robot-gated-0")?;
+        progress.step();
+        ctx.say(
+            "robot-gated round",
+            0,
+            &v,
+            &ev,
+            format!(" ({k}-member ensemble)"),
+        );
+        let mut g_expert = demos.expert_frames;
+        points.push(Point {
+            arm: "robot-gated".into(),
+            round: 0,
+            eval: ev,
+            expert_frames: g_expert,
+            frames_added: g_expert,
+            intervention_rate: None,
+            mean_autonomous_run: None,
+            asks: None,
+            doubt_threshold: None,
+        });
+        for round in 1..=plan.rounds {
+            let threshold = cal.map(|c| c.threshold);
+            progress.phase(format!(
+                "seed {seed}, round {round}: {} ensemble episodes, the human answering asks",
+                plan.dagger_episodes
+            ));
+            let (st, _) = Session {
+                cfg,
+                data: &g_data,
+                registry: &g_reg,
+                episodes: plan.dagger_episodes,
+                demo: false,
+                human: Some(Gate::Robot),
+                world_seed: seed * 1000 + round as u64,
+                doubt_threshold: threshold,
+            }
+            .run()?;
+            progress.step();
+            g_expert += st.expert_frames;
+            progress.phase(format!(
+                "seed {seed}, round {round}: retraining the ensemble"
+            ));
+            let (v, c) = ctx.train(&g_data, &g_reg, k)?;
+            cal = c;
+            progress.step();
+            progress.phase(format!("seed {seed}, round {round}: evaluating {v}"));
+            let ev = ctx.eval(&g_reg, &format!("robot-gated-{round}"))?;
+            progress.step();
+            let rate = (st.frames > 0).then(|| st.intervention_steps as f64 / st.frames as f64);
+            let a = st.asks.unwrap_or_default();
+            ctx.say(
+                "robot-gated round",
+                round,
+                &v,
+                &ev,
+                format!(
+                    " after {} episodes at doubt threshold {:.2e}: {} asks ({} false alarms), {} needs ({} missed), {} intervention frames",
+                    st.episodes,
+                    threshold.unwrap_or(f64::NAN),
+                    a.asks,
+                    a.false_alarms,
+                    a.needs,
+                    a.misses,
+                    st.expert_frames
+                ),
+            );
+            points.push(Point {
+                arm: "robot-gated".into(),
+                round,
+                eval: ev,
+                expert_frames: g_expert,
+                frames_added: st.expert_frames,
+                intervention_rate: rate,
+                mean_autonomous_run: mean(&st.runs),
+                asks: st.asks,
+                doubt_threshold: threshold,
+            });
+        }
+    }
     Ok(SeedResult {
         seed,
         points,
@@ -415,29 +636,54 @@ fn first_session(data: &Path) -> Option<String> {
     ids.into_iter().next()
 }
 
-fn copy_dir(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if !keep(&name) {
-            continue;
-        }
-        let dst = to.join(&name);
-        std::fs::create_dir_all(&dst)?;
-        for f in std::fs::read_dir(e.path())? {
-            let f = f?;
-            std::fs::copy(f.path(), dst.join(f.file_name()))?;
-        }
+/// Copies one recorded session into another data root.
+fn copy_session(from_data: &Path, to_data: &Path, id: &str) -> Result<()> {
+    let src = session_dir(from_data, id);
+    let dst = session_dir(to_data, id);
+    std::fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
+    for f in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
+        let f = f?;
+        std::fs::copy(f.path(), dst.join(f.file_name()))
+            .with_context(|| format!("copying {}", f.path().display()))?;
     }
     Ok(())
 }
 
-/// One row of the results table: arm, round, mean success, its spread, mean expert frames,
-/// mean intervention rate, mean autonomous run length.
-pub type Row = (String, usize, f64, f64, f64, Option<f64>, Option<f64>);
+/// The Wilson score interval for `k` successes in `n` trials at 95%.
+pub fn wilson(k: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = n as f64;
+    let p = k as f64 / n;
+    let z2 = Z * Z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
 
-/// Mean and spread (sample standard deviation) of each arm/round over seeds.
+/// One arm and round, over every seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub arm: String,
+    pub round: usize,
+    /// Rollouts pooled over seeds.
+    pub successes: u64,
+    pub episodes: u64,
+    pub rate: f64,
+    /// Wilson 95% interval of the pooled rate.
+    pub ci: (f64, f64),
+    /// Per-seed success rates.
+    pub per_seed: Vec<f64>,
+    pub expert_frames: f64,
+    pub intervention_rate: Option<f64>,
+    pub mean_autonomous_run: Option<f64>,
+    pub failures: FailureCounts,
+    pub asks: Option<AskStats>,
+    pub eval_wall_s: f64,
+}
+
 pub fn table(results: &[SeedResult]) -> Vec<Row> {
     let mut keys: Vec<(String, usize)> = Vec::new();
     for r in results {
@@ -455,20 +701,31 @@ pub fn table(results: &[SeedResult]) -> Vec<Row> {
                 .filter(|p| p.arm == arm && p.round == round)
                 .collect();
             let n = pts.len().max(1) as f64;
-            let m = pts.iter().map(|p| p.success_rate).sum::<f64>() / n;
-            let sd = if pts.len() > 1 {
-                (pts.iter()
-                    .map(|p| (p.success_rate - m).powi(2))
-                    .sum::<f64>()
-                    / (n - 1.0))
-                    .sqrt()
-            } else {
-                0.0
-            };
-            let frames = pts.iter().map(|p| p.expert_frames as f64).sum::<f64>() / n;
-            let rate = avg(pts.iter().filter_map(|p| p.intervention_rate));
-            let run = avg(pts.iter().filter_map(|p| p.mean_autonomous_run));
-            (arm, round, m, sd, frames, rate, run)
+            let successes = pts.iter().map(|p| p.eval.successes).sum();
+            let episodes = pts.iter().map(|p| p.eval.episodes).sum();
+            let mut failures = FailureCounts::default();
+            let mut asks: Option<AskStats> = None;
+            for p in &pts {
+                failures.merge(&p.eval.failures);
+                if let Some(a) = &p.asks {
+                    asks.get_or_insert_with(AskStats::default).add(a);
+                }
+            }
+            Row {
+                rate: successes as f64 / (episodes as f64).max(1.0),
+                ci: wilson(successes, episodes),
+                per_seed: pts.iter().map(|p| p.eval.rate()).collect(),
+                expert_frames: pts.iter().map(|p| p.expert_frames as f64).sum::<f64>() / n,
+                intervention_rate: avg(pts.iter().filter_map(|p| p.intervention_rate)),
+                mean_autonomous_run: avg(pts.iter().filter_map(|p| p.mean_autonomous_run)),
+                eval_wall_s: pts.iter().map(|p| p.eval.wall_s).sum(),
+                successes,
+                episodes,
+                failures,
+                asks,
+                arm,
+                round,
+            }
         })
         .collect()
 }
@@ -478,79 +735,265 @@ fn avg(it: impl Iterator<Item = f64>) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Success against round and against expert-labelled frames, both arms, as SVG.
+/// The arms as curves of (expert frames, success): every arm starts from BC.
+fn curves(rows: &[Row]) -> Vec<(&'static str, Vec<&Row>)> {
+    let bc: Vec<&Row> = rows.iter().filter(|r| r.arm == "bc").collect();
+    let arm = |name: &str| -> Vec<&Row> {
+        let mut v = bc.clone();
+        v.extend(rows.iter().filter(|r| r.arm == name));
+        v
+    };
+    let mut out = vec![
+        ("HG-DAgger", arm("hg-dagger")),
+        ("BC, more demonstrations", arm("bc-more-demos")),
+    ];
+    // The robot-gated arm starts from its own ensemble (round 0), not the single BC model.
+    let gated: Vec<&Row> = rows.iter().filter(|r| r.arm == "robot-gated").collect();
+    if !gated.is_empty() {
+        out.push(("robot-gated", gated));
+    }
+    out
+}
+
+/// Expert frames at which a curve first reaches `target` (linear between points), or None.
+pub fn frames_to_reach(curve: &[&Row], target: f64) -> Option<f64> {
+    let first = curve.first()?;
+    if first.rate >= target {
+        return Some(first.expert_frames);
+    }
+    curve.windows(2).find_map(|w| match w {
+        [a, b] if a.rate < target && b.rate >= target => {
+            let f = (target - a.rate) / (b.rate - a.rate);
+            Some(a.expert_frames + f * (b.expert_frames - a.expert_frames))
+        }
+        _ => None,
+    })
+}
+
+/// The tables, as markdown: results with intervals, why rollouts failed, how well the robot
+/// asked, and label efficiency.
+pub fn report(results: &[SeedResult], plan: &DaggerPlan) -> String {
+    use std::fmt::Write;
+    let rows = table(results);
+    let mut s = String::new();
+    let seeds = results.len();
+    let _ = writeln!(
+        s,
+        "| arm | round | success (95% CI) | per seed | expert-labelled frames | intervention rate | mean autonomous run (frames) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | **{}** ({}–{}) | {} | {:.0} | {} | {} |",
+            r.arm,
+            r.round,
+            pct(r.rate),
+            pct(r.ci.0),
+            pct(r.ci.1),
+            r.per_seed
+                .iter()
+                .map(|x| pct(*x))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.expert_frames,
+            r.intervention_rate
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            r.mean_autonomous_run
+                .map(|x| format!("{x:.0}"))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{} held-out rollouts per point per seed ({} rollouts pooled over {seeds} seed(s)); the same blocks for every arm and round of a seed.",
+        plan.eval,
+        plan.eval * seeds as u64
+    );
+    let _ = writeln!(s, "\nWhy the rollouts failed (all seeds pooled):\n");
+    let _ = writeln!(
+        s,
+        "| arm | round | rollouts | success | ran into the joint limits | grasped, then dropped or not lifted | reached, never grasped | never reached | timed out |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let f = &r.failures;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.arm,
+            r.round,
+            r.episodes,
+            r.successes,
+            f.joint_limits,
+            f.dropped,
+            f.no_grasp,
+            f.never_reached,
+            f.timed_out + f.unexplained
+        );
+    }
+    let gated: Vec<&Row> = rows.iter().filter(|r| r.asks.is_some()).collect();
+    if !gated.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nHow well the robot asked for help (robot-gated rounds, all seeds):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| round | asks | false alarms | needs (the human would have taken over) | missed (no ask within 1 s) | intervention rate |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for r in gated {
+            let a = r.asks.unwrap_or_default();
+            let frac = |x: u64, of: u64| {
+                if of == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{x} ({})", pct(x as f64 / of as f64))
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.round,
+                a.asks,
+                frac(a.false_alarms, a.asks),
+                a.needs,
+                frac(a.misses, a.needs),
+                r.intervention_rate
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nExpert-labelled frames to reach {} success (mean over seeds, linear between rounds):\n",
+        pct(TARGET_SUCCESS)
+    );
+    for (name, curve) in curves(&rows) {
+        let max = curve.iter().map(|r| r.expert_frames).fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "- {name}: {}",
+            match frames_to_reach(&curve, TARGET_SUCCESS) {
+                Some(f) => format!("{f:.0}"),
+                None => format!("not reached within {max:.0}"),
+            }
+        );
+    }
+    s
+}
+
+/// Success against round and against expert-labelled frames, every arm, with 95% intervals.
 pub fn plot(results: &[SeedResult], path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let rows = table(results);
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let max_round = rows.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64;
-    let max_frames = rows.iter().map(|r| r.4).fold(1.0, f64::max);
-    let dagger: Vec<_> = rows
-        .iter()
-        .filter(|r| r.0 == "bc" || r.0 == "dagger")
-        .collect();
-    let base: Vec<_> = rows
-        .iter()
-        .filter(|r| r.0 == "bc" || r.0 == "bc-equal-budget")
-        .collect();
-    {
-        let mut c = ChartBuilder::on(&left)
-            .caption("success vs round", ("sans-serif", 18))
+    let max_round = rows.iter().map(|r| r.round).max().unwrap_or(1).max(1) as f64;
+    let max_frames = rows.iter().map(|r| r.expert_frames).fold(1.0, f64::max);
+    let colours = [BLUE, RED, GREEN];
+    let series = curves(&rows);
+    for (area, by_frames) in [(&left, false), (&right, true)] {
+        let (caption, x_desc, x_max) = if by_frames {
+            (
+                "success vs expert-labelled frames",
+                "expert-labelled frames",
+                max_frames * 1.1,
+            )
+        } else {
+            (
+                "success vs round (95% intervals)",
+                "round (0 = behaviour cloning)",
+                max_round + 0.3,
+            )
+        };
+        let mut c = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(45)
-            .build_cartesian_2d(0.0..max_round, 0.0..1.05)?;
+            .build_cartesian_2d(-0.2..x_max, 0.0..1.05)?;
         c.configure_mesh()
-            .x_desc("DAgger round (0 = BC)")
+            .x_desc(x_desc)
             .y_desc("success rate")
             .draw()?;
-        c.draw_series(LineSeries::new(
-            dagger.iter().map(|r| (r.1 as f64, r.2)),
-            &BLUE,
-        ))?
-        .label("HG-DAgger")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-        c.draw_series(
-            dagger
-                .iter()
-                .map(|r| Circle::new((r.1 as f64, r.2), 4, BLUE.filled())),
-        )?;
-        c.draw_series(
-            base.iter()
-                .filter(|r| r.0 != "bc")
-                .map(|r| Cross::new((r.1 as f64, r.2), 6, RED.stroke_width(2))),
-        )?
-        .label("BC, equal label budget")
-        .legend(|(x, y)| Cross::new((x + 8, y), 5, RED.stroke_width(2)));
+        for (i, (name, curve)) in series.iter().enumerate() {
+            let colour = colours[i % colours.len()];
+            // Side by side, so intervals at the same round do not hide each other.
+            let x = |r: &Row| {
+                if by_frames {
+                    r.expert_frames
+                } else {
+                    r.round as f64 + (i as f64 - 1.0) * 0.06
+                }
+            };
+            c.draw_series(LineSeries::new(
+                curve.iter().map(|r| (x(r), r.rate)),
+                colour,
+            ))?
+            .label(*name)
+            .legend(move |(px, py)| PathElement::new(vec![(px, py), (px + 16, py)], colour));
+            c.draw_series(curve.iter().map(|r| {
+                ErrorBar::new_vertical(x(r), r.ci.0, r.rate, r.ci.1, colour.filled(), 6)
+            }))?;
+        }
         c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()?;
-    }
-    {
-        let mut c = ChartBuilder::on(&right)
-            .caption("success vs expert-labelled frames", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0.0..max_frames * 1.1, 0.0..1.05)?;
-        c.configure_mesh()
-            .x_desc("expert-labelled frames")
-            .y_desc("success rate")
-            .draw()?;
-        c.draw_series(LineSeries::new(dagger.iter().map(|r| (r.4, r.2)), &BLUE))?
-            .label("HG-DAgger")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-        c.draw_series(LineSeries::new(base.iter().map(|r| (r.4, r.2)), &RED))?
-            .label("BC (more demos)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.8))
             .draw()?;
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_a_known_interval() {
+        // 45 of 50: 0.786..0.957 (Wilson, z = 1.96).
+        let (lo, hi) = wilson(45, 50);
+        assert!((lo - 0.786).abs() < 0.002, "{lo}");
+        assert!((hi - 0.957).abs() < 0.002, "{hi}");
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
+        let (lo, hi) = wilson(0, 50);
+        assert_eq!(lo, 0.0);
+        assert!(hi > 0.05 && hi < 0.08, "{hi}");
+    }
+
+    fn row(frames: f64, rate: f64) -> Row {
+        Row {
+            arm: String::new(),
+            round: 0,
+            successes: 0,
+            episodes: 0,
+            rate,
+            ci: (0.0, 1.0),
+            per_seed: vec![],
+            expert_frames: frames,
+            intervention_rate: None,
+            mean_autonomous_run: None,
+            failures: FailureCounts::default(),
+            asks: None,
+            eval_wall_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn frames_to_reach_interpolates_and_says_when_never() {
+        let a = row(1000.0, 0.6);
+        let b = row(2000.0, 1.0);
+        assert_eq!(frames_to_reach(&[&a, &b], 0.8), Some(1500.0));
+        assert_eq!(frames_to_reach(&[&b], 0.8), Some(2000.0));
+        assert_eq!(frames_to_reach(&[&a], 0.8), None);
+        // A dip after reaching does not move the first crossing.
+        let c = row(3000.0, 0.5);
+        assert_eq!(frames_to_reach(&[&a, &b, &c], 0.8), Some(1500.0));
+    }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod dagger;
+mod recipes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

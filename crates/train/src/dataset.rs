@@ -64,6 +64,11 @@ pub struct Sample {
     pub obs: Vec<f32>,
     /// `chunk * act_dim` values: goals t..t+chunk-1, padded with the episode's last goal.
     pub action_chunk: Vec<f32>,
+    /// One weight per chunk step: 1 where that step's goal was produced by the same source as
+    /// frame t (the same label), 0 where it was not. An intervention segment's last frames
+    /// must not learn the policy's own goals after the hand-back (ACT masks its padding the
+    /// same way).
+    pub step_mask: Vec<f32>,
     pub label: Label,
     /// Index of the episode in [`Dataset::episodes`].
     pub episode: usize,
@@ -131,14 +136,20 @@ impl Dataset {
             let n = ep.len();
             for t in 0..n {
                 let mut action_chunk = Vec::with_capacity(chunk * ep.goals[t].len());
+                let mut step_mask = Vec::with_capacity(chunk);
+                let mut same = true;
                 for k in 0..chunk {
                     // Past the end the arm holds its last goal, so pad with it.
                     let src = (t + k).min(n - 1);
                     action_chunk.extend_from_slice(&ep.goals[src]);
+                    // Once the source changes, the rest of the chunk is someone else's.
+                    same &= ep.labels[src] == ep.labels[t];
+                    step_mask.push(if same { 1.0 } else { 0.0 });
                 }
                 samples.push(Sample {
                     obs: ep.obs[t].clone(),
                     action_chunk,
+                    step_mask,
                     label: ep.labels[t],
                     episode: ei,
                 });

@@ -26,8 +26,8 @@ pub use registry::{
     current_version, list_policies, next_version, publish, rollback, set_current, PolicyEntry,
 };
 pub use retrain::{
-    retrain, retrain_from_episodes, verify_export, DeviceChoice, EpisodeSet, Exclusion,
-    LoadedEpisode, RetrainOptions, RetrainReport, RoundMetrics,
+    retrain, retrain_from_episodes, verify_export, DeviceChoice, DoubtCalibration, EpisodeSet,
+    Exclusion, LoadedEpisode, RetrainOptions, RetrainReport, RoundMetrics, DEFAULT_CHUNK,
 };
 pub use source::load_episodes;
 pub use train::{train, LossPoint, MemberReport, TrainConfig, TrainOutcome};

@@ -91,7 +91,16 @@ pub struct TrainOutcome {
 struct Tensors {
     x: Tensor,
     y: Tensor,
+    /// `[N, chunk * act]`: 1 for targets to learn, 0 for steps another source produced.
+    m: Tensor,
     weights: Vec<f64>,
+}
+
+/// Mean squared error over the unmasked targets of each row `[N]`.
+fn masked_row_mse(pred: &Tensor, y: &Tensor, m: &Tensor) -> Tensor {
+    let err = (pred - y).square() * m;
+    err.sum_dim_intlist(1, false, Kind::Float)
+        / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
 }
 
 impl Tensors {
@@ -119,9 +128,22 @@ impl Tensors {
             .iter()
             .map(|(s, _)| s.action_chunk.as_slice())
             .collect();
+        let act_dim = norm.act_mean.len();
+        let mask: Vec<f32> = kept
+            .iter()
+            .flat_map(|(s, _)| {
+                s.step_mask
+                    .iter()
+                    .flat_map(move |&v| std::iter::repeat_n(v, act_dim))
+            })
+            .collect();
+        let m = Tensor::from_slice(&mask)
+            .view([kept.len() as i64, (chunk * act_dim) as i64])
+            .to_device(device);
         Some(Tensors {
             x: norm.obs_tensor(&obs, device),
             y: norm.act_tensor(&act, chunk, device),
+            m,
             weights: kept.iter().map(|(_, w)| *w).collect(),
         })
     }
@@ -143,10 +165,11 @@ impl Tensors {
             while start < n {
                 let len = SLICE.min(n - start);
                 let pred = mlp.forward(&self.x.narrow(0, start, len));
-                let per =
-                    (pred - self.y.narrow(0, start, len))
-                        .square()
-                        .mean_dim(1, false, Kind::Float);
+                let per = masked_row_mse(
+                    &pred,
+                    &self.y.narrow(0, start, len),
+                    &self.m.narrow(0, start, len),
+                );
                 acc += f64::try_from((per * w.narrow(0, start, len)).sum(Kind::Double))?;
                 start += len;
             }
@@ -323,7 +346,8 @@ fn train_member(
             x = &x + x.randn_like() * cfg.obs_noise;
         }
         let y = set.y.index_select(0, &idx);
-        let loss = mlp.forward(&x).mse_loss(&y, tch::Reduction::Mean);
+        let m = set.m.index_select(0, &idx);
+        let loss = masked_row_mse(&mlp.forward(&x), &y, &m).mean(Kind::Float);
         opt.backward_step(&loss);
         let l = f64::try_from(&loss)?;
         step += 1;

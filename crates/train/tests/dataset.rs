@@ -101,3 +101,30 @@ fn bootstrap_resamples_with_replacement_and_subset_repeats() {
     let ds = Dataset::from_episodes(&data, 1).unwrap();
     assert_eq!(ds.subset(&[0, 0]).len(), 2 * ds.subset(&[0]).len());
 }
+
+#[test]
+fn chunk_targets_stop_where_the_source_changes() {
+    // The policy drives, the human takes over for two frames, the policy drives again.
+    let labels = vec![
+        Label::Robot,
+        Label::Intervention,
+        Label::Intervention,
+        Label::Robot,
+    ];
+    let ep = EpisodeData {
+        id: "e".into(),
+        round: "r".into(),
+        obs: (0..4).map(|t| vec![t as f32]).collect(),
+        goals: (0..4).map(|t| vec![t as f32]).collect(),
+        labels,
+    };
+    let ds = Dataset::from_episodes(&[ep], 3).unwrap();
+    let masks: Vec<&[f32]> = ds.samples.iter().map(|s| s.step_mask.as_slice()).collect();
+    // An intervention frame learns the human's goals only, never the policy's after hand-back.
+    assert_eq!(masks[1], [1.0, 1.0, 0.0]);
+    assert_eq!(masks[2], [1.0, 0.0, 0.0]);
+    // Once masked, always masked: the robot frame before the takeover learns only itself.
+    assert_eq!(masks[0], [1.0, 0.0, 0.0]);
+    // Padding past the end holds the last goal, from the same source.
+    assert_eq!(masks[3], [1.0, 1.0, 1.0]);
+}

@@ -36,7 +36,11 @@ fn retrain_publishes_versions_and_rollback_switches_current() {
         ["a.pos", "b.pos", "c.pos", "block.x", "block.y"]
     );
     assert_eq!(sidecar.action_names, ["a.pos", "b.pos", "c.pos"]);
-    assert_eq!((sidecar.chunk_size, sidecar.ensemble_size), (1, 1));
+    assert_eq!(
+        (sidecar.chunk_size, sidecar.ensemble_size),
+        (intervened_train::DEFAULT_CHUNK, 1)
+    );
+    assert_eq!(sidecar.action_kind, intervened_policy::ActionKind::Absolute);
     assert_eq!(
         sidecar.sha256,
         intervened_policy::sha256_file(&reg.join("v0001/policy.pt")).unwrap()

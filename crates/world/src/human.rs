@@ -84,7 +84,7 @@ pub enum Gate {
 pub const MISS_WINDOW_S: f64 = 1.0;
 
 /// How well the robot asked for help, as judged by the human it asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AskStats {
     /// Asks the human heard while the policy drove.
     pub asks: u64,
