@@ -289,3 +289,53 @@ fn control_socket_survives_malformed_input() {
     unsafe_kill(child.id(), 15);
     assert!(child.wait().unwrap().success());
 }
+
+/// A failed rollout says why, in its file (end record), its manifest and `export sessions`.
+#[test]
+fn failed_rollouts_record_why_they_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let reg = dir.path().join("policies");
+    ok(bin()
+        .args(["run", "--demo", "--sim-human", "--episodes", "2", "--config"])
+        .arg(config())
+        .arg("--data")
+        .arg(&data));
+    // Five optimiser steps: a policy that cannot do the task.
+    ok(bin()
+        .args(["retrain", "--quiet", "--max-steps", "5", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&reg)
+        .arg("--config")
+        .arg(config()));
+    let eval = dir.path().join("eval");
+    ok(bin()
+        .args(["run", "--episodes", "3", "--seed", "1000001", "--config"])
+        .arg(config())
+        .arg("--data")
+        .arg(&eval)
+        .arg("--policy")
+        .arg(reg.join("current")));
+    let eps = episodes(&eval);
+    assert_eq!(eps.len(), 3);
+    let mut failed = 0;
+    for e in &eps {
+        let m = intervened_episodes::read_episode(e).unwrap().manifest;
+        match m.outcome {
+            intervened_episodes::Outcome::Failure => {
+                failed += 1;
+                assert!(m.failure.is_some(), "{}: failure without a mode", e.display());
+                // The end record in the file carries it too: without the manifest, the
+                // reader finds it there.
+                std::fs::remove_file(e.with_extension("json")).unwrap();
+                let again = intervened_episodes::read_episode(e).unwrap().manifest;
+                assert_eq!(again.failure, m.failure);
+            }
+            _ => assert_eq!(m.failure, None),
+        }
+    }
+    assert!(failed > 0, "a five-step policy succeeded every time");
+    let out = ok(bin().args(["export", "sessions", "--data"]).arg(&eval));
+    assert!(out.contains("why episodes failed:"), "{out}");
+}

@@ -234,8 +234,7 @@ impl Environment for SimRig {
             if self
                 .pad
                 .take_rumbles()
-                .iter()
-                .any(|r| *r == RumblePattern::HelpRequested)
+                .contains(&RumblePattern::HelpRequested)
             {
                 h.hear_help();
             }

@@ -203,3 +203,73 @@ fn supervising_a_stalled_policy_takes_over_after_the_stall_time() {
         o.takeovers, o.ticks_intervened, o.success
     );
 }
+
+/// Robot-gated: the human never takes over on its own judgement, only after an ask and its
+/// reaction delay; it scores asks it finds nothing wrong with, and needs nobody asked about.
+#[test]
+fn robot_gated_human_takes_over_only_when_asked_and_scores_the_asking() {
+    use intervened_world::Gate;
+    let cfg = config();
+    let world = World::new(&cfg).unwrap();
+    let features = world.features();
+    // The daemon's start pose: raised, tool pointing down, gripper open.
+    let q: Vec<f64> = cfg
+        .joints
+        .iter()
+        .map(|j| match j.name.as_str() {
+            "shoulder_lift" => -0.3,
+            "elbow_flex" => 0.6,
+            "wrist_flex" => 0.9,
+            _ if j.gripper => j.limits[1] * 0.8,
+            _ => 0.0,
+        })
+        .collect();
+    let p = HumanParams {
+        gate: Gate::Robot,
+        ..HumanParams::default()
+    };
+    let delay = p.reaction_delay_ticks as u64;
+
+    // A good policy (the expert) asks for help anyway: a false alarm, answered after the
+    // reaction delay.
+    let expert = expert_policy(&cfg);
+    let mut good = expert.act(&q, &features).unwrap();
+    let mut h = SimulatedHuman::new(&cfg, p.clone()).unwrap();
+    for _ in 0..20 {
+        h.step(&good, &features, true).unwrap();
+        good = expert.act(&good, &features).unwrap();
+    }
+    assert_eq!(h.ask_stats().needs, 0, "the expert needs no help");
+    h.hear_help();
+    for _ in 0..delay {
+        h.step(&good, &features, true).unwrap();
+        good = expert.act(&good, &features).unwrap();
+        assert!(!h.intervening(), "took over before its reaction delay");
+    }
+    h.step(&good, &features, true).unwrap();
+    assert!(h.intervening(), "did not answer the ask");
+    let s = h.ask_stats();
+    assert_eq!((s.asks, s.false_alarms, s.needs, s.misses), (1, 1, 0, 0));
+
+    // A stalled arm nobody asks about: its own judgement fires, it does not act, a miss.
+    let mut h = SimulatedHuman::new(&cfg, p.clone()).unwrap();
+    let window = (intervened_world::MISS_WINDOW_S / cfg.period_s()).ceil() as u64;
+    for _ in 0..(u64::from(p.stall_ticks) + delay + window + 5) {
+        h.step(&q, &features, true).unwrap();
+        assert!(!h.intervening(), "took over without an ask");
+    }
+    let s = h.ask_stats();
+    assert_eq!((s.asks, s.needs, s.misses), (0, 1, 1));
+    // Asked now, with the arm still stalled: a real need, not a false alarm.
+    h.hear_help();
+    for _ in 0..=delay {
+        h.step(&q, &features, true).unwrap();
+    }
+    assert!(h.intervening());
+    assert_eq!(h.ask_stats().false_alarms, 0);
+
+    // The human gate ignores asks.
+    let mut h = SimulatedHuman::new(&cfg, HumanParams::default()).unwrap();
+    h.hear_help();
+    assert_eq!(h.ask_stats().asks, 0);
+}
