@@ -343,6 +343,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         } => {
             let cfg = RobotConfig::load(&config)?;
             let train = recipe.options()?;
+            dagger::catch_interrupts()?;
             let plan = if quick {
                 DaggerPlan {
                     demos: demos.unwrap_or(10),
@@ -421,6 +422,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             quick,
         } => {
             let cfg = RobotConfig::load(&config)?;
+            dagger::catch_interrupts()?;
             let plan = recipes::Plan {
                 seeds: (0..seeds.unwrap_or(if quick { 1 } else { 3 })).collect(),
                 demos: if demos.is_empty() {

@@ -34,6 +34,31 @@ use serde::Serialize;
 /// with n < 1000, so no evaluation block was ever seen in training.
 pub const EVAL_SEED_BASE: u64 = 1_000_000;
 
+/// Set by SIGINT/SIGTERM. Each daemon run stops at its own signal handler and returns; the
+/// experiment checks this between phases and stops too, instead of carrying on with the next
+/// phase (the daemon's handlers stay installed, so the signal would otherwise be swallowed).
+static INTERRUPTED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+/// Makes Ctrl-C (or SIGTERM) stop the experiment between phases. Call once, before any run.
+pub fn catch_interrupts() -> Result<()> {
+    let flag = INTERRUPTED.get_or_init(Default::default);
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone()).context("installing a signal handler")?;
+    }
+    Ok(())
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED
+        .get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        anyhow::bail!("interrupted: stopping the experiment (what was recorded so far stays on disk)");
+    }
+    Ok(())
+}
+
 /// The success rate the label-efficiency comparison asks about.
 pub const TARGET_SUCCESS: f64 = 0.8;
 
@@ -176,6 +201,7 @@ impl Session<'_> {
     /// Runs it. Policy sessions must run the registry's current version: the daemon refuses
     /// to start without a policy, and this checks it ran the right one.
     pub fn run(&self) -> Result<(RunStats, Eval)> {
+        check_interrupted()?;
         let t0 = Instant::now();
         let mut cfg = self.cfg.clone();
         cfg.policy.registry = self.registry.to_path_buf();
@@ -196,6 +222,7 @@ impl Session<'_> {
             ..RunOptions::default()
         };
         let r = runtime::run(cfg, opts)?;
+        check_interrupted()?;
         if !self.demo {
             check_version(self.registry, r.policy_version.as_deref())?;
         }
@@ -271,6 +298,7 @@ pub fn train(
     registry: &Path,
     seed: u64,
 ) -> Result<(String, Option<DoubtCalibration>)> {
+    check_interrupted()?;
     let mut o = recipe.clone();
     o.data = data.to_path_buf();
     o.registry = registry.to_path_buf();

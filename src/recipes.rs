@@ -199,10 +199,16 @@ pub fn markdown(rows: &[Row], plan: &Plan, machine: &str, wall_s: f64) -> String
     s
 }
 
+/// The command line that reproduces this table.
 fn doc_args(plan: &Plan) -> String {
     let mut a = String::new();
     if plan.recipes.len() != recipes().len() {
         a.push_str(" --quick");
     }
+    a.push_str(&format!(" --seeds {}", plan.seeds.len()));
+    for d in &plan.demos {
+        a.push_str(&format!(" --demos {d}"));
+    }
+    a.push_str(&format!(" --eval {} --doc docs/recipes.md", plan.eval));
     a
 }

@@ -297,7 +297,14 @@ fn failed_rollouts_record_why_they_failed() {
     let data = dir.path().join("data");
     let reg = dir.path().join("policies");
     ok(bin()
-        .args(["run", "--demo", "--sim-human", "--episodes", "2", "--config"])
+        .args([
+            "run",
+            "--demo",
+            "--sim-human",
+            "--episodes",
+            "2",
+            "--config",
+        ])
         .arg(config())
         .arg("--data")
         .arg(&data));
@@ -325,7 +332,11 @@ fn failed_rollouts_record_why_they_failed() {
         match m.outcome {
             intervened_episodes::Outcome::Failure => {
                 failed += 1;
-                assert!(m.failure.is_some(), "{}: failure without a mode", e.display());
+                assert!(
+                    m.failure.is_some(),
+                    "{}: failure without a mode",
+                    e.display()
+                );
                 // The end record in the file carries it too: without the manifest, the
                 // reader finds it there.
                 std::fs::remove_file(e.with_extension("json")).unwrap();

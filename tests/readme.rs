@@ -105,13 +105,14 @@ fn the_readme_commands_work_as_written_from_a_fresh_clone() {
     // The results table: DAgger's success is above zero, and it ran real policies.
     let row = text
         .lines()
-        .find(|l| l.starts_with("| dagger | 1 |"))
+        .find(|l| l.starts_with("| hg-dagger | 1 |"))
         .unwrap_or_else(|| panic!("no DAgger row in:\n{text}"));
     let success: f64 = row
         .split('|')
         .nth(3)
         .unwrap()
         .trim()
+        .trim_start_matches("**")
         .split('%')
         .next()
         .unwrap()
@@ -135,7 +136,17 @@ fn the_readme_commands_work_as_written_from_a_fresh_clone() {
             "a policy episode recorded demonstration frames"
         );
     }
-    let evals = episodes_of(&seed.join("eval/dagger-1"));
+    // Every failed rollout says why, and the table says it too.
+    assert!(text.contains("Why the rollouts failed"), "{text}");
+    let evals = episodes_of(&seed.join("eval/hg-dagger-1"));
+    for e in &evals {
+        if e.manifest.outcome == intervened_episodes::Outcome::Failure {
+            assert!(
+                e.manifest.failure.is_some(),
+                "a failed rollout without a reason"
+            );
+        }
+    }
     assert!(!evals.is_empty());
     assert!(evals
         .iter()
