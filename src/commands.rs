@@ -386,6 +386,9 @@ pub struct RetrainArgs {
     /// Passes over the training set [default: 100]; capped by --max-steps.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Lower bound on optimiser steps per member, whatever --epochs gives [default: 2000].
+    #[arg(long)]
+    pub min_steps: Option<usize>,
     /// Upper bound on optimiser steps per member [default: 20000].
     #[arg(long)]
     pub max_steps: Option<usize>,
@@ -462,6 +465,9 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     opts.seed = a.seed;
     if let Some(e) = a.epochs {
         opts.epochs = e;
+    }
+    if let Some(m) = a.min_steps {
+        opts.min_steps = m;
     }
     if a.max_steps.is_some() {
         opts.max_steps = a.max_steps;

@@ -54,13 +54,15 @@ fn check_interrupted() -> Result<()> {
         .get()
         .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     {
-        anyhow::bail!("interrupted: stopping the experiment (what was recorded so far stays on disk)");
+        anyhow::bail!(
+            "interrupted: stopping the experiment (what was recorded so far stays on disk)"
+        );
     }
     Ok(())
 }
 
-/// The success rate the label-efficiency comparison asks about.
-pub const TARGET_SUCCESS: f64 = 0.8;
+/// The success rates the label-efficiency comparison asks about.
+pub const TARGET_SUCCESS: [f64; 2] = [0.8, 0.9];
 
 #[derive(Debug, Clone)]
 pub struct DaggerPlan {
@@ -897,19 +899,24 @@ pub fn report(results: &[SeedResult], plan: &DaggerPlan) -> String {
     }
     let _ = writeln!(
         s,
-        "\nExpert-labelled frames to reach {} success (mean over seeds, linear between rounds):\n",
-        pct(TARGET_SUCCESS)
+        "\nExpert-labelled frames to reach a success rate (pooled over seeds, linear between rounds):\n"
     );
+    let _ = writeln!(
+        s,
+        "| arm | {} |",
+        TARGET_SUCCESS.map(|t| format!("to {}", pct(t))).join(" | ")
+    );
+    let _ = writeln!(s, "|---|{}", "---|".repeat(TARGET_SUCCESS.len()));
     for (name, curve) in curves(&rows) {
         let max = curve.iter().map(|r| r.expert_frames).fold(0.0, f64::max);
-        let _ = writeln!(
-            s,
-            "- {name}: {}",
-            match frames_to_reach(&curve, TARGET_SUCCESS) {
+        let cells: Vec<String> = TARGET_SUCCESS
+            .iter()
+            .map(|&t| match frames_to_reach(&curve, t) {
                 Some(f) => format!("{f:.0}"),
                 None => format!("not reached within {max:.0}"),
-            }
-        );
+            })
+            .collect();
+        let _ = writeln!(s, "| {name} | {} |", cells.join(" | "));
     }
     s
 }

@@ -26,7 +26,8 @@ fn recipe(name: &'static str, f: impl FnOnce(&mut RetrainOptions)) -> Recipe {
 }
 
 /// The comparison: action representation and chunk first, then the rest of the training
-/// recipe varied one at a time from the default (absolute goals, chunk 20).
+/// recipe varied one at a time from the default (absolute goals, chunk 20, 100 epochs and at
+/// least 2,000 steps).
 pub fn recipes() -> Vec<Recipe> {
     vec![
         recipe("delta, chunk 1 (the first release's default)", |o| {
@@ -46,6 +47,9 @@ pub fn recipes() -> Vec<Recipe> {
         recipe("absolute, chunk 50", |o| o.chunk = 50),
         recipe("default, observations not normalised", |o| {
             o.normalize_obs = false
+        }),
+        recipe("default, at most 100 epochs (no minimum)", |o| {
+            o.min_steps = 0
         }),
         recipe("default, 4x training (400 epochs)", |o| o.epochs = 400),
         recipe("default, no early stopping", |o| o.patience = 0),

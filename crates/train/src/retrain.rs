@@ -67,6 +67,9 @@ impl DeviceChoice {
 /// temporal ensembling. `bench recipes` compares it with the alternatives (docs/recipes.md).
 pub const DEFAULT_CHUNK: usize = 20;
 
+/// Fewest optimiser steps per member of the default recipe.
+pub const DEFAULT_MIN_STEPS: usize = 2000;
+
 /// What `intervened retrain` passes in.
 #[derive(Debug, Clone)]
 pub struct RetrainOptions {
@@ -86,6 +89,9 @@ pub struct RetrainOptions {
     pub ensemble: usize,
     /// Passes over the (weighted) training set; an epoch is ceil(trainable frames / batch) steps.
     pub epochs: usize,
+    /// Lower bound on optimiser steps per member: a few demonstrations make short epochs, and
+    /// `docs/recipes.md` shows 100 of them undertrain (early stopping still applies).
+    pub min_steps: usize,
     /// Upper bound on optimiser steps per member, whatever `epochs` says.
     pub max_steps: Option<usize>,
     pub batch: usize,
@@ -122,6 +128,7 @@ impl RetrainOptions {
             delta: false,
             ensemble: 1,
             epochs: 100,
+            min_steps: DEFAULT_MIN_STEPS,
             max_steps: Some(20_000),
             batch: 256,
             seed: 0,
@@ -440,6 +447,7 @@ pub fn retrain_from_episodes(
     let steps = opts
         .epochs
         .saturating_mul(steps_per_epoch)
+        .max(opts.min_steps)
         .min(opts.max_steps.unwrap_or(usize::MAX))
         .max(1);
     info!(
