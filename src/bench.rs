@@ -98,6 +98,10 @@ enum What {
         /// Ensemble members of the robot-gated arm; 0 leaves it out [default: 5; quick 0].
         #[arg(long)]
         gated_ensemble: Option<usize>,
+        /// Train the robot-gated ensemble's members on bootstrap resamples of the episodes
+        /// (by default every member sees every episode).
+        #[arg(long)]
+        gated_bootstrap: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
@@ -339,6 +343,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             episodes,
             eval,
             gated_ensemble,
+            gated_bootstrap,
             recipe,
         } => {
             let cfg = RobotConfig::load(&config)?;
@@ -353,6 +358,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     seeds: (0..seeds.unwrap_or(1)).collect(),
                     train,
                     gated_ensemble: gated_ensemble.unwrap_or(0),
+                    gated_bootstrap,
                     out,
                 }
             } else {
@@ -364,6 +370,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     seeds: (0..seeds.unwrap_or(3)).collect(),
                     train,
                     gated_ensemble: gated_ensemble.unwrap_or(5),
+                    gated_bootstrap,
                     out,
                 }
             };

@@ -381,6 +381,10 @@ pub struct RetrainArgs {
     /// Bootstrap ensemble members (doubt needs >= 2).
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
+    /// Ensemble members all train on every episode (differing by initialisation and sampling
+    /// order) instead of on bootstrap resamples.
+    #[arg(long)]
+    pub no_bootstrap: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Passes over the training set [default: 100]; capped by --max-steps.
@@ -462,6 +466,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
         opts.delta = action == ActionArg::Delta;
     }
     opts.ensemble = a.ensemble;
+    opts.bootstrap = !a.no_bootstrap;
     opts.seed = a.seed;
     if let Some(e) = a.epochs {
         opts.epochs = e;

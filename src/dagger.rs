@@ -75,6 +75,9 @@ pub struct DaggerPlan {
     pub train: RetrainOptions,
     /// Ensemble members for the robot-gated arm; 0 leaves the arm out.
     pub gated_ensemble: usize,
+    /// The robot-gated ensemble's members train on bootstrap resamples (else all see every
+    /// episode).
+    pub gated_bootstrap: bool,
     pub out: PathBuf,
 }
 
@@ -362,6 +365,7 @@ impl Ctx<'_> {
     ) -> Result<(String, Option<DoubtCalibration>)> {
         let mut recipe = self.plan.train.clone();
         recipe.ensemble = ensemble;
+        recipe.bootstrap = self.plan.gated_bootstrap;
         train(&recipe, self.cfg, data, registry, self.seed)
     }
 

@@ -464,21 +464,24 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Doubt of one prediction `[K, chunk, act_dim]` (flat, member-major): the trace of the
-/// ensemble's covariance of the first step's action (the sum over joints of the members'
-/// variance), as HG-DAgger logs it. `None` for a single model (K < 2) or a short buffer.
+/// ensemble's covariance (the sum over joints of the members' variance), as HG-DAgger logs
+/// it, averaged over the chunk's steps. With chunk 1 that is HG-DAgger's number. With absolute
+/// chunks the first step is always near the measured position, where every member agrees;
+/// members disagree about where to go next, so the whole chunk is what shows doubt. `None` for
+/// a single model (K < 2) or a short buffer.
 pub fn ensemble_doubt(out: &[f32], k: usize, chunk: usize, act_dim: usize) -> Option<f32> {
     let per_member = chunk * act_dim;
-    if k < 2 || out.len() < k * per_member {
+    if k < 2 || chunk == 0 || out.len() < k * per_member {
         return None;
     }
     let mut trace = 0.0f64;
-    for j in 0..act_dim {
-        let xs = (0..k).filter_map(|m| out.get(m * per_member + j));
+    for i in 0..per_member {
+        let xs = (0..k).filter_map(|m| out.get(m * per_member + i));
         let mean = xs.clone().map(|&x| f64::from(x)).sum::<f64>() / k as f64;
         let var = xs.map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / k as f64;
         trace += var;
     }
-    Some(trace as f32)
+    Some((trace / chunk as f64) as f32)
 }
 
 /// Times `iters` forward passes (including the ensemble reduction) on a zero observation, for

@@ -51,12 +51,15 @@ fn traced_ensemble_mean_and_doubt_match_a_hand_computation() {
             assert!(close(pred.chunk[s][j], mean), "step {s} action {j}");
         }
     }
-    // Doubt: sum over actions of the population variance over the 3 members at step 0.
+    // Doubt: sum over actions of the population variance over the 3 members, averaged over
+    // the chunk's 4 steps.
     let mut doubt = 0.0f64;
-    for j in 0..6 {
-        let xs: Vec<f64> = (0..3).map(|m| f64::from(out[m][0][j])).collect();
-        let mean = xs.iter().sum::<f64>() / 3.0;
-        doubt += xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 3.0;
+    for s in 0..4 {
+        for j in 0..6 {
+            let xs: Vec<f64> = (0..3).map(|m| f64::from(out[m][s][j])).collect();
+            let mean = xs.iter().sum::<f64>() / 3.0;
+            doubt += xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 3.0 / 4.0;
+        }
     }
     let got = f64::from(pred.doubt.unwrap());
     assert!(doubt > 0.01, "members should disagree: {doubt}");

@@ -87,6 +87,8 @@ pub struct RetrainOptions {
     pub delta: bool,
     /// Bootstrap ensemble members K (1 = no ensemble).
     pub ensemble: usize,
+    /// See [`TrainConfig::bootstrap`].
+    pub bootstrap: bool,
     /// Passes over the (weighted) training set; an epoch is ceil(trainable frames / batch) steps.
     pub epochs: usize,
     /// Lower bound on optimiser steps per member: a few demonstrations make short epochs, and
@@ -127,6 +129,7 @@ impl RetrainOptions {
             chunk: DEFAULT_CHUNK,
             delta: false,
             ensemble: 1,
+            bootstrap: true,
             epochs: 100,
             min_steps: DEFAULT_MIN_STEPS,
             max_steps: Some(20_000),
@@ -463,6 +466,7 @@ pub fn retrain_from_episodes(
     let cfg = TrainConfig {
         weighting: opts.weighting,
         ensemble: opts.ensemble,
+        bootstrap: opts.bootstrap,
         steps,
         eval_every: 0,
         batch: opts.batch,

@@ -19,6 +19,9 @@ use crate::model::{Mlp, ModelSpec, Normalizer, TrainedPolicy};
 pub struct TrainConfig {
     pub weighting: Weighting,
     pub ensemble: usize,
+    /// Each ensemble member trains on a bootstrap resample of the training episodes; off, every
+    /// member sees all of them and members differ only by initialisation and sampling order.
+    pub bootstrap: bool,
     /// Optimiser steps per member (an upper bound when early stopping is on).
     pub steps: usize,
     /// Steps between validation evaluations; 0 picks about one epoch (at most steps / 20).
@@ -44,6 +47,7 @@ impl Default for TrainConfig {
         TrainConfig {
             weighting: Weighting::HgDagger,
             ensemble: 1,
+            bootstrap: true,
             steps: 1000,
             eval_every: 0,
             batch: 256,
@@ -242,7 +246,7 @@ pub fn train(
     let mut reports = Vec::with_capacity(cfg.ensemble);
     for k in 0..cfg.ensemble {
         let member_seed = cfg.seed.wrapping_add(k as u64);
-        let eps = if cfg.ensemble > 1 {
+        let eps = if cfg.ensemble > 1 && cfg.bootstrap {
             bootstrap_episodes(train_eps, member_seed ^ 0xb007)
         } else {
             train_eps.to_vec()
