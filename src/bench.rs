@@ -74,7 +74,7 @@ enum What {
     Dagger {
         #[arg(long, default_value = "robot-configs/sim-koch.toml")]
         config: PathBuf,
-        /// A short version (one seed, one round, 20 rollouts per point, no robot-gated arm):
+        /// A short version (one seed, two rounds, 20 rollouts per point, no robot-gated arm):
         /// the README's first command.
         #[arg(long)]
         quick: bool,
@@ -83,7 +83,7 @@ enum What {
         /// Seeds [default: 3; quick 1].
         #[arg(long)]
         seeds: Option<u64>,
-        /// DAgger rounds [default: 3; quick 1].
+        /// DAgger rounds [default: 3; quick 2].
         #[arg(long)]
         rounds: Option<usize>,
         /// Demonstrations BC starts from [default: 10].
@@ -352,7 +352,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let plan = if quick {
                 DaggerPlan {
                     demos: demos.unwrap_or(10),
-                    rounds: rounds.unwrap_or(1),
+                    rounds: rounds.unwrap_or(2),
                     dagger_episodes: episodes.unwrap_or(10),
                     eval: eval.unwrap_or(20),
                     seeds: (0..seeds.unwrap_or(1)).collect(),
