@@ -142,6 +142,10 @@ pub struct RecipeArgs {
     /// Upper bound on optimiser steps per member [default: retrain's].
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Ensemble members of the BC, HG-DAgger and more-demonstrations arms, each trained on
+    /// every episode (not bootstrap resamples) [default: 1].
+    #[arg(long)]
+    ensemble: Option<usize>,
 }
 
 impl RecipeArgs {
@@ -157,14 +161,24 @@ impl RecipeArgs {
         if self.max_steps.is_some() {
             o.max_steps = self.max_steps;
         }
+        if let Some(k) = self.ensemble {
+            anyhow::ensure!(k >= 1, "--ensemble must be at least 1");
+            o.ensemble = k;
+            o.bootstrap = false;
+        }
         Ok(o)
     }
 }
 
 /// `absolute, chunk 20` and so on.
 pub fn recipe_name(o: &intervened_train::RetrainOptions) -> String {
+    let ensemble = if o.ensemble > 1 {
+        format!(", {}-member ensemble", o.ensemble)
+    } else {
+        String::new()
+    };
     format!(
-        "{} goals, chunk {}",
+        "{} goals, chunk {}{ensemble}",
         if o.delta { "delta" } else { "absolute" },
         o.chunk
     )

@@ -357,15 +357,18 @@ impl Ctx<'_> {
         )
     }
 
+    /// Trains with the plan's recipe; the robot-gated arm (`gated`) with its own ensemble.
     fn train(
         &self,
         data: &Path,
         registry: &Path,
-        ensemble: usize,
+        gated: bool,
     ) -> Result<(String, Option<DoubtCalibration>)> {
         let mut recipe = self.plan.train.clone();
-        recipe.ensemble = ensemble;
-        recipe.bootstrap = self.plan.gated_bootstrap;
+        if gated {
+            recipe.ensemble = self.plan.gated_ensemble;
+            recipe.bootstrap = self.plan.gated_bootstrap;
+        }
         train(&recipe, self.cfg, data, registry, self.seed)
     }
 
@@ -432,7 +435,7 @@ pub fn run_seed(
         demos.episodes, demos.successes, demos.expert_frames
     ));
     progress.phase(format!("seed {seed}: training behaviour cloning"));
-    let (v, _) = ctx.train(&data, &reg, 1)?;
+    let (v, _) = ctx.train(&data, &reg, false)?;
     progress.step();
     progress.phase(format!("seed {seed}: evaluating BC ({v})"));
     let ev = ctx.eval(&reg, "bc")?;
@@ -475,7 +478,7 @@ pub fn run_seed(
         progress.phase(format!(
             "seed {seed}, round {round}: retraining on every session"
         ));
-        let (v, _) = ctx.train(&data, &reg, 1)?;
+        let (v, _) = ctx.train(&data, &reg, false)?;
         progress.step();
         progress.phase(format!("seed {seed}, round {round}: evaluating {v}"));
         let ev = ctx.eval(&reg, &format!("hg-dagger-{round}"))?;
@@ -538,7 +541,7 @@ pub fn run_seed(
         progress.phase(format!(
             "seed {seed}: training BC on {base_expert} expert frames"
         ));
-        let (v, _) = ctx.train(&base_data, &base_reg, 1)?;
+        let (v, _) = ctx.train(&base_data, &base_reg, false)?;
         progress.step();
         progress.phase(format!(
             "seed {seed}: evaluating BC on more demonstrations ({v})"
@@ -574,7 +577,7 @@ pub fn run_seed(
         progress.phase(format!(
             "seed {seed}: training a {k}-member ensemble on the demonstrations"
         ));
-        let (v, mut cal) = ctx.train(&g_data, &g_reg, k)?;
+        let (v, mut cal) = ctx.train(&g_data, &g_reg, true)?;
         progress.step();
         progress.phase(format!("seed {seed}: evaluating the ensemble ({v})"));
         let ev = ctx.eval(&g_reg, "robot-gated-0")?;
@@ -620,7 +623,7 @@ pub fn run_seed(
             progress.phase(format!(
                 "seed {seed}, round {round}: retraining the ensemble"
             ));
-            let (v, c) = ctx.train(&g_data, &g_reg, k)?;
+            let (v, c) = ctx.train(&g_data, &g_reg, true)?;
             cal = c;
             progress.step();
             progress.phase(format!("seed {seed}, round {round}: evaluating {v}"));
