@@ -488,6 +488,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     }
     opts.normalize_obs = !a.no_obs_norm;
     opts.quiet = a.quiet;
+    repair_cut_episodes(&a.data);
     let r = intervened_train::retrain(&opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -540,6 +541,7 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
                 overwrite,
                 ..Default::default()
             };
+            repair_cut_episodes(&data);
             let s = intervened_episodes::export_lerobot(&data, &out, &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -593,6 +595,140 @@ fn print_export(s: &intervened_episodes::ExportSummary) {
         "  ds = LeRobotDataset(\"local/intervened\", root=\"{}\")",
         s.out_dir.display()
     );
+}
+
+/// Before data is used (retrain, export): repair episode files cut short by a crash the
+/// daemon has not restarted after, so that what is exported next to them opens in every
+/// reader. Never fatal: the readers read cut files in memory anyway.
+fn repair_cut_episodes(data: &Path) {
+    if !data.join("sessions").is_dir() {
+        return;
+    }
+    match intervened_episodes::recover_all(data) {
+        Ok(r) => {
+            let n = r.repaired().count();
+            if n > 0 {
+                eprintln!(
+                    "repaired {n} episode file(s) under {} cut short by a crash: rewritten complete with every intact message, marked truncated",
+                    data.display()
+                );
+            }
+        }
+        Err(e) => tracing::warn!("crash recovery under {}: {e:#}", data.display()),
+    }
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// A data root (the folder holding `sessions/`) or one session folder.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Print the full report as JSON instead of one line per file.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Repairs every cut-short episode under a data root or in one session folder: the file is
+/// rewritten as a complete MCAP file with every intact message (the torn tail dropped), then
+/// its manifest is written. Whole files are left byte for byte as they are; a file a running
+/// daemon is recording is left alone. The daemon does the same at every start.
+pub fn recover(a: RecoverArgs) -> Result<ExitCode> {
+    use intervened_episodes::{RecoveryAction, RecoveryReport};
+    let dir = &a.dir;
+    if !dir.is_dir() {
+        bail!(
+            "{}: no such folder\n  fix: give the data root (recording.root, e.g. `data`) or one of its sessions/<id> folders",
+            dir.display()
+        );
+    }
+    let report: RecoveryReport = if dir.join("sessions").is_dir() {
+        intervened_episodes::recover_all(dir)?
+    } else {
+        let has_episodes = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("episode-") && name.ends_with(".mcap")
+            });
+        if !has_episodes {
+            bail!(
+                "{}: neither a data root (no sessions/ folder) nor a session folder (no episode-NNNNNN.mcap files)\n  fix: give the data root (recording.root, e.g. `data`) or one of its sessions/<id> folders",
+                dir.display()
+            );
+        }
+        intervened_episodes::recover_session_dir(dir)?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let mut counts = [0usize; 5];
+        for f in &report.files {
+            let shown = f.path.strip_prefix(dir).unwrap_or(&f.path).display();
+            let what = match (f.action, &f.repair) {
+                (RecoveryAction::Intact, _) => {
+                    counts[0] += 1;
+                    "intact".to_string()
+                }
+                (RecoveryAction::ManifestWritten, _) => {
+                    counts[1] += 1;
+                    "intact (its manifest was missing; written)".to_string()
+                }
+                (RecoveryAction::Repaired, Some(r)) => {
+                    counts[2] += 1;
+                    format!(
+                        "repaired: {} messages kept ({} frames{}), {} bytes dropped, {:.3} s of messages lost in them",
+                        r.messages,
+                        r.frames,
+                        r.kept_until_s
+                            .map(|t| format!(", up to t = {t:.3} s"))
+                            .unwrap_or_default(),
+                        r.bytes_dropped,
+                        r.lost_span_s
+                    )
+                }
+                (RecoveryAction::Repaired, None) => {
+                    counts[2] += 1;
+                    "repaired".to_string()
+                }
+                (RecoveryAction::Busy, _) => {
+                    counts[3] += 1;
+                    "being recorded by a running daemon; left alone".to_string()
+                }
+                (RecoveryAction::Failed, _) => {
+                    counts[4] += 1;
+                    format!("FAILED: {}", f.error.as_deref().unwrap_or("unknown error"))
+                }
+            };
+            println!("{shown}: {what}");
+        }
+        for p in &report.removed_tmp {
+            println!(
+                "{}: removed (an interrupted write)",
+                p.strip_prefix(dir).unwrap_or(p).display()
+            );
+        }
+        println!(
+            "{} episode file(s): {} repaired, {} intact, {} manifest(s) written, {} busy, {} failed",
+            report.files.len(),
+            counts[2],
+            counts[0],
+            counts[1],
+            counts[3],
+            counts[4]
+        );
+        if counts[2] > 0 {
+            println!(
+                "(frames not yet flushed when the process died never reached the disk: at most one flush interval, recording.flush_ms)"
+            );
+        }
+    }
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(Args)]

@@ -40,6 +40,8 @@ enum Cmd {
     Retrain(commands::RetrainArgs),
     /// Inspect recorded sessions, or export them as a LeRobotDataset v3.0.
     Export(commands::ExportArgs),
+    /// Repair episode files cut short by a crash, so that every MCAP reader opens them.
+    Recover(commands::RecoverArgs),
     /// Measure the bus, the loop, inference, training, recording, or the whole DAgger loop.
     Bench(bench::BenchArgs),
     /// Talk to a running daemon over its control socket.
@@ -61,6 +63,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.cmd {
         Cmd::Retrain(_) | Cmd::Export(_) | Cmd::Bench(_) => "warn",
+        // It prints what it did to every file itself.
+        Cmd::Recover(_) => "error",
         _ => "info",
     };
     let filter = match &cli.log {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Calibrate(a) => commands::calibrate(a),
         Cmd::Retrain(a) => commands::retrain(a),
         Cmd::Export(a) => commands::export(a),
+        Cmd::Recover(a) => commands::recover(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Ctl(a) => commands::ctl(a),
     };

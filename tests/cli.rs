@@ -23,6 +23,7 @@ fn help_lists_the_built_subcommands() {
         "calibrate",
         "retrain",
         "export",
+        "recover",
         "bench",
         "ctl",
     ] {
@@ -219,4 +220,88 @@ fn the_binary_links_every_shared_library_without_the_cuda_stack() {
     for heavy in ["libtorch_cuda", "libcudnn", "libcublas", "libnccl"] {
         assert!(!text.contains(heavy), "{heavy} is linked:\n{text}");
     }
+}
+
+/// `intervened recover DIR` repairs a cut file and says what it kept and dropped, then finds
+/// nothing to do; it takes a data root or a session folder, and names a wrong folder's fix.
+#[test]
+fn recover_repairs_a_cut_file_and_reports_it() {
+    use intervened_episodes::{ControlSource, EpisodeMeta, EpisodeWriter, Frame};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let meta = EpisodeMeta {
+        session_id: "s1".into(),
+        episode_index: 0,
+        robot_name: "arm".into(),
+        robot_type: "koch_v1.1".into(),
+        joint_names: vec!["a".into(), "b".into()],
+        task_feature_names: Vec::new(),
+        fps: 50.0,
+        policy_version: None,
+        task: "t".into(),
+        demo: true,
+        started_at: 1_700_000_000_000_000_000,
+    };
+    let mut w = EpisodeWriter::create(&data, &meta).unwrap();
+    let mut flushed = 0;
+    for i in 0..40u64 {
+        w.write_frame(&Frame {
+            tick: i,
+            t: i as f64 / 50.0,
+            q: vec![0.0, 1.0],
+            qd: Vec::new(),
+            current: Vec::new(),
+            goal: vec![0.0, 1.0],
+            source: ControlSource::Demo,
+            proposal: None,
+            doubt: None,
+            pad_axes: Vec::new(),
+            pad_buttons: 0,
+            task: Vec::new(),
+        })
+        .unwrap();
+        if i == 29 {
+            w.flush().unwrap();
+            flushed = w.file_len().unwrap();
+        }
+    }
+    let path = w.path().to_path_buf();
+    w.finish(intervened_episodes::Outcome::Success, 0, 0)
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..flushed as usize + 100]).unwrap();
+    std::fs::remove_file(path.with_extension("json")).unwrap();
+
+    let out = bin().arg("recover").arg(&data).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sessions/s1/episode-000000.mcap: repaired: 91 messages kept (30 frames, up to t = 0.580 s), 100 bytes dropped"),
+        "{text}"
+    );
+    assert!(text.contains("1 episode file(s): 1 repaired"), "{text}");
+    let m = intervened_episodes::Manifest::load(&path.with_extension("json")).unwrap();
+    assert!(m.truncated && m.recovered && m.frames == 30);
+
+    let session = data.join("sessions/s1");
+    let out = bin()
+        .args(["recover", "--json"])
+        .arg(&session)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"][0]["action"], "intact", "{v}");
+
+    let out = bin()
+        .arg("recover")
+        .arg(dir.path().join("nowhere"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such folder") && err.contains("fix:"),
+        "{err}"
+    );
 }

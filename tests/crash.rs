@@ -1,8 +1,10 @@
 //! Crash safety through the binary: the daemon records simulated demonstrations in real time
 //! and is killed with SIGKILL at seeded random points. After every kill each episode file must
 //! stay readable, the episode cut short must read back `truncated`, and nothing flushed before
-//! the kill may be lost. The next start recovers the cut episodes (truncated manifests), and
-//! `export sessions` lists them.
+//! the kill may be lost. The next start recovers the cut episodes (repaired files, truncated
+//! manifests), `export sessions` lists them, and the official Python `mcap` reader opens every
+//! file through its summary with as many messages as our reader reads. A last test kills
+//! `intervened recover` itself while it rewrites files.
 //!
 //! Kill points are drawn from a fixed seed (override with `CRASH_SEED=<u64>` to explore), so the
 //! schedule is reproducible: a quarter of the kills land early after spawning (start-up, crash
@@ -28,7 +30,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use intervened_episodes::{read_episode, Episode, Manifest, Outcome};
+use intervened_episodes::{
+    read_episode, recover_episode, ControlSource, Episode, EpisodeMeta, EpisodeWriter, Frame,
+    Manifest, Outcome,
+};
+use serde_json::Value;
 
 /// Kill runs per lane, and lanes (each its own data dir) run concurrently.
 const RUNS_PER_LANE: usize = 8;
@@ -48,10 +54,14 @@ const SLOWDOWN: f64 = 0.7;
 /// flush interval by at most this (s): a much longer effective flush interval fails here.
 const MEDIAN_TAIL_MARGIN_S: f64 = 0.15;
 const DEFAULT_SEED: u64 = 0x5eed_c4a5_11ed_0001;
-/// On a loaded machine the in-process servo emulator can miss all three start-up pings; the
-/// daemon then refuses to start (before touching the data dir). Such a start is retried: it is
-/// not what this test is about, and it is counted in the summary.
-const START_FLAKE: &str = "does not answer a ping";
+/// On a loaded machine the in-process servo emulator can miss all three start-up pings, or the
+/// reply to the torque-enable write; the daemon then refuses to start (before it records or
+/// recovers anything). Such a start is retried: it is not what this test is about, and it is
+/// counted in the summary.
+const START_FLAKES: [&str; 2] = ["does not answer a ping", "enabling torque"];
+fn start_flake(log: &str) -> bool {
+    START_FLAKES.iter().any(|f| log.contains(f))
+}
 const START_ATTEMPTS: u32 = 3;
 
 fn bin() -> Command {
@@ -61,6 +71,62 @@ fn bin() -> Command {
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh --test to create the test venv (mcap, pyarrow)",
+        p.display()
+    );
+    p
+}
+
+/// The official Python `mcap` reader's view of each file: summary, messages per topic, errors
+/// (`crates/episodes/tests/fixtures/mcap_strict.py`).
+fn mcap_strict(paths: &[PathBuf]) -> Value {
+    let script = repo().join("crates/episodes/tests/fixtures/mcap_strict.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed (run scripts/setup.sh --test if a module is missing):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every file opens in the official Python reader, through its summary and footer, and holds
+/// the messages our reader reads from it. Returns the messages read.
+fn assert_official_reader_reads(paths: &[PathBuf], ctx: &str) -> u64 {
+    let v = mcap_strict(paths);
+    let mut messages = 0;
+    for p in paths {
+        let r = &v[p.to_str().unwrap()];
+        let c = format!("{ctx}: {} ({r})", p.display());
+        assert_eq!(r["error"], Value::Null, "{c}");
+        assert_eq!(r["summary"], true, "{c}: no summary");
+        assert_eq!(r["footer"], true, "{c}: no footer");
+        assert_eq!(r["stats"], r["messages"], "{c}");
+        let ep = read_episode(p).unwrap_or_else(|e| panic!("{c}: {e}"));
+        let topic = |t: &str| r["topics"][t].as_u64().unwrap_or(0);
+        let n = ep.frames.len() as u64;
+        assert_eq!(topic("/observation"), n, "{c}");
+        assert_eq!(topic("/action"), n, "{c}");
+        assert_eq!(topic("/gamepad"), n, "{c}");
+        assert_eq!(topic("/events"), ep.events.len() as u64, "{c}");
+        assert_eq!(topic("/diagnostics"), ep.diagnostics.len() as u64, "{c}");
+        messages += r["messages"].as_u64().unwrap_or(0);
+    }
+    messages
+}
+
+/// The kill runs and the kills during recovery both load the machine; run them one at a time
+/// so that neither starves the other's real-time daemon.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// SplitMix64: a tiny seeded generator, enough for reproducible kill delays.
 struct SplitMix64(u64);
@@ -208,6 +274,9 @@ struct LaneReport {
     /// Daemon starts retried after the emulated servos missed the start-up pings.
     start_retries: usize,
     cuts: Vec<PathBuf>,
+    /// Files and messages the official Python reader read after the restart.
+    official_files: usize,
+    official_messages: u64,
 }
 
 /// The previous runs' cut episodes must now carry recovery's manifests.
@@ -289,7 +358,7 @@ fn kill_run(
             };
             let text = fs::read_to_string(&log).unwrap_or_default();
             assert!(
-                attempt < START_ATTEMPTS && text.contains(START_FLAKE),
+                attempt < START_ATTEMPTS && start_flake(&text),
                 "{ctx}: the daemon exited before the kill ({status}):\n{}",
                 log_tail(&log)
             );
@@ -465,7 +534,7 @@ fn lane(lane: usize, root: &Path, kills: &[Kill], flush_s: f64) -> LaneReport {
         }
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            attempt < START_ATTEMPTS && err.contains(START_FLAKE),
+            attempt < START_ATTEMPTS && start_flake(&err),
             "lane {lane}: restart failed:\n{err}"
         );
         report.start_retries += 1;
@@ -492,6 +561,11 @@ fn lane(lane: usize, root: &Path, kills: &[Kill], flush_s: f64) -> LaneReport {
             .collect();
         assert!(tmp.is_empty(), "{ctx}: stale temp files {tmp:?}");
     }
+
+    // Recovery rewrote every cut file complete: the official reader opens every file.
+    let files: Vec<PathBuf> = mcap_files(&data).into_keys().collect();
+    report.official_messages = assert_official_reader_reads(&files, &ctx);
+    report.official_files = files.len();
 
     // `export sessions` lists every session, with its truncated episodes counted.
     let out = bin()
@@ -534,6 +608,7 @@ fn lane(lane: usize, root: &Path, kills: &[Kill], flush_s: f64) -> LaneReport {
 
 #[test]
 fn sigkill_at_random_points_loses_nothing_flushed() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -581,6 +656,8 @@ fn sigkill_at_random_points_loses_nothing_flushed() {
         .fold(f64::INFINITY, f64::min);
     let aimed: usize = reports.iter().map(|r| r.aimed).sum();
     let retries: usize = reports.iter().map(|r| r.start_retries).sum();
+    let official_files: usize = reports.iter().map(|r| r.official_files).sum();
+    let official_messages: u64 = reports.iter().map(|r| r.official_messages).sum();
     let mut tails: Vec<f64> = reports.iter().flat_map(|r| r.tails_s.clone()).collect();
     tails.sort_by(f64::total_cmp);
     let median_tail = tails.get(tails.len() / 2).copied().unwrap_or(0.0);
@@ -589,7 +666,9 @@ fn sigkill_at_random_points_loses_nothing_flushed() {
         "seed {seed:#x}: {kills} kills in {:.1} s; {truncated} cut an episode short, \
          {between} after a footer before its manifest, {early} before the first episode; \
          worst recovered/nominal frames {worst_ratio:.3}; kill to last recovered frame: \
-         median {median_tail:.3} s, worst {worst_tail:.3} s; {retries} start(s) retried",
+         median {median_tail:.3} s, worst {worst_tail:.3} s; {retries} start(s) retried; \
+         after the restarts the official Python mcap reader read {official_files} files, \
+         {official_messages} messages, 0 bad",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(kills, LANES * RUNS_PER_LANE);
@@ -649,4 +728,169 @@ fn kill_while_creating_an_episode_file_leaves_it_readable() {
             }
         }
     }
+}
+
+/// A long episode cut mid-chunk, as a kill leaves it: (bytes, frames our reader reads).
+fn long_cut_episode(root: &Path) -> (Vec<u8>, usize) {
+    let joints: Vec<String> = (0..6).map(|i| format!("j{i}")).collect();
+    let meta = EpisodeMeta {
+        session_id: "long".into(),
+        episode_index: 0,
+        robot_name: "sim-koch".into(),
+        robot_type: "koch_v1.1".into(),
+        joint_names: joints,
+        task_feature_names: vec!["block.x".into(), "block.y".into()],
+        fps: 50.0,
+        policy_version: None,
+        task: "pick up the block".into(),
+        demo: true,
+        started_at: 1_700_000_000_000_000_000,
+    };
+    let mut w = EpisodeWriter::create(root, &meta).unwrap();
+    for i in 0..3000u64 {
+        let x = i as f64;
+        w.write_frame(&Frame {
+            tick: i,
+            t: x / 50.0,
+            q: vec![x * 1e-3; 6],
+            qd: vec![0.1; 6],
+            current: vec![12.0; 6],
+            goal: vec![x * 1e-3 + 1e-4; 6],
+            source: ControlSource::Demo,
+            proposal: None,
+            doubt: None,
+            pad_axes: vec![0.0, 0.25, -0.5, 0.0],
+            pad_buttons: (i % 4) as u32,
+            task: vec![0.2, -0.1],
+        })
+        .unwrap();
+        if i % 5 == 4 {
+            w.flush().unwrap();
+        }
+    }
+    let path = w.path().to_path_buf();
+    drop(w);
+    let bytes = fs::read(&path).unwrap();
+    let cut = bytes[..bytes.len() * 4 / 5].to_vec();
+    fs::write(&path, &cut).unwrap();
+    let frames = read_episode(&path).unwrap().frames.len();
+    fs::remove_dir_all(root).unwrap();
+    (cut, frames)
+}
+
+/// SIGKILL `intervened recover` at random points while it rewrites cut files. After every kill
+/// each file is either the untouched cut file or its complete repaired copy (a manifest only
+/// beside the latter); the next run finishes the job; in the end every file holds every frame
+/// that was intact and opens in the official reader.
+#[test]
+fn sigkill_during_recovery_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const FILES: usize = 40;
+    const KILLS: usize = 8;
+    let seed = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED);
+    let mut rng = SplitMix64(seed ^ 0x0072_6563_6f76_6572);
+    let tmp = tempfile::tempdir().unwrap();
+    let (cut, frames) = long_cut_episode(&tmp.path().join("src"));
+    assert!(frames > 1000, "{frames} frames");
+
+    // The reference: the same file recovered without interruption.
+    let reference = tmp.path().join("ref/sessions/long/episode-000000.mcap");
+    fs::create_dir_all(reference.parent().unwrap()).unwrap();
+    fs::write(&reference, &cut).unwrap();
+    let expected_manifest = recover_episode(&reference, None).unwrap();
+    let repaired = fs::read(&reference).unwrap();
+    assert_eq!(expected_manifest.frames as usize, frames);
+
+    let populate = |data: &Path| -> Vec<PathBuf> {
+        (0..FILES)
+            .map(|k| {
+                let p = data.join(format!("sessions/s{k:03}/episode-000000.mcap"));
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, &cut).unwrap();
+                p
+            })
+            .collect()
+    };
+    let recover = |data: &Path| {
+        bin()
+            .arg("recover")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long an uninterrupted pass takes here.
+    let timing = tmp.path().join("timing");
+    populate(&timing);
+    let t0 = Instant::now();
+    assert!(recover(&timing).wait().unwrap().success());
+    let full = t0.elapsed();
+
+    let data = tmp.path().join("data");
+    let files = populate(&data);
+    let (mut partial, mut leftovers) = (0, 0);
+    for kill in 0..KILLS {
+        let mut child = recover(&data);
+        let frac = (rng.next() % 1000) as f64 / 1000.0;
+        // Each run resumes where the last was killed: short runs spread the kills over the
+        // whole job.
+        std::thread::sleep(full.mul_f64(0.05 + 0.3 * frac));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let mut done = 0;
+        for p in &files {
+            let bytes = fs::read(p).unwrap();
+            let has_manifest = p.with_extension("json").exists();
+            if bytes == repaired {
+                done += 1;
+            } else {
+                assert!(bytes == cut, "kill {kill}: {} is neither", p.display());
+                assert!(!has_manifest, "kill {kill}: manifest before repair");
+            }
+            if has_manifest {
+                assert_eq!(
+                    Manifest::load(&p.with_extension("json")).unwrap(),
+                    expected_manifest
+                );
+            }
+            let mut tmp_name = p.as_os_str().to_owned();
+            tmp_name.push(".repair");
+            leftovers += usize::from(PathBuf::from(tmp_name).exists());
+        }
+        partial += usize::from(done > 0 && done < FILES);
+    }
+    let out = bin().arg("recover").arg(&data).output().unwrap();
+    assert!(out.status.success());
+    for p in &files {
+        assert_eq!(fs::read(p).unwrap(), repaired, "{}", p.display());
+        assert_eq!(
+            Manifest::load(&p.with_extension("json")).unwrap(),
+            expected_manifest
+        );
+        assert_eq!(read_episode(p).unwrap().frames.len(), frames);
+    }
+    let stray: Vec<PathBuf> = files
+        .iter()
+        .flat_map(|p| fs::read_dir(p.parent().unwrap()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|q| q.extension().is_some_and(|x| x == "repair" || x == "tmp"))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    let messages = assert_official_reader_reads(&files, "after the kills");
+    eprintln!(
+        "{KILLS} kills during recovery of {FILES} files (a full pass: {:.2} s): {partial} left \
+         some files repaired and some not, {leftovers} interrupted repair(s) left a temp file; \
+         then every file repaired, {frames} frames each; official reader: {} files, \
+         {messages} messages, 0 bad",
+        full.as_secs_f64(),
+        files.len()
+    );
+    assert!(
+        partial > 0,
+        "no kill landed while recovery was under way (a full pass took {full:?})"
+    );
 }

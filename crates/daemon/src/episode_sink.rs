@@ -51,9 +51,10 @@ impl EpisodeSink {
         let recorder =
             Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
         let rec = recorder.recovery();
-        if !rec.recovered.is_empty() {
+        let repaired = rec.repaired().count();
+        if !rec.recovered.is_empty() || repaired > 0 {
             info!(
-                "recovered {} episode(s) cut short by an earlier stop",
+                "recovered {} episode(s) cut short by an earlier stop; {repaired} file(s) rewritten as complete MCAP files",
                 rec.recovered.len()
             );
         }

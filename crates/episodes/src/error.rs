@@ -30,6 +30,16 @@ pub enum EpisodeError {
     #[error("{path}: episode already exists; refusing to overwrite recorded data")]
     AlreadyExists { path: PathBuf },
     #[error(
+        "{path}: being recorded right now (another process holds its lock); \
+         recover it once that recording has ended"
+    )]
+    Busy { path: PathBuf },
+    #[error(
+        "{path}: the repaired copy failed its read-back check ({detail}); the original file \
+         is untouched and still reads up to its last complete chunk: keep it and report this"
+    )]
+    RepairCheck { path: PathBuf, detail: String },
+    #[error(
         "frame {tick} has {got} values in `{field}`, the episode has {expected} joints/features"
     )]
     FrameShape {

@@ -6,7 +6,8 @@
 //!
 //! Loss bound: the recorder closes and fdatasyncs a chunk every `flush_ms` (100 ms by
 //! default), so a crash, `kill -9` or power cut loses at most the frames since the last
-//! flush; readers stop at the torn chunk.
+//! flush; readers stop at the torn chunk, and crash recovery rewrites a cut file as a complete
+//! MCAP file that every reader opens ([`recovery`]).
 
 pub mod bench;
 pub mod error;
@@ -32,12 +33,15 @@ pub use labels::{derive_labels, takeover_indices, DEFAULT_PRE_INTERVENTION_WINDO
 pub use layout::{episode_path, new_session_id, next_episode_index, session_dir};
 pub use lerobot::{export_lerobot, ExportOptions, ExportSummary};
 pub use manifest::{Manifest, ManifestBuilder};
-pub use reader::{read_episode, Episode};
+pub use reader::{read_episode, Episode, REPAIR_METADATA};
 pub use recorder::{
     EpisodeReport, Recorder, RecorderHandle, RecorderMsg, RecorderOptions, RecorderStatus,
     SendRejected,
 };
-pub use recovery::{recover_all, recover_episode, recover_session_dir, RecoveryReport};
+pub use recovery::{
+    recover_all, recover_episode, recover_session_dir, repair_episode_file, repair_temp_path,
+    FileRecovery, RecoveredEpisode, RecoveryAction, RecoveryReport, Repair,
+};
 pub use summary::{list_sessions, summarize_session, Counts, DataSummary, SessionSummary};
 pub use types::{
     ControlSource, DiagnosticsRecord, EpisodeMeta, Event, EventRecord, FailureCounts, FailureMode,

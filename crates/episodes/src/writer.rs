@@ -2,11 +2,16 @@
 //! the simulator and tools can use it directly.
 //!
 //! Crash safety: chunks are only closed by [`EpisodeWriter::flush`] (no size-triggered
-//! chunking), so a frame's messages never straddle two chunks. Each flush closes the open
-//! chunk, pushes it to the OS and `fdatasync`s the file. On a power cut the file therefore
-//! holds every chunk flushed before it; the chunk being written may be torn, and readers stop
-//! at it. The MCAP writer only ever seeks back inside the chunk it is writing, so nothing that
-//! was flushed is ever rewritten.
+//! chunking), so a frame's messages never straddle two chunks. Each chunk is built in memory
+//! and handed to the OS whole, header and body in one write (the MCAP writer's buffered chunk
+//! mode), followed by its message indexes; then the file is `fdatasync`ed. A `kill -9`
+//! therefore leaves only complete records and at most one torn tail, never a chunk header
+//! with a placeholder length; on a power cut the file holds every chunk flushed before it and
+//! the last may be torn. Readers stop at a torn record, and crash recovery rewrites the file
+//! complete ([`crate::recovery`]). Nothing that was flushed is ever rewritten.
+//!
+//! While it records, the writer holds an exclusive `flock` on its file, so that recovery run
+//! by another process (`intervened recover`) leaves the file alone.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -138,6 +143,10 @@ impl EpisodeWriter {
             .truncate(true)
             .open(&tmp)
             .map_err(|e| EpisodeError::io(&tmp, e))?;
+        // Released when the file is closed, or by the kernel when the process dies.
+        if let Err(e) = file.try_lock() {
+            warn!(path = %tmp.display(), error = %e, "could not lock the new episode file");
+        }
         let sync_handle = file.try_clone().map_err(|e| EpisodeError::io(&path, e))?;
         let sink = Sink {
             file,
@@ -150,6 +159,9 @@ impl EpisodeWriter {
             .compression(None)
             // Chunks close only on flush(), so a frame never straddles two chunks.
             .chunk_size(None)
+            // Buffered chunks: each chunk is built in memory and written with its final
+            // header in one piece, never a placeholder header patched later.
+            .disable_seeking(true)
             .profile(format::PROFILE)
             .library(concat!("intervened-episodes/", env!("CARGO_PKG_VERSION")))
             .create(BufWriter::with_capacity(64 * 1024, sink))
@@ -477,6 +489,10 @@ impl EpisodeWriter {
         // Dropping a failed MCAP writer writes nothing more; one that did not fail would
         // append a summary and footer, which only helps readers.
         drop(self.mcap.take());
+        // Recovery takes the file's lock; this writer is done with it.
+        if let Err(e) = self.sync_handle.unlock() {
+            warn!(path = %self.path.display(), error = %e, "could not unlock the episode file");
+        }
         let note = self.failed.clone().map(|f| format!("writing failed: {f}"));
         warn!(path = %self.path.display(), ?note, "abandoning episode; recovering what is on disk");
         crate::recovery::recover_episode_with(&self.path, Some(outcome), dropped, lost, note)

@@ -147,9 +147,12 @@ fn a_full_disk_keeps_everything_flushed_before_it() {
     assert_eq!(m.frames, flushed);
     assert_eq!(m.lost_frames, 3);
     assert!(m.note.unwrap().contains("writing failed"));
-    // Nothing that was flushed was touched.
+    // The file was rewritten complete (a footer every MCAP reader finds), keeping every frame
+    // that was flushed; the repair's temp file is gone.
+    assert!(!snapshot.ends_with(b"\x89MCAP0\r\n"));
     let after = fs::read(&path).unwrap();
-    assert_eq!(after[..snapshot.len()], snapshot[..]);
+    assert!(after.ends_with(b"\x89MCAP0\r\n"));
+    assert!(!intervened_episodes::repair_temp_path(&path).exists());
     let ep = read_episode(&path).unwrap();
     assert_eq!(ep.frames[..], all[..flushed as usize]);
     assert!(ep.truncated);

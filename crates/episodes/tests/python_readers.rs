@@ -342,3 +342,92 @@ fn pyarrow_reads_the_lerobot_export() {
     // pandas restores `task` as the index (LeRobot looks tasks up with tasks.iloc[i].name).
     assert_eq!(t["pandas"]["index_columns"], serde_json::json!(["task"]));
 }
+
+fn mcap_strict(paths: &[PathBuf]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcap_strict.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(paths)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed (run scripts/setup.sh --test if a module is missing):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python printed JSON")
+}
+
+/// One recording cut at many offsets (inside chunks, at chunk ends, in the summary, in the
+/// header), each copy recovered: the official Python reader opens every file through its
+/// summary, and reads as many messages as our reader recovered.
+#[test]
+fn python_mcap_reads_every_recovered_file() {
+    let dir = common::tmp();
+    let root = dir.path();
+    let mut w = EpisodeWriter::create(root, &meta("src", 0)).unwrap();
+    let mut ends = vec![w.file_len().unwrap()];
+    for (i, f) in frames(60).iter().enumerate() {
+        w.write_frame(f).unwrap();
+        if i % 10 == 9 {
+            w.flush().unwrap();
+            ends.push(w.file_len().unwrap());
+        }
+    }
+    w.finish(Outcome::Failure, 0, 0).unwrap();
+    let src = episode_path(root, "src", 0);
+    let bytes = std::fs::read(&src).unwrap();
+    let len = bytes.len() as u64;
+    let mut offsets = vec![5, 20, len - 1, len - 30, len - 200];
+    for w in ends.windows(2) {
+        offsets.extend([w[0] + 1, w[0] + 9, (w[0] + w[1]) / 2, w[1] - 1, w[1]]);
+    }
+    let mut paths = vec![src.clone()];
+    for (k, &off) in offsets.iter().enumerate() {
+        let p = episode_path(root, "cut", k as u32);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &bytes[..off as usize]).unwrap();
+        paths.push(p);
+    }
+    let report = intervened_episodes::recover_all(root).unwrap();
+    assert!(report.failed.is_empty(), "{report:#?}");
+    assert_eq!(report.repaired().count(), offsets.len());
+
+    let v = mcap_strict(&paths);
+    let mut messages = 0;
+    for p in &paths {
+        let r = &v[p.to_str().unwrap()];
+        let ctx = format!("{} ({r})", p.display());
+        assert_eq!(r["error"], Value::Null, "{ctx}");
+        assert_eq!(r["summary"], true, "{ctx}");
+        assert_eq!(r["footer"], true, "{ctx}");
+        assert_eq!(r["stats"], r["messages"], "{ctx}");
+        // As many messages as our reader recovered from the cut file.
+        let ours = match report.files.iter().find(|f| &f.path == p) {
+            Some(f) => f.repair.as_ref().map(|r| r.messages),
+            None => None,
+        };
+        if let Some(n) = ours {
+            assert_eq!(r["messages"], n, "{ctx}");
+        }
+        match intervened_episodes::read_episode(p) {
+            Ok(ep) => {
+                let n = ep.frames.len() as u64;
+                let topic = |t: &str| r["topics"][t].as_u64().unwrap_or(0);
+                assert_eq!(topic("/observation"), n, "{ctx}");
+                assert_eq!(topic("/action"), n, "{ctx}");
+                assert_eq!(topic("/gamepad"), n, "{ctx}");
+            }
+            // Cut inside the header chunk: a valid MCAP file with no episode in it.
+            Err(intervened_episodes::EpisodeError::NoEpisodeHeader { .. }) => {
+                assert_eq!(r["messages"], 0, "{ctx}");
+            }
+            Err(e) => panic!("{ctx}: {e}"),
+        }
+        messages += r["messages"].as_u64().unwrap();
+    }
+    eprintln!(
+        "mcap strict: {} files, {messages} messages, 0 bad",
+        paths.len()
+    );
+}
