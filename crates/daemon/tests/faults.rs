@@ -330,6 +330,8 @@ fn a_slow_policy_keeps_acting_at_chunk_1_and_10_across_hold_and_resume() {
         // Generous: a loaded CI machine may take a few hundred ms per pass; this test is about
         // acting at all, the next one about the timeout.
         cfg.policy.action_timeout_ms = 5000;
+        // Nor may the simulated world end the episode (10 s) while a loaded host is slow.
+        cfg.sim.episode_seconds = 300.0;
         let d = Daemon::start(cfg, Some(pol));
         d.wait_for("ticking", |s| s["tick"].as_u64() > Some(5));
         assert_eq!(d.ask(r#"{"cmd":"start_episode"}"#)["ok"], true);
