@@ -46,6 +46,22 @@ enum What {
         #[arg(long)]
         priority: Option<u8>,
     },
+    /// A fault soak in real time: the simulated human supervises policy episodes with the
+    /// recorder on while the emulator corrupts 1% and drops 1% of replies, unplugs and replugs
+    /// the adapter once and silences one servo for a while; then every recorded goal is checked
+    /// against the joint limits and every file is opened by our reader and the official one.
+    Soak {
+        #[arg(long, default_value = "robot-configs/sim-koch.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 600.0)]
+        seconds: f64,
+        /// Policy directory (default: trains a small one first).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Keep the recordings here (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Policy forward latency: the seed MLP and a chunked model (trained on a short demo set).
     Infer {
         #[arg(long, default_value = "robot-configs/sim-koch.toml")]
@@ -291,6 +307,12 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             );
             let _ = std::fs::remove_dir_all(dir);
         }
+        What::Soak {
+            config,
+            seconds,
+            policy,
+            out,
+        } => return soak(&config, seconds, policy, out),
         What::Infer { config, iters } => {
             let cfg = RobotConfig::load(&config)?;
             let names: Vec<String> = intervened_world::FEATURE_NAMES
@@ -516,4 +538,254 @@ fn small_policy(cfg: &RobotConfig, chunk: usize) -> Result<PathBuf> {
         serde_json::to_string_pretty(&side)?,
     )?;
     Ok(r.policy_dir)
+}
+
+/// The soak's faults for a run of `seconds`: 1% corrupted and 1% dropped replies throughout,
+/// the adapter unplugged at 30% of the run and a servo silent at 60%, each for 1% of the run
+/// (at least 1 s, at most 5 s).
+pub fn soak_faults(cfg: &RobotConfig, seconds: f64) -> intervened_robot::SimFaults {
+    let outage = (seconds * 0.01).clamp(1.0, 5.0);
+    // A joint in the middle of the chain: the arm cannot be held safely without it.
+    let silent = cfg
+        .joints
+        .iter()
+        .filter(|j| !j.gripper)
+        .nth(2)
+        .or_else(|| cfg.joints.first())
+        .map(|j| j.id);
+    intervened_robot::SimFaults {
+        corrupt_crc_rate: 0.01,
+        drop_reply_rate: 0.01,
+        seed: 1,
+        unplug_at_s: Some(seconds * 0.3),
+        unplug_for_s: outage,
+        silent_servo: silent,
+        silent_at_s: silent.map(|_| seconds * 0.6),
+        silent_for_s: outage,
+        ..Default::default()
+    }
+}
+
+/// What the soak found in the recorded files.
+#[derive(Debug, Default)]
+struct SoakFiles {
+    files: usize,
+    read_ok: usize,
+    read_errors: Vec<String>,
+    goals: u64,
+    goals_outside: u64,
+    worst_excess_rad: f64,
+    holds_entered: u64,
+    holds_left: u64,
+}
+
+fn soak_check_files(cfg: &RobotConfig, paths: &[PathBuf]) -> SoakFiles {
+    let mut r = SoakFiles {
+        files: paths.len(),
+        ..Default::default()
+    };
+    for p in paths {
+        let ep = match intervened_episodes::read_episode(p) {
+            Ok(ep) => ep,
+            Err(e) => {
+                r.read_errors.push(format!("{}: {e}", p.display()));
+                continue;
+            }
+        };
+        r.read_ok += 1;
+        for f in &ep.frames {
+            for (g, j) in f.goal.iter().zip(&cfg.joints) {
+                r.goals += 1;
+                let excess = if g.is_finite() {
+                    (j.limits[0] - g).max(g - j.limits[1])
+                } else {
+                    f64::INFINITY
+                };
+                // Goals are clamped to the limits exactly; 1e-9 rad absorbs float printing.
+                if excess > 1e-9 {
+                    r.goals_outside += 1;
+                    r.worst_excess_rad = r.worst_excess_rad.max(excess);
+                }
+            }
+        }
+        for e in &ep.events {
+            if let intervened_episodes::types::Event::ModeChange { from, to, .. } = &e.event {
+                r.holds_entered += u64::from(to == "hold");
+                r.holds_left += u64::from(from == "hold");
+            }
+        }
+    }
+    r
+}
+
+/// Opens the files with the official Python `mcap` package (`.venv/bin/python` with
+/// `crates/episodes/tests/fixtures/mcap_strict.py`): Ok(files that have a summary, read
+/// without error and hold their statistics' message count), or Err(why not checked).
+fn soak_official_reader(paths: &[PathBuf]) -> std::result::Result<(usize, Vec<String>), String> {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = repo.join(".venv/bin/python");
+    let script = repo.join("crates/episodes/tests/fixtures/mcap_strict.py");
+    if !python.exists() || !script.exists() {
+        return Err(format!(
+            "{} is missing (scripts/setup.sh --test installs it)",
+            python.display()
+        ));
+    }
+    let mut ok = 0;
+    let mut bad = Vec::new();
+    // A few hundred paths per call keeps the command line short.
+    for batch in paths.chunks(200) {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args(batch)
+            .output()
+            .map_err(|e| format!("running {}: {e}", python.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "the Python reader did not run ({})",
+                err.lines().last().unwrap_or("no output")
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("the Python reader's output: {e}"))?;
+        for p in batch {
+            let r = &v[p.to_string_lossy().as_ref()];
+            let good = r["summary"] == serde_json::Value::Bool(true)
+                && r["error"].is_null()
+                && r["footer"] == serde_json::Value::Bool(true)
+                && r["stats"].as_u64() == r["messages"].as_u64();
+            if good {
+                ok += 1;
+            } else {
+                bad.push(format!("{}: {r}", p.display()));
+            }
+        }
+    }
+    Ok((ok, bad))
+}
+
+fn soak(
+    config: &std::path::Path,
+    seconds: f64,
+    policy: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    anyhow::ensure!(
+        seconds.is_finite() && seconds >= 5.0,
+        "--seconds {seconds}: the soak needs at least 5 s to fit its faults"
+    );
+    let mut cfg = RobotConfig::load(config)?;
+    cfg.teleop.require_gamepad = false;
+    let rate = cfg.control.rate_hz;
+    let (policy, trained) = match policy {
+        Some(p) => (p, None),
+        None => {
+            let p = small_policy(&cfg, 1)?;
+            (p, Some(tempdir("policy-1")?))
+        }
+    };
+    cfg.sim.faults = soak_faults(&cfg, seconds);
+    let data = match &out {
+        Some(d) => d.clone(),
+        None => tempdir("soak")?,
+    };
+    println!(
+        "soak: {seconds:.0} s in real time at {rate} Hz; policy episodes supervised by the simulated human; recorder on; faults: {}",
+        crate::commands::describe_faults(&cfg.sim.faults)
+    );
+    let r = runtime::run(
+        cfg.clone(),
+        RunOptions {
+            realtime: true,
+            policy: Some(policy),
+            data: Some(data.clone()),
+            episodes: Some(u64::MAX),
+            sim_human: true,
+            max_ticks: Some((rate * seconds).round() as u64),
+            ..RunOptions::default()
+        },
+    )?;
+    let lr = &r.loop_report;
+    let mut paths = Vec::new();
+    if let Some(s) = &r.session_id {
+        let dir = intervened_episodes::session_dir(&r.data_root, s);
+        for (_, p) in intervened_episodes::layout::episode_files(&dir)? {
+            paths.push(p);
+        }
+    }
+    let files = soak_check_files(&cfg, &paths);
+    let official = soak_official_reader(&paths);
+
+    if let Some(st) = &r.sim_stats {
+        println!(
+            "emulator: {} replies sent, {} corrupted, {} dropped; {} unplug(s), {} replug(s); {} servo(s) silenced",
+            st.replies, st.corrupted, st.dropped, st.unplugs, st.replugs, st.silenced
+        );
+    }
+    println!(
+        "loop: {} ticks in {:.1} s, {} episode(s), {} bus error(s), {} takeover(s), {} overrun(s)",
+        lr.ticks,
+        r.wall_s,
+        lr.episodes.len(),
+        lr.bus_errors,
+        lr.takeovers,
+        lr.timing.overruns
+    );
+    println!(
+        "holds: {} entered, {} left ({} by a takeover, resume or e-stop, {} when the episode ended); recorded in the files: {} entered, {} left (a Hold that lasts until the episode ends is left after its file is closed)",
+        lr.holds_entered,
+        lr.holds_left,
+        lr.holds_left.saturating_sub(lr.holds_ended_with_episode),
+        lr.holds_ended_with_episode,
+        files.holds_entered,
+        files.holds_left
+    );
+    println!(
+        "frames: {} dropped (queue full), {} lost (not written), {} lost episode(s)",
+        lr.dropped_frames, lr.lost_frames, lr.lost_episodes
+    );
+    println!(
+        "goals outside the joint limits: {} of {} recorded (worst excess {:.2e} rad)",
+        files.goals_outside, files.goals, files.worst_excess_rad
+    );
+    let official_line = match &official {
+        Ok((ok, _)) => format!(
+            "{ok} of {} open with the official Python mcap reader",
+            files.files
+        ),
+        Err(why) => format!("official Python mcap reader: not checked ({why})"),
+    };
+    println!(
+        "files: {} of {} read by our reader; {official_line}",
+        files.read_ok, files.files
+    );
+    for e in &files.read_errors {
+        eprintln!("  our reader: {e}");
+    }
+    if let Ok((_, bad)) = &official {
+        for b in bad {
+            eprintln!("  official reader: {b}");
+        }
+    }
+    match &out {
+        Some(d) => println!("recordings kept in {}", d.display()),
+        None => {
+            let _ = std::fs::remove_dir_all(&data);
+        }
+    }
+    if let Some(d) = trained {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let official_bad = official
+        .as_ref()
+        .map(|(ok, _)| *ok != files.files)
+        .unwrap_or(false);
+    if files.goals_outside > 0 || files.read_ok != files.files || official_bad {
+        eprintln!(
+            "error: the soak failed (goals outside the limits or unreadable files; see above)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -122,10 +122,54 @@ pub struct SimArgs {
     /// Directory for the stable link to the pty (default: a private temporary directory).
     #[arg(long, value_name = "DIR")]
     pub link_dir: Option<PathBuf>,
+    /// Fraction of replies sent with a broken CRC (overrides sim.faults.corrupt_crc_rate).
+    #[arg(long, value_name = "P")]
+    pub corrupt_crc_rate: Option<f64>,
+    /// Fraction of replies never sent (overrides sim.faults.drop_reply_rate).
+    #[arg(long, value_name = "P")]
+    pub drop_reply_rate: Option<f64>,
+    /// Fraction of replies sent late (overrides sim.faults.late_reply_rate).
+    #[arg(long, value_name = "P")]
+    pub late_reply_rate: Option<f64>,
+    /// Unplug the adapter this many seconds after start (overrides sim.faults.unplug_at_s).
+    #[arg(long, value_name = "SECONDS")]
+    pub unplug_at: Option<f64>,
 }
 
 pub fn sim(a: SimArgs) -> Result<ExitCode> {
-    let cfg = load_config(&a.cfg)?;
+    let mut cfg = load_config(&a.cfg)?;
+    let f = &mut cfg.sim.faults;
+    for (flag, value, slot) in [
+        (
+            "--corrupt-crc-rate",
+            a.corrupt_crc_rate,
+            &mut f.corrupt_crc_rate,
+        ),
+        (
+            "--drop-reply-rate",
+            a.drop_reply_rate,
+            &mut f.drop_reply_rate,
+        ),
+        (
+            "--late-reply-rate",
+            a.late_reply_rate,
+            &mut f.late_reply_rate,
+        ),
+    ] {
+        if let Some(p) = value {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("{flag} {p} is not a probability in [0, 1] (e.g. 0.01 for 1% of replies)");
+            }
+            *slot = p;
+        }
+    }
+    if let Some(t) = a.unplug_at {
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--unplug-at {t} is not a time in seconds >= 0");
+        }
+        f.unplug_at_s = Some(t);
+    }
+    let faults = cfg.sim.faults.clone();
     let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
     let server = PtyServer::start(
         chain,
@@ -133,7 +177,8 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
             realtime: true,
             link_dir: a.link_dir,
             ..Default::default()
-        },
+        }
+        .with_faults(&faults),
     )
     .context("starting the emulator's pty")?;
     // The first line of stdout is the path, for scripts.
@@ -144,9 +189,34 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         cfg.joints.len(),
         cfg.bus.baud
     );
+    if faults.any() {
+        eprintln!("injecting faults: {}", describe_faults(&faults));
+    }
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// `[sim.faults]` in one line.
+pub fn describe_faults(f: &intervened_robot::SimFaults) -> String {
+    let mut parts = vec![format!(
+        "{:.2}% corrupted, {:.2}% dropped, {:.2}% late ({} ms) replies (seed {})",
+        f.corrupt_crc_rate * 100.0,
+        f.drop_reply_rate * 100.0,
+        f.late_reply_rate * 100.0,
+        f.late_reply_ms,
+        f.seed
+    )];
+    if let Some(t) = f.unplug_at_s {
+        parts.push(format!("unplug at {t:.1} s for {:.1} s", f.unplug_for_s));
+    }
+    if let (Some(id), Some(t)) = (f.silent_servo, f.silent_at_s) {
+        parts.push(format!(
+            "servo {id} silent at {t:.1} s for {:.1} s",
+            f.silent_for_s
+        ));
+    }
+    parts.join("; ")
 }
 
 #[derive(Args)]
@@ -493,7 +563,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        print!("{r}");
+        println!("{r}");
     }
     Ok(ExitCode::SUCCESS)
 }

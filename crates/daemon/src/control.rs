@@ -131,6 +131,11 @@ pub struct LoopReport {
     /// Episodes of which nothing readable was written.
     pub lost_episodes: u64,
     pub takeovers: u64,
+    /// Times the arm entered Hold, and left it (takeover, resume, episode end, e-stop).
+    pub holds_entered: u64,
+    pub holds_left: u64,
+    /// Of `holds_left`: Holds that ended with the episode (Hold -> Idle), not by a person.
+    pub holds_ended_with_episode: u64,
     /// Ticks on which the policy produced a usable action.
     pub policy_actions: u64,
     /// Times the policy went `policy.action_timeout_ms` without an action (each a Hold).
@@ -192,6 +197,9 @@ pub struct ControlLoop {
     pending_outcome: Option<EpisodeOutcome>,
     bus_errors: u64,
     takeovers: u64,
+    holds_entered: u64,
+    holds_left: u64,
+    holds_ended_with_episode: u64,
     max_takeover_jump: f64,
     policy_actions: u64,
     policy_starvations: u64,
@@ -253,6 +261,9 @@ impl ControlLoop {
             pending_outcome: None,
             bus_errors: 0,
             takeovers: 0,
+            holds_entered: 0,
+            holds_left: 0,
+            holds_ended_with_episode: 0,
             max_takeover_jump: 0.0,
             policy_actions: 0,
             policy_starvations: 0,
@@ -580,6 +591,13 @@ impl ControlLoop {
         info!(from = ?t.from, to = ?t.to, reason = %t.reason, "mode change");
         if t.to != Mode::Hold {
             self.policy_fault = None;
+        }
+        if t.to == Mode::Hold {
+            self.holds_entered += 1;
+        }
+        if t.from == Mode::Hold {
+            self.holds_left += 1;
+            self.holds_ended_with_episode += u64::from(t.to == Mode::Idle);
         }
         self.sink.event(tick, LoopEvent::Mode(t.clone()));
         match t.to {
@@ -937,6 +955,9 @@ impl ControlLoop {
             lost_frames,
             lost_episodes,
             takeovers: self.takeovers,
+            holds_entered: self.holds_entered,
+            holds_left: self.holds_left,
+            holds_ended_with_episode: self.holds_ended_with_episode,
             policy_actions: self.policy_actions,
             policy_starvations: self.policy_starvations,
             max_takeover_jump: self.max_takeover_jump,

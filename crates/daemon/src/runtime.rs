@@ -100,6 +100,8 @@ pub struct RunReport {
     pub wall_s: f64,
     /// On the simulator with a robot-gated human: how well the robot asked for help.
     pub asks: Option<intervened_world::AskStats>,
+    /// On the simulated bus: the emulator's counters (injected faults included).
+    pub sim_stats: Option<intervened_sim::ServerStats>,
 }
 
 /// Loads a policy for this robot and wraps it for the loop.
@@ -381,6 +383,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     if shell.join().is_err() {
         error!("service shell panicked");
     }
+    let sim_stats = sim_bus.as_ref().map(|b| b.server.stats());
     drop(sim_bus);
     Ok(RunReport {
         loop_report,
@@ -389,6 +392,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         policy_version,
         wall_s: started.elapsed().as_secs_f64(),
         asks: asks.and_then(|a| a.lock().ok().map(|a| *a)),
+        sim_stats,
     })
 }
 

@@ -34,6 +34,7 @@ pub struct SimBus {
 }
 
 impl SimBus {
+    /// Starts the emulator with the config's `[sim.faults]` (none by default).
     pub fn start(cfg: &RobotConfig, realtime: bool) -> std::io::Result<Self> {
         let dynamics = Dynamics {
             time_constant_s: cfg.sim.servo_time_constant_s,
@@ -45,7 +46,8 @@ impl SimBus {
             ServerOptions {
                 realtime,
                 ..Default::default()
-            },
+            }
+            .with_faults(&cfg.sim.faults),
         )?;
         Ok(Self { chain, server })
     }

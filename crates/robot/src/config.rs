@@ -335,6 +335,64 @@ pub struct SimConfig {
     pub servo_time_constant_s: f64,
     /// Servo velocity limit in rad/s.
     pub servo_max_velocity: f64,
+    /// Faults the emulator injects on the simulated bus (`[sim.faults]`); none by default.
+    #[serde(default)]
+    pub faults: SimFaults,
+}
+
+/// Faults injected by the servo emulator, so the daemon's fault behaviour can be watched on
+/// the simulated robot. Rates are probabilities per status packet; times are seconds since
+/// the emulator started (wall clock). The defaults inject nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimFaults {
+    /// Replies sent with a broken CRC, in [0, 1].
+    pub corrupt_crc_rate: f64,
+    /// Replies never sent (the host times out), in [0, 1].
+    pub drop_reply_rate: f64,
+    /// Replies sent `late_reply_ms` late, in [0, 1].
+    pub late_reply_rate: f64,
+    pub late_reply_ms: u64,
+    /// Seed of the fault dice: the same seed and traffic give the same faults.
+    pub seed: u64,
+    /// Unplug the adapter this many seconds after start...
+    pub unplug_at_s: Option<f64>,
+    /// ...and plug it back in this long after.
+    pub unplug_for_s: f64,
+    /// The servo (id) that goes silent...
+    pub silent_servo: Option<u8>,
+    /// ...this many seconds after start...
+    pub silent_at_s: Option<f64>,
+    /// ...and answers again this long after.
+    pub silent_for_s: f64,
+}
+
+impl Default for SimFaults {
+    fn default() -> Self {
+        Self {
+            corrupt_crc_rate: 0.0,
+            drop_reply_rate: 0.0,
+            late_reply_rate: 0.0,
+            late_reply_ms: 50,
+            seed: 0,
+            unplug_at_s: None,
+            unplug_for_s: 2.0,
+            silent_servo: None,
+            silent_at_s: None,
+            silent_for_s: 2.0,
+        }
+    }
+}
+
+impl SimFaults {
+    /// Whether any fault is configured.
+    pub fn any(&self) -> bool {
+        self.corrupt_crc_rate > 0.0
+            || self.drop_reply_rate > 0.0
+            || self.late_reply_rate > 0.0
+            || self.unplug_at_s.is_some()
+            || self.silent_at_s.is_some()
+    }
 }
 
 impl Default for SimConfig {
@@ -347,6 +405,7 @@ impl Default for SimConfig {
             links_m: [0.055, 0.108, 0.100, 0.105],
             servo_time_constant_s: 0.03,
             servo_max_velocity: 6.0,
+            faults: SimFaults::default(),
         }
     }
 }
@@ -863,6 +922,80 @@ impl RobotConfig {
                 "episode_seconds, links_m, servo_time_constant_s and servo_max_velocity must be positive".into(),
                 "remove the [sim] table to use the Koch defaults".into(),
             ));
+        }
+        self.validate_faults(&err)?;
+        Ok(())
+    }
+
+    /// `[sim.faults]`: rates are probabilities, times are non-negative, the silent servo is
+    /// on the bus.
+    fn validate_faults(
+        &self,
+        err: &dyn Fn(String, String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let f = &self.sim.faults;
+        let key = |k: &str| format!("sim.faults.{k}");
+        for (name, rate) in [
+            ("corrupt_crc_rate", f.corrupt_crc_rate),
+            ("drop_reply_rate", f.drop_reply_rate),
+            ("late_reply_rate", f.late_reply_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(err(
+                    key(name),
+                    format!("{rate} is not a probability in [0, 1]"),
+                    format!("{name} is the fraction of replies affected, e.g. 0.01 for 1%"),
+                ));
+            }
+        }
+        if f.late_reply_ms > 10_000 {
+            return Err(err(
+                key("late_reply_ms"),
+                format!("{} ms is above 10000", f.late_reply_ms),
+                "a late reply is a few tens of milliseconds late, e.g. 50".into(),
+            ));
+        }
+        let seconds = [
+            ("unplug_at_s", f.unplug_at_s.unwrap_or(0.0)),
+            ("unplug_for_s", f.unplug_for_s),
+            ("silent_at_s", f.silent_at_s.unwrap_or(0.0)),
+            ("silent_for_s", f.silent_for_s),
+        ];
+        for (name, v) in seconds {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(
+                    key(name),
+                    format!("{v} is not a time in seconds >= 0"),
+                    "write a number of seconds, e.g. 30.0".into(),
+                ));
+            }
+        }
+        match (f.silent_servo, f.silent_at_s) {
+            (Some(id), Some(_)) if !self.joints.iter().any(|j| j.id == id) => {
+                return Err(err(
+                    key("silent_servo"),
+                    format!("servo id {id} is not on the bus"),
+                    format!(
+                        "use one of the joints' ids {:?}",
+                        self.joints.iter().map(|j| j.id).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(err(
+                    key("silent_servo"),
+                    "is set without silent_at_s".into(),
+                    "add silent_at_s = <seconds after start> (and optionally silent_for_s)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    key("silent_at_s"),
+                    "is set without silent_servo".into(),
+                    "add silent_servo = <servo id>".into(),
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }

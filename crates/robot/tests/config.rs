@@ -254,3 +254,69 @@ fn anyhow_like(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// `[sim.faults]`: absent means no faults; every key parses; bad values name their key, line
+/// and fix; unknown keys are refused.
+#[test]
+fn sim_faults_parse_and_validate() {
+    let cfg = RobotConfig::parse(&sim_text(), Path::new("robot.toml")).unwrap();
+    assert_eq!(cfg.sim.faults, intervened_robot::SimFaults::default());
+    assert!(!cfg.sim.faults.any());
+
+    let faults = "\n[sim.faults]\ncorrupt_crc_rate = 0.01\ndrop_reply_rate = 0.02\n\
+                  late_reply_rate = 0.005\nlate_reply_ms = 40\nseed = 3\nunplug_at_s = 30.0\n\
+                  unplug_for_s = 2.5\nsilent_servo = 4\nsilent_at_s = 60.0\nsilent_for_s = 3.0\n";
+    let text = format!("{}{faults}", sim_text());
+    let f = RobotConfig::parse(&text, Path::new("robot.toml"))
+        .unwrap()
+        .sim
+        .faults;
+    assert!(f.any());
+    assert_eq!(
+        (f.corrupt_crc_rate, f.drop_reply_rate, f.late_reply_rate),
+        (0.01, 0.02, 0.005)
+    );
+    assert_eq!((f.late_reply_ms, f.seed), (40, 3));
+    assert_eq!((f.unplug_at_s, f.unplug_for_s), (Some(30.0), 2.5));
+    assert_eq!(
+        (f.silent_servo, f.silent_at_s, f.silent_for_s),
+        (Some(4), Some(60.0), 3.0)
+    );
+
+    for (line, key, fix) in [
+        (
+            "corrupt_crc_rate = 1.5",
+            "sim.faults.corrupt_crc_rate",
+            "0.01",
+        ),
+        (
+            "drop_reply_rate = -0.1",
+            "sim.faults.drop_reply_rate",
+            "0.01",
+        ),
+        ("late_reply_ms = 20000", "sim.faults.late_reply_ms", "50"),
+        ("unplug_at_s = -1.0", "sim.faults.unplug_at_s", "seconds"),
+    ] {
+        let text = format!("{}\n[sim.faults]\n{line}\n", sim_text());
+        let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+        assert_invalid_at(&text, &err, key, line, fix);
+    }
+    let text = format!(
+        "{}\n[sim.faults]\nsilent_servo = 9\nsilent_at_s = 1.0\n",
+        sim_text()
+    );
+    let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+    assert_invalid_at(
+        &text,
+        &err,
+        "sim.faults.silent_servo",
+        "silent_servo = 9",
+        "ids",
+    );
+    let text = format!("{}\n[sim.faults]\nsilent_servo = 2\n", sim_text());
+    let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+    assert_names(&err, "sim.faults.silent_servo", "silent_at_s");
+    let text = format!("{}\n[sim.faults]\ncrc_rate = 0.1\n", sim_text());
+    let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
+    assert!(err.to_string().contains("crc_rate"), "{err}");
+}

@@ -27,4 +27,6 @@ pub mod table;
 
 pub use chain::{specs_from_config, Chain, Dynamics, ServoSpec, SharedChain};
 pub use packet::{DecodeError, Packet, StreamParser};
-pub use server::{FaultConfig, PtyServer, ServerOptions, ServerStats, DEFAULT_LINK_NAME};
+pub use server::{
+    FaultConfig, FaultSchedule, PtyServer, ServerOptions, ServerStats, DEFAULT_LINK_NAME,
+};

@@ -22,6 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{debug, info, warn};
 
+use intervened_robot::SimFaults;
+
 use crate::chain::SharedChain;
 use crate::packet::{crc_ok, StreamParser};
 
@@ -49,16 +51,65 @@ impl Default for FaultConfig {
     }
 }
 
+/// Faults that happen once, at fixed times after the server starts (wall clock).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultSchedule {
+    /// Unplug at the first time, replug at the second.
+    pub unplug: Option<(Duration, Duration)>,
+    /// This servo stops answering at the first time and answers again at the second.
+    pub silent: Option<(u8, Duration, Duration)>,
+}
+
+impl FaultConfig {
+    /// The rates of a config's `[sim.faults]`.
+    pub fn from_config(f: &SimFaults) -> Self {
+        Self {
+            corrupt_crc_rate: f.corrupt_crc_rate,
+            drop_reply_rate: f.drop_reply_rate,
+            late_reply_rate: f.late_reply_rate,
+            late_reply: Duration::from_millis(f.late_reply_ms),
+            seed: f.seed,
+        }
+    }
+}
+
+impl FaultSchedule {
+    /// The timed faults of a config's `[sim.faults]` (times validated by the config).
+    pub fn from_config(f: &SimFaults) -> Self {
+        let secs = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::ZERO);
+        Self {
+            unplug: f
+                .unplug_at_s
+                .map(|at| (secs(at), secs(at) + secs(f.unplug_for_s))),
+            silent: match (f.silent_servo, f.silent_at_s) {
+                (Some(id), Some(at)) => Some((id, secs(at), secs(at) + secs(f.silent_for_s))),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// How the server behaves.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
     pub faults: FaultConfig,
+    /// Unplug/replug and a silent servo at fixed times.
+    pub schedule: FaultSchedule,
     /// Advance the chain's dynamics by wall-clock time (otherwise the caller calls `advance`).
     pub realtime: bool,
     /// Directory for the stable symlink; `None` makes a private temporary directory.
     pub link_dir: Option<PathBuf>,
     /// Name of the symlink inside `link_dir`; `None` means [`DEFAULT_LINK_NAME`].
     pub link_name: Option<String>,
+}
+
+impl ServerOptions {
+    /// Faults (rates and schedule) from a config's `[sim.faults]`.
+    pub fn with_faults(mut self, f: &SimFaults) -> Self {
+        self.faults = FaultConfig::from_config(f);
+        self.schedule = FaultSchedule::from_config(f);
+        self
+    }
 }
 
 /// The symlink's name when `ServerOptions::link_name` is not set.
@@ -82,6 +133,8 @@ pub struct ServerStats {
     pub write_failures: u64,
     pub unplugs: u64,
     pub replugs: u64,
+    /// Times a scheduled silent servo went silent.
+    pub silenced: u64,
 }
 
 enum Command {
@@ -222,6 +275,9 @@ impl PtyServer {
             parser: StreamParser::new(),
             last_advance: Instant::now(),
             last_rx: Instant::now(),
+            started: Instant::now(),
+            schedule: opts.schedule.clone(),
+            schedule_state: ScheduleState::default(),
         };
         let thread = std::thread::Builder::new()
             .name("dxl-sim".into())
@@ -310,6 +366,18 @@ struct Worker {
     parser: StreamParser,
     last_advance: Instant,
     last_rx: Instant,
+    started: Instant,
+    schedule: FaultSchedule,
+    schedule_state: ScheduleState,
+}
+
+/// How far the schedule has got.
+#[derive(Default)]
+struct ScheduleState {
+    unplugged: bool,
+    replugged: bool,
+    silenced: bool,
+    restored: bool,
 }
 
 /// A partial packet older than this is dropped (like a servo's packet timeout).
@@ -324,6 +392,7 @@ impl Worker {
             if !self.handle_commands() {
                 break;
             }
+            self.run_schedule();
             let timeout = if self.realtime { 5u8 } else { 50 };
             let (master_ready, hup) = match self.wait(timeout) {
                 Ok(r) => r,
@@ -372,6 +441,42 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Applies the timed faults whose time has come (each once).
+    fn run_schedule(&mut self) {
+        let now = self.started.elapsed();
+        if let Some((off, on)) = self.schedule.unplug {
+            if !self.schedule_state.unplugged && now >= off {
+                self.schedule_state.unplugged = true;
+                warn!("scheduled fault: unplugging the adapter");
+                self.unplug();
+                lock(&self.shared.stats).unplugs += 1;
+            }
+            if self.schedule_state.unplugged && !self.schedule_state.replugged && now >= on {
+                self.schedule_state.replugged = true;
+                match self.replug() {
+                    Ok(()) => {
+                        warn!("scheduled fault over: adapter plugged back in");
+                        lock(&self.shared.stats).replugs += 1;
+                    }
+                    Err(e) => warn!(error = %e, "scheduled replug failed"),
+                }
+            }
+        }
+        if let Some((id, off, on)) = self.schedule.silent {
+            if !self.schedule_state.silenced && now >= off {
+                self.schedule_state.silenced = true;
+                warn!(id, "scheduled fault: servo goes silent");
+                lock(&self.chain).set_responding(id, false);
+                lock(&self.shared.stats).silenced += 1;
+            }
+            if self.schedule_state.silenced && !self.schedule_state.restored && now >= on {
+                self.schedule_state.restored = true;
+                warn!(id, "scheduled fault over: servo answers again");
+                lock(&self.chain).set_responding(id, true);
+            }
+        }
     }
 
     fn unplug(&mut self) {

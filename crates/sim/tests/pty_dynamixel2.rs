@@ -304,3 +304,39 @@ fn sync_read_write_throughput() {
     // A loose floor for a loaded CI machine; the release benchmark needs >= 5000.
     assert!(rate > 300.0, "{rate:.0} cycles/s");
 }
+
+/// `[sim.faults]`'s timed faults: the adapter unplugs and replugs, a servo goes silent and
+/// answers again, each once, at their times after start.
+#[test]
+fn scheduled_unplug_and_silent_servo_happen_once_at_their_times() {
+    let f = intervened_robot::SimFaults {
+        unplug_at_s: Some(0.2),
+        unplug_for_s: 0.3,
+        silent_servo: Some(3),
+        silent_at_s: Some(0.8),
+        silent_for_s: 0.3,
+        ..Default::default()
+    };
+    let (_chain, server) = serve(ServerOptions::default().with_faults(&f));
+    let link = server.path();
+    let wait = |what: &str, pred: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !pred() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert!(link.exists());
+    wait("the unplug", &|| !link.exists());
+    wait("the replug", &|| link.exists());
+    let mut bus = open(&server);
+    bus.ping(3).unwrap();
+    wait("the silent servo", &|| bus_ping_fails(&server, 3));
+    wait("the servo back", &|| !bus_ping_fails(&server, 3));
+    let st = server.stats();
+    assert_eq!((st.unplugs, st.replugs, st.silenced), (1, 1, 1));
+}
+
+fn bus_ping_fails(server: &PtyServer, id: u8) -> bool {
+    open(server).ping(id).is_err()
+}
