@@ -90,8 +90,8 @@ enum What {
     Dagger {
         #[arg(long, default_value = "robot-configs/sim-koch.toml")]
         config: PathBuf,
-        /// A short version (one seed, two rounds, 20 rollouts per point, no robot-gated arm):
-        /// the README's first command.
+        /// A short version (one seed, two rounds, 20 rollouts per point, 1,000 training steps,
+        /// neither the more-demonstrations nor the robot-gated arm): the README's first command.
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "bench-out/dagger")]
@@ -111,6 +111,9 @@ enum What {
         /// Held-out evaluation rollouts per point [default: 50; quick 20].
         #[arg(long)]
         eval: Option<u64>,
+        /// Run the BC-with-more-demonstrations arm [default: true; quick false].
+        #[arg(long)]
+        more_demos: Option<bool>,
         /// Ensemble members of the robot-gated arm; 0 leaves it out [default: 5; quick 0].
         #[arg(long)]
         gated_ensemble: Option<usize>,
@@ -145,6 +148,9 @@ enum What {
         quick: bool,
     },
 }
+
+/// Optimiser steps per member in `bench dagger --quick` (the full run uses retrain's).
+const QUICK_MAX_STEPS: usize = 1000;
 
 /// The training recipe of `bench dagger` (defaults: `retrain`'s).
 #[derive(Args, Debug, Clone)]
@@ -378,6 +384,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             demos,
             episodes,
             eval,
+            more_demos,
             gated_ensemble,
             gated_bootstrap,
             recipe,
@@ -386,6 +393,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let train = recipe.options()?;
             dagger::catch_interrupts()?;
             let plan = if quick {
+                let mut train = train;
+                // Short training keeps the README's first command under half a minute.
+                if recipe.max_steps.is_none() {
+                    train.max_steps = Some(QUICK_MAX_STEPS);
+                }
                 DaggerPlan {
                     demos: demos.unwrap_or(10),
                     rounds: rounds.unwrap_or(2),
@@ -393,6 +405,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     eval: eval.unwrap_or(20),
                     seeds: (0..seeds.unwrap_or(1)).collect(),
                     train,
+                    more_demos: more_demos.unwrap_or(false),
                     gated_ensemble: gated_ensemble.unwrap_or(0),
                     gated_bootstrap,
                     out,
@@ -405,6 +418,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     eval: eval.unwrap_or(50),
                     seeds: (0..seeds.unwrap_or(3)).collect(),
                     train,
+                    more_demos: more_demos.unwrap_or(true),
                     gated_ensemble: gated_ensemble.unwrap_or(5),
                     gated_bootstrap,
                     out,

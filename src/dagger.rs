@@ -73,6 +73,8 @@ pub struct DaggerPlan {
     pub seeds: Vec<u64>,
     /// The training recipe (data and registry are set per arm).
     pub train: RetrainOptions,
+    /// Run the BC-with-more-demonstrations arm.
+    pub more_demos: bool,
     /// Ensemble members for the robot-gated arm; 0 leaves the arm out.
     pub gated_ensemble: usize,
     /// The robot-gated ensemble's members train on bootstrap resamples (else all see every
@@ -89,7 +91,8 @@ impl DaggerPlan {
         } else {
             0
         };
-        3 + 3 * r + 3 * r + gated
+        let more = if self.more_demos { 3 * r } else { 0 };
+        3 + 3 * r + more + gated
     }
 }
 
@@ -510,62 +513,64 @@ pub fn run_seed(
     }
 
     // 3. Behaviour cloning with as many expert frames, from extra demonstrations.
-    let base_data = root.join("bc-more-demos-data");
-    let base_reg = root.join("bc-more-demos-policies");
-    copy_session(&data, &base_data, &demo_session)?;
-    let per_demo = (demos.expert_frames / demos.episodes.max(1)).max(1);
-    let mut base_expert = demos.expert_frames;
-    let mut batch = 0u64;
-    for (i, &budget) in budgets.iter().enumerate() {
-        let round = i + 1;
-        progress.phase(format!(
-            "seed {seed}: extra demonstrations for BC at {budget} expert frames"
-        ));
-        while base_expert < budget && batch < 100 {
-            let need = (budget - base_expert).div_ceil(per_demo).clamp(1, 50);
-            let (st, _) = Session {
-                cfg,
-                data: &base_data,
-                registry: &base_reg,
-                episodes: need,
-                demo: true,
-                human: Some(Gate::Human),
-                world_seed: seed * 1000 + 900 + batch,
-                doubt_threshold: None,
+    if plan.more_demos {
+        let base_data = root.join("bc-more-demos-data");
+        let base_reg = root.join("bc-more-demos-policies");
+        copy_session(&data, &base_data, &demo_session)?;
+        let per_demo = (demos.expert_frames / demos.episodes.max(1)).max(1);
+        let mut base_expert = demos.expert_frames;
+        let mut batch = 0u64;
+        for (i, &budget) in budgets.iter().enumerate() {
+            let round = i + 1;
+            progress.phase(format!(
+                "seed {seed}: extra demonstrations for BC at {budget} expert frames"
+            ));
+            while base_expert < budget && batch < 100 {
+                let need = (budget - base_expert).div_ceil(per_demo).clamp(1, 50);
+                let (st, _) = Session {
+                    cfg,
+                    data: &base_data,
+                    registry: &base_reg,
+                    episodes: need,
+                    demo: true,
+                    human: Some(Gate::Human),
+                    world_seed: seed * 1000 + 900 + batch,
+                    doubt_threshold: None,
+                }
+                .run()?;
+                base_expert += st.expert_frames;
+                batch += 1;
             }
-            .run()?;
-            base_expert += st.expert_frames;
-            batch += 1;
+            progress.step();
+            progress.phase(format!(
+                "seed {seed}: training BC on {base_expert} expert frames"
+            ));
+            let (v, _) = ctx.train(&base_data, &base_reg, false)?;
+            progress.step();
+            progress.phase(format!(
+                "seed {seed}: evaluating BC on more demonstrations ({v})"
+            ));
+            let ev = ctx.eval(&base_reg, &format!("bc-more-demos-{round}"))?;
+            progress.step();
+            ctx.say(
+                "BC with more demonstrations, budget",
+                round,
+                &v,
+                &ev,
+                format!(" on {base_expert} expert frames"),
+            );
+            points.push(Point {
+                arm: "bc-more-demos".into(),
+                round,
+                eval: ev,
+                expert_frames: base_expert,
+                frames_added: base_expert - demos.expert_frames,
+                intervention_rate: None,
+                mean_autonomous_run: None,
+                asks: None,
+                doubt_threshold: None,
+            });
         }
-        progress.step();
-        progress.phase(format!(
-            "seed {seed}: training BC on {base_expert} expert frames"
-        ));
-        let (v, _) = ctx.train(&base_data, &base_reg, false)?;
-        progress.step();
-        progress.phase(format!(
-            "seed {seed}: evaluating BC on more demonstrations ({v})"
-        ));
-        let ev = ctx.eval(&base_reg, &format!("bc-more-demos-{round}"))?;
-        progress.step();
-        ctx.say(
-            "BC with more demonstrations, budget",
-            round,
-            &v,
-            &ev,
-            format!(" on {base_expert} expert frames"),
-        );
-        points.push(Point {
-            arm: "bc-more-demos".into(),
-            round,
-            eval: ev,
-            expert_frames: base_expert,
-            frames_added: base_expert - demos.expert_frames,
-            intervention_rate: None,
-            mean_autonomous_run: None,
-            asks: None,
-            doubt_threshold: None,
-        });
     }
 
     // 4. The robot asks for help: an ensemble, the human takes over only when asked.
@@ -775,15 +780,18 @@ fn avg(it: impl Iterator<Item = f64>) -> Option<f64> {
 /// The arms as curves of (expert frames, success): every arm starts from BC.
 fn curves(rows: &[Row]) -> Vec<(&'static str, Vec<&Row>)> {
     let bc: Vec<&Row> = rows.iter().filter(|r| r.arm == "bc").collect();
-    let arm = |name: &str| -> Vec<&Row> {
-        let mut v = bc.clone();
-        v.extend(rows.iter().filter(|r| r.arm == name));
-        v
-    };
-    let mut out = vec![
-        ("HG-DAgger", arm("hg-dagger")),
-        ("BC, more demonstrations", arm("bc-more-demos")),
-    ];
+    let mut out = Vec::new();
+    for (label, name) in [
+        ("HG-DAgger", "hg-dagger"),
+        ("BC, more demonstrations", "bc-more-demos"),
+    ] {
+        // An arm the plan left out has no curve.
+        if rows.iter().any(|r| r.arm == name) {
+            let mut v = bc.clone();
+            v.extend(rows.iter().filter(|r| r.arm == name));
+            out.push((label, v));
+        }
+    }
     // The robot-gated arm starts from its own ensemble (round 0), not the single BC model.
     let gated: Vec<&Row> = rows.iter().filter(|r| r.arm == "robot-gated").collect();
     if !gated.is_empty() {
