@@ -337,7 +337,8 @@ fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<u64>() as f64 / v.len() as f64)
 }
 
-fn pct(x: f64) -> String {
+/// `0.71` -> `71%`, as every table of the experiment prints it.
+pub fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }
 

@@ -11,7 +11,7 @@ use intervened_robot::RobotConfig;
 use intervened_train::RetrainOptions;
 use intervened_world::Gate;
 
-use crate::dagger::{self, Progress, Session};
+use crate::dagger::{self, pct, Progress, Session};
 
 /// One recipe: a name, what it changes, and the options.
 pub struct Recipe {
@@ -154,7 +154,6 @@ pub fn run(cfg: &RobotConfig, plan: &Plan) -> Result<Vec<Row>> {
 
 pub fn markdown(rows: &[Row], plan: &Plan, machine: &str, wall_s: f64) -> String {
     use std::fmt::Write;
-    let pct = |x: f64| format!("{:.0}%", x * 100.0);
     let mut s = String::new();
     let _ = writeln!(s, "# Training recipes compared\n");
     let _ = writeln!(
