@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use intervened_daemon::clock::bare_sleep_jitter;
 use intervened_daemon::runtime::{self, RunOptions};
 use intervened_daemon::sim_rig::SimBus;
-use intervened_daemon::stats::summarize_s;
 use intervened_dxl::{bench_bus, Arm};
 use intervened_robot::{Calibration, RobotConfig};
 
@@ -31,20 +29,31 @@ enum What {
         #[arg(long, default_value_t = 20_000)]
         cycles: usize,
     },
-    /// The real-time loop on the simulator (policy and recording on) vs a bare sleep loop.
+    /// The real-time loop on the simulator (policy, recording, gamepad and a takeover every 3 s
+    /// on) beside a bare sleep loop with the same scheduling, at each rate: period error
+    /// p50/p99/p99.9/max, overruns and what caused each, time per phase, the slowest ticks, and
+    /// takeover latency. Writes loop-results.{md,json} and a latency histogram (SVG) to --out.
     Loop {
         #[arg(long, default_value = "robot-configs/sim-koch.toml")]
         config: PathBuf,
-        #[arg(long, default_value_t = 500.0)]
-        rate: f64,
+        /// Control rates to run, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "500,1000")]
+        rates: Vec<f64>,
+        /// Seconds per rate (the README's figures are 600).
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
         /// Policy directory (default: trains a small one first).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// SCHED_FIFO priority for the control thread (and the bare loop it is compared with).
+        /// SCHED_FIFO priority for the control thread, the emulator thread and the bare loop;
+        /// also locks memory and prefaults the control thread's stack.
         #[arg(long)]
         priority: Option<u8>,
+        /// Pin the control thread (and the bare loop) to this CPU; the emulator goes to another.
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[arg(long, default_value = "bench-out/loop")]
+        out: PathBuf,
     },
     /// A fault soak in real time: the simulated human supervises policy episodes with the
     /// recorder on while the emulator corrupts 1% and drops 1% of replies, unplugs and replugs
@@ -248,70 +257,36 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         }
         What::Loop {
             config,
-            rate,
+            rates,
             seconds,
             policy,
             priority,
+            cpu,
+            out,
         } => {
-            let mut cfg = RobotConfig::load(&config)?;
-            cfg.control.rate_hz = rate;
-            if priority.is_some() {
-                cfg.control.realtime_priority = priority;
+            let cfg = RobotConfig::load(&config)?;
+            if rates.iter().any(|r| !(r.is_finite() && *r > 0.0 && *r <= 2000.0)) {
+                anyhow::bail!("--rates {rates:?}: every rate must be in (0, 2000] Hz");
             }
-            cfg.teleop.require_gamepad = false;
+            if !(seconds.is_finite() && seconds > 0.0) {
+                anyhow::bail!("--seconds {seconds}: must be positive");
+            }
             let policy = match policy {
                 Some(p) => p,
-                None => small_policy(&cfg, 1)?,
+                None => small_policy(&cfg, 10)?,
             };
-            // The floor is measured on a thread with the same scheduling as the control thread.
-            let n = (rate * seconds.min(20.0)) as u64;
-            let bare = std::thread::spawn(move || {
-                if let Some(p) = priority {
-                    if let Err(w) = intervened_daemon::clock::try_realtime_priority(p) {
-                        eprintln!("{w}");
-                    }
-                }
-                bare_sleep_jitter(1.0 / rate, n, Duration::from_micros(100))
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the bare sleep loop panicked"))?;
-            let floor = summarize_s(&bare);
-            let dir = tempdir("loop")?;
-            let r = runtime::run(
-                cfg,
-                RunOptions {
-                    realtime: true,
-                    policy: Some(policy),
-                    data: Some(dir.clone()),
-                    // Policy episodes back to back with the simulated human supervising, so
-                    // takeovers (and their latency) happen during the run.
-                    episodes: Some(u64::MAX),
-                    sim_human: true,
-                    max_ticks: Some((rate * seconds) as u64),
-                    ..RunOptions::default()
+            crate::loopbench::run(
+                crate::loopbench::LoopBench {
+                    config,
+                    rates,
+                    seconds,
+                    policy,
+                    priority,
+                    cpu,
+                    out,
                 },
+                &machine(),
             )?;
-            let t = r.loop_report.timing;
-            println!("loop at {rate} Hz for {seconds} s (policy + recording on): period error {}; work {}; overruns {}; dropped frames {}", t.period_error, t.work, t.overruns, r.loop_report.dropped_frames);
-            println!("bare sleep loop (same machine, same run): period error {floor}");
-            println!(
-                "p99 ratio loop/bare: {:.2}",
-                t.period_error.p99_us / floor.p99_us.max(0.1)
-            );
-            let lr = &r.loop_report;
-            println!(
-                "takeovers: {} (button press read -> first human goal written: {}); largest jump at takeover {:.2e} rad, at handback {:.2e} rad; period {:.0} us",
-                lr.takeovers,
-                lr.takeover_latency,
-                lr.max_takeover_jump,
-                lr.max_handback_jump,
-                1e6 / rate
-            );
-            println!(
-                "policy: {} tick(s) with a usable action, {} starvation(s) (Hold after policy.action_timeout_ms without one)",
-                lr.policy_actions, lr.policy_starvations
-            );
-            let _ = std::fs::remove_dir_all(dir);
         }
         What::Soak {
             config,

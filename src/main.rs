@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod dagger;
+mod loopbench;
 mod recipes;
 
 use std::path::PathBuf;

@@ -4,7 +4,9 @@
 use intervened_dxl::{Arm, ArmReading, ServoFault};
 use intervened_policy::PolicyRunner;
 use intervened_teleop::names::{ALL_AXES, ALL_BUTTONS};
-use intervened_teleop::{GamepadEventKind, GamepadSource, Intent, RumblePattern, TeleopController};
+use intervened_teleop::{
+    GamepadEventKind, GamepadSource, Intent, RumblePattern, TeleopController, TickOutput,
+};
 use tracing::{info, warn};
 
 use crate::control::PolicyDriver;
@@ -111,6 +113,10 @@ impl ArmIo for DxlArm {
         self.arm.set_torque(on).map_err(|e| e.to_string())
     }
 
+    fn bus_wait(&self) -> std::time::Duration {
+        self.arm.bus().reply_wait()
+    }
+
     fn sync(&mut self) -> Result<(), String> {
         // A ping is answered only after every byte before it was handled: a barrier.
         let id = self.arm.ids().first().copied().unwrap_or(1);
@@ -127,6 +133,8 @@ pub struct Pad {
     ctl: TeleopController,
     source: Box<dyn GamepadSource>,
     events: Vec<intervened_teleop::GamepadEvent>,
+    /// Reused every tick (see `TeleopController::tick_into`).
+    out: TickOutput,
 }
 
 impl Pad {
@@ -135,6 +143,7 @@ impl Pad {
             ctl,
             source,
             events: Vec::with_capacity(64),
+            out: TickOutput::default(),
         }
     }
 }
@@ -149,7 +158,9 @@ impl GamepadInput for Pad {
             .rev()
             .find(|e| matches!(e.kind, GamepadEventKind::ButtonPressed(_)))
             .map(|e| e.time);
-        let t = self.ctl.tick(self.events.drain(..), measured, dt);
+        self.ctl
+            .tick_into(self.events.drain(..), measured, dt, &mut self.out);
+        let t = &self.out;
         out.takeover_event = if t.intents.contains(&Intent::Takeover) {
             last_press
         } else {
@@ -182,7 +193,7 @@ impl GamepadInput for Pad {
     }
 
     fn count(&self) -> usize {
-        self.ctl.takeover().pad().connected().len()
+        self.ctl.takeover().pad().connected_count()
     }
 
     fn set_demo(&mut self, on: bool) {

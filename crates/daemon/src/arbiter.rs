@@ -16,6 +16,8 @@
 //! Hold never ends by itself: a person must take over or resume. That is what makes a lost
 //! gamepad or a bus fault safe: the policy never gets the arm back silently.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +56,8 @@ pub enum Trigger {
 pub struct Transition {
     pub from: Mode,
     pub to: Mode,
-    pub reason: String,
+    /// Static for everything but faults, so ordinary changes of hands allocate nothing.
+    pub reason: Cow<'static, str>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +70,19 @@ pub struct Arbiter {
 impl Default for Arbiter {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Mode {
+    /// The name written to recordings and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Idle => "idle",
+            Mode::Autonomous => "autonomous",
+            Mode::Intervening => "intervening",
+            Mode::Hold => "hold",
+            Mode::EStop => "estop",
+        }
     }
 }
 
@@ -97,16 +113,16 @@ impl Arbiter {
         let (to, reason) = match (from, t) {
             (EStop, Trigger::ClearEStop) => (
                 if self.episode { Hold } else { Idle },
-                "e-stop cleared".to_string(),
+                Cow::Borrowed("e-stop cleared"),
             ),
             (EStop, _) => return None,
-            (_, Trigger::EStop(why)) => (EStop, why.clone()),
+            (_, Trigger::EStop(why)) => (EStop, Cow::Owned(why.clone())),
             (Idle, Trigger::StartEpisode { demo }) => {
                 self.episode = true;
                 self.demo = *demo;
                 (
                     if *demo { Intervening } else { Autonomous },
-                    "episode started".into(),
+                    Cow::Borrowed("episode started"),
                 )
             }
             (_, Trigger::StartEpisode { .. }) => return None,
@@ -114,14 +130,14 @@ impl Arbiter {
             (_, Trigger::EndEpisode) => {
                 self.episode = false;
                 self.demo = false;
-                (Idle, "episode ended".into())
+                (Idle, Cow::Borrowed("episode ended"))
             }
-            (Autonomous | Hold, Trigger::Takeover) => (Intervening, "takeover".into()),
+            (Autonomous | Hold, Trigger::Takeover) => (Intervening, Cow::Borrowed("takeover")),
             // In a demonstration the human drives the whole episode: no handback.
-            (Intervening, Trigger::Handback) if !self.demo => (Autonomous, "handback".into()),
-            (Hold, Trigger::Resume) if !self.demo => (Autonomous, "resumed".into()),
-            (Hold, Trigger::Resume) => (Intervening, "resumed demonstration".into()),
-            (Autonomous | Intervening, Trigger::Hold(why)) => (Hold, why.clone()),
+            (Intervening, Trigger::Handback) if !self.demo => (Autonomous, Cow::Borrowed("handback")),
+            (Hold, Trigger::Resume) if !self.demo => (Autonomous, Cow::Borrowed("resumed")),
+            (Hold, Trigger::Resume) => (Intervening, Cow::Borrowed("resumed demonstration")),
+            (Autonomous | Intervening, Trigger::Hold(why)) => (Hold, Cow::Owned(why.clone())),
             _ => return None,
         };
         if to == from {

@@ -38,7 +38,7 @@ use crate::recording::{
 };
 use crate::safety::SafetyFilter;
 use crate::service::Command;
-use crate::stats::LoopTiming;
+use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
 use crate::status::Status;
 use crate::teleop::{GamepadInput, PadTick};
 use intervened_teleop::Intent;
@@ -123,6 +123,8 @@ pub struct LoopReport {
     pub episodes: Vec<EpisodeOutcome>,
     pub ticks: u64,
     pub timing: crate::stats::LoopTimingSummary,
+    /// Every tick's wake-up lateness (for plots).
+    pub period_error_histogram: crate::stats::LatencyHistogram,
     pub clamps: u64,
     pub bus_errors: u64,
     pub dropped_frames: u64,
@@ -144,8 +146,13 @@ pub struct LoopReport {
     pub max_takeover_jump: f64,
     /// Largest |goal - previous goal| on a handback tick (rad): zero by design.
     pub max_handback_jump: f64,
-    /// From the takeover button press being read to the first human goal written.
+    /// From the takeover button press (the pad's event time) to the first human goal
+    /// written: includes waiting for the next tick to read it (up to one period).
     pub takeover_latency: crate::stats::Summary,
+    /// From the start of the tick that read the press to the first human goal written.
+    pub takeover_read_latency: crate::stats::Summary,
+    /// Takeovers whose press came without a time (not in `takeover_latency`).
+    pub takeovers_untimed: u64,
 }
 
 pub struct ControlLoop {
@@ -182,6 +189,13 @@ pub struct ControlLoop {
     takeover_tick: Option<u64>,
     max_handback_jump: f64,
     timing_takeover: crate::stats::LatencyHistogram,
+    timing_takeover_read: crate::stats::LatencyHistogram,
+    /// A takeover waiting for its first human goal on the wire: when its button press
+    /// happened (None when the pad gave no time) and when the tick that read it started.
+    takeover_pending: Option<(Option<Instant>, Instant)>,
+    takeovers_untimed: u64,
+    /// When the current tick started.
+    tick_started: Instant,
     /// Set when the measured position must re-seed the goal (start, after torque off, after a
     /// simulated reset); no goal is written until a read succeeds.
     reseed: bool,
@@ -190,6 +204,8 @@ pub struct ControlLoop {
     bus_fault: bool,
     torque_off: bool,
     timing: LoopTiming,
+    /// This tick's time per phase.
+    phase: PhaseClock,
     episode_index: u64,
     episode_start_tick: u64,
     outcomes: Vec<EpisodeOutcome>,
@@ -247,6 +263,10 @@ impl ControlLoop {
             takeover_tick: None,
             max_handback_jump: 0.0,
             timing_takeover: crate::stats::LatencyHistogram::new(),
+            timing_takeover_read: crate::stats::LatencyHistogram::new(),
+            takeover_pending: None,
+            takeovers_untimed: 0,
+            tick_started: Instant::now(),
             last_goal: vec![0.0; n],
             reseed: true,
             known_position: false,
@@ -254,6 +274,7 @@ impl ControlLoop {
             bus_fault: false,
             torque_off: false,
             timing: LoopTiming::default(),
+            phase: PhaseClock::start(),
             episode_index: 0,
             episode_start_tick: 0,
             outcomes: Vec::new(),
@@ -303,21 +324,37 @@ impl ControlLoop {
             env.prepare_episode(0);
         }
         let mut tick: u64 = 0;
+        // The tick before the current wait: an overrun is that tick running past the deadline.
+        let mut previous: Option<SlowTick> = None;
         loop {
             let wake = self.pacer.wait_for_tick(tick);
             let started = Instant::now();
+            let switches = involuntary_switches();
             if tick > 0 {
                 self.timing.period_error.record_s(wake.late_s);
                 if wake.overrun {
                     self.timing.overruns += 1;
+                    if let Some(p) = previous {
+                        self.timing.overrun_log.push(p);
+                    }
                 }
             }
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
+            self.phase = PhaseClock::start();
+            self.tick_started = started;
             self.tick(tick);
             self.timing.ticks += 1;
-            self.timing.work.record_s(started.elapsed().as_secs_f64());
+            let work = started.elapsed();
+            let preempted = involuntary_switches().saturating_sub(switches) as u32;
+            previous = Some(self.timing.record_tick(
+                tick,
+                wake.late_s * 1e6,
+                work,
+                &self.phase,
+                preempted,
+            ));
             tick += 1;
             if self.opts.max_ticks.is_some_and(|m| tick >= m) {
                 break;
@@ -334,7 +371,15 @@ impl ControlLoop {
     fn tick(&mut self, tick: u64) {
         let period = self.pacer.period();
         // 1. Measure.
-        match self.arm.read(tick, &mut self.state) {
+        let waited_before = self.arm.bus_wait();
+        let read = self.arm.read(tick, &mut self.state);
+        self.phase.mark(Phase::BusRead);
+        self.phase.move_time(
+            Phase::BusRead,
+            Phase::BusWait,
+            self.arm.bus_wait().saturating_sub(waited_before),
+        );
+        match read {
             Ok(()) => {
                 self.bus_fail_streak = 0;
                 if self.bus_fault && self.state.alerts.iter().all(|a| a.is_none()) {
@@ -413,6 +458,7 @@ impl ControlLoop {
         }
         // 6. Start the next planned episode.
         self.maybe_start_planned(tick);
+        self.phase.mark(Phase::Inputs);
         // 7. Decide the goal.
         self.obs.clear();
         self.obs.extend_from_slice(&self.state.q);
@@ -459,6 +505,7 @@ impl ControlLoop {
                 }
             }
         }
+        self.phase.mark(Phase::Policy);
         let doubt = self.policy.as_ref().and_then(|p| p.doubt());
         self.update_help(doubt);
         let source;
@@ -536,19 +583,27 @@ impl ControlLoop {
         }
         // While a re-seed is pending (the arm was reset or went limp) the old goal is stale:
         // write nothing until the next read says where the arm is.
+        self.phase.mark(Phase::Safety);
         if self.known_position && !self.torque_off && !self.reseed {
             if let Err(e) = self.arm.write(&self.goal) {
                 self.bus_errors += 1;
                 warn!("goal write failed: {e}");
             }
             self.last_goal.copy_from_slice(&self.goal);
-            // Takeover latency: the button press read from the pad -> this goal on the wire.
-            if self.arbiter.mode() == Mode::Intervening && self.takeover_tick == Some(tick) {
-                if let Some(t) = self.pad_out.takeover_event.take() {
-                    self.timing_takeover.record_s(t.elapsed().as_secs_f64());
+            // Takeover latency: the button press -> the first human goal on the wire, and the
+            // tick that read the press -> that goal.
+            if self.arbiter.mode() == Mode::Intervening {
+                if let Some((pressed, read)) = self.takeover_pending.take() {
+                    match pressed {
+                        Some(p) => self.timing_takeover.record_s(p.elapsed().as_secs_f64()),
+                        None => self.takeovers_untimed += 1,
+                    }
+                    self.timing_takeover_read
+                        .record_s(read.elapsed().as_secs_f64());
                 }
             }
         }
+        self.phase.mark(Phase::BusWrite);
         // 9. Record.
         if self.arbiter.in_episode() {
             self.sink.frame(FrameRecord {
@@ -564,8 +619,10 @@ impl ControlLoop {
                 task: &self.features,
             });
         }
+        self.phase.mark(Phase::Record);
         // 10. Status for the shell (never waits on it).
         self.publish(tick, doubt);
+        self.phase.mark(Phase::Status);
         // 11. Let the simulated world and human move.
         let info = TickInfo {
             tick,
@@ -583,6 +640,7 @@ impl ControlLoop {
                     self.pending_outcome = Some(o);
                 }
             }
+            self.phase.mark(Phase::Sim);
         }
     }
 
@@ -610,6 +668,8 @@ impl ControlLoop {
                 if t.from != Mode::Idle {
                     self.takeovers += 1;
                     self.takeover_tick = Some(tick);
+                    self.takeover_pending =
+                        Some((self.pad_out.takeover_event.take(), self.tick_started));
                 }
             }
             Mode::Autonomous => {
@@ -949,6 +1009,7 @@ impl ControlLoop {
             episodes: self.outcomes,
             ticks: self.timing.ticks,
             timing: self.timing.summary(),
+            period_error_histogram: self.timing.period_error.clone(),
             clamps: self.filter.clamp_counts.iter().sum(),
             bus_errors: self.bus_errors,
             dropped_frames: self.sink.dropped(),
@@ -963,6 +1024,8 @@ impl ControlLoop {
             max_takeover_jump: self.max_takeover_jump,
             max_handback_jump: self.max_handback_jump,
             takeover_latency: self.timing_takeover.summary(),
+            takeover_read_latency: self.timing_takeover_read.summary(),
+            takeovers_untimed: self.takeovers_untimed,
         }
     }
 }

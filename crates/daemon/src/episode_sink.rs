@@ -2,14 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use intervened_episodes::{
     new_session_id, EpisodeMeta, Event, Frame, Outcome, Recorder, RecorderHandle, RecorderOptions,
+    StaticEvent, FRAME_POOL,
 };
 use intervened_robot::RobotConfig;
 use tracing::{error, info};
 
 use crate::arbiter::Mode;
-use crate::hardware::ArmState;
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
@@ -59,6 +61,19 @@ impl EpisodeSink {
             );
         }
         let handle = recorder.handle();
+        // Frames shaped for this robot, so the loop's recording allocates nothing.
+        let n = cfg.joints.len();
+        let template = Frame {
+            q: vec![0.0; n],
+            qd: vec![0.0; n],
+            current: vec![0.0; n],
+            goal: vec![0.0; n],
+            proposal: Some(vec![0.0; n]),
+            pad_axes: vec![0.0; intervened_teleop::names::ALL_AXES.len()],
+            task: vec![0.0; feature_names.len()],
+            ..Frame::default()
+        };
+        handle.prefill_frames(FRAME_POOL, &template);
         // Session ids are UTC seconds; runs started within one second get a suffix.
         let base = session_id.unwrap_or_else(new_session_id);
         let mut session_id = base.clone();
@@ -96,24 +111,30 @@ fn source(s: ControlSource) -> intervened_episodes::ControlSource {
 }
 
 fn mode_name(m: Mode) -> String {
-    format!("{m:?}").to_lowercase()
+    m.name().to_string()
 }
 
-fn frame_of(f: &FrameRecord<'_>, state: &ArmState) -> Frame {
-    Frame {
-        tick: f.tick,
-        t: f.t,
-        q: state.q.clone(),
-        qd: state.qd.clone(),
-        current: state.current.clone(),
-        goal: f.goal.to_vec(),
-        source: source(f.source),
-        proposal: f.proposal.map(|p| p.to_vec()),
-        doubt: f.doubt,
-        pad_axes: f.pad_axes.to_vec(),
-        pad_buttons: f.pad_buttons,
-        task: f.task.to_vec(),
+/// Fills a pooled frame in place: `clear` + `extend` keep each buffer's allocation.
+fn fill_frame(out: &mut Frame, f: &FrameRecord<'_>) {
+    fn set(v: &mut Vec<f64>, from: &[f64]) {
+        v.clear();
+        v.extend_from_slice(from);
     }
+    out.tick = f.tick;
+    out.t = f.t;
+    set(&mut out.q, &f.state.q);
+    set(&mut out.qd, &f.state.qd);
+    set(&mut out.current, &f.state.current);
+    set(&mut out.goal, f.goal);
+    out.source = source(f.source);
+    match f.proposal {
+        Some(p) => set(out.proposal.get_or_insert_with(Vec::new), p),
+        None => out.proposal = None,
+    }
+    out.doubt = f.doubt;
+    set(&mut out.pad_axes, f.pad_axes);
+    out.pad_buttons = f.pad_buttons;
+    set(&mut out.task, f.task);
 }
 
 impl FrameSink for EpisodeSink {
@@ -139,25 +160,38 @@ impl FrameSink for EpisodeSink {
 
     fn frame(&mut self, f: FrameRecord<'_>) {
         // A full queue drops the frame; the recorder counts it (see `dropped`).
-        let _ = self.handle.record_frame(frame_of(&f, f.state));
+        let _ = self.handle.record_frame_with(|out| fill_frame(out, &f));
     }
 
     fn event(&mut self, tick: u64, e: LoopEvent) {
         let t = tick.saturating_sub(self.episode_start_tick) as f64 * self.period;
         let ev = match e {
-            LoopEvent::Mode(tr) => Event::ModeChange {
-                from: mode_name(tr.from),
-                to: mode_name(tr.to),
-                reason: tr.reason,
+            // The common events go as static parts and are formatted on the recorder thread.
+            LoopEvent::Mode(tr) => match tr.reason {
+                Cow::Borrowed(reason) => {
+                    let event = StaticEvent::ModeChange {
+                        from: tr.from.name(),
+                        to: tr.to.name(),
+                        reason,
+                    };
+                    let _ = self.handle.static_event(tick, t, event);
+                    return;
+                }
+                Cow::Owned(reason) => Event::ModeChange {
+                    from: mode_name(tr.from),
+                    to: mode_name(tr.to),
+                    reason,
+                },
             },
+            LoopEvent::Clamp { limit, step } => {
+                let event = StaticEvent::SafetyClamp { limit, step };
+                let _ = self.handle.static_event(tick, t, event);
+                return;
+            }
             LoopEvent::Fault(m) => Event::Fault {
                 component: "loop".into(),
                 message: m,
                 fatal: false,
-            },
-            LoopEvent::Clamp { limit, step } => Event::SafetyClamp {
-                joint: String::new(),
-                reason: format!("{limit} joint(s) at a limit, {step} at the step limit"),
             },
             LoopEvent::PolicyLoaded(v) => Event::PolicyLoaded { version: v },
             LoopEvent::Note(m) => Event::Note { message: m },

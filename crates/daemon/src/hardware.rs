@@ -38,4 +38,9 @@ pub trait ArmIo: Send {
     fn sync(&mut self) -> Result<(), String> {
         Ok(())
     }
+    /// Time spent waiting for the arm's replies since it was opened (the loop charges the
+    /// difference across a read to its "bus wait" phase).
+    fn bus_wait(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }

@@ -9,6 +9,7 @@ pub mod episode_sink;
 pub mod hardware;
 pub mod protocol;
 pub mod recording;
+pub mod rt;
 pub mod runtime;
 pub mod safety;
 pub mod service;

@@ -16,7 +16,7 @@ use intervened_world::HumanParams;
 use tracing::{error, info, warn};
 
 use crate::adapters::{DxlArm, Pad, TchPolicy};
-use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
+use crate::clock::{LockstepPacer, Pacer, RealtimePacer};
 use crate::control::{
     ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan,
 };
@@ -59,6 +59,10 @@ pub struct RunOptions {
     pub sim_handles: Option<Sender<SimHandles>>,
     /// Name the session instead of using the UTC start time.
     pub session_id: Option<String>,
+    /// Overrides `policy.inference`. In lockstep inference otherwise runs inline (repeatable
+    /// runs); setting this keeps the real-time arrangement there too (tests of the control
+    /// thread itself).
+    pub inference: Option<intervened_robot::InferenceMode>,
 }
 
 /// What a test can reach inside a simulated run.
@@ -66,6 +70,8 @@ pub struct RunOptions {
 pub struct SimHandles {
     pub chain: intervened_sim::SharedChain,
     pub pad: intervened_teleop::VirtualGamepad,
+    /// The loop's status, as the control socket serves it.
+    pub status: Arc<Mutex<Status>>,
 }
 
 impl Default for RunOptions {
@@ -86,6 +92,7 @@ impl Default for RunOptions {
             seed: None,
             sim_handles: None,
             session_id: None,
+            inference: None,
         }
     }
 }
@@ -106,8 +113,8 @@ pub struct RunReport {
 
 /// Loads a policy for this robot and wraps it for the loop.
 ///
-/// In lockstep (`lockstep = true`) inference always runs inline: simulated time stands still
-/// while the model thinks, so a worker thread would only make runs unrepeatable.
+/// With `lockstep = true` inference always runs inline: simulated time stands still while the
+/// model thinks, so a worker thread would only make runs unrepeatable.
 pub fn load_policy(
     cfg: &RobotConfig,
     dir: &Path,
@@ -121,6 +128,7 @@ pub fn load_policy(
     let mut ro = RunnerOptions::from_config(cfg);
     if lockstep {
         ro.inline_budget = 1e6;
+        ro.start_on_worker = false;
     }
     let runner = PolicyRunner::new(policy, ro);
     Ok(Box::new(TchPolicy::new(runner, version)))
@@ -220,6 +228,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
     let mut env: Option<Box<dyn Environment>> = None;
     let mut asks = None;
+    let mut handles = None;
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
             let mode = if opts.sim_human {
@@ -235,12 +244,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             sensors.push(Box::new(sensor));
             asks = Some(rig.ask_stats());
             env = Some(Box::new(rig));
-            if let Some(tx) = &opts.sim_handles {
-                let _ = tx.send(SimHandles {
-                    chain: b.chain.clone(),
-                    pad: pad.clone(),
-                });
-            }
+            handles = Some((b.chain.clone(), pad.clone()));
             Box::new(pad)
         }
         None => Box::new(GilrsSource::start().context("starting gamepad input")?),
@@ -250,11 +254,16 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let pad = Pad::new(ctl, source);
 
     let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
+    if let Some(mode) = opts.inference {
+        cfg.policy.inference = mode;
+    }
+    // Lockstep runs inference inline so the same seed gives the same run.
+    let inline_inference = lockstep && opts.inference.is_none();
     // The policy: explicit, else the registry's current one, else none (demonstrations only).
     let registry = cfg.resolve(&cfg.policy.registry);
     let policy_dir = opts.policy.clone().or_else(|| registry_current(&registry));
     let policy = match &policy_dir {
-        Some(d) => Some(load_policy(&cfg, d, &feature_names, lockstep)?),
+        Some(d) => Some(load_policy(&cfg, d, &feature_names, inline_inference)?),
         // Policy episodes were asked for and there is nothing to run: never record
         // demonstrations in their place.
         None if opts.episodes.is_some() && !opts.demo => bail!(
@@ -313,6 +322,13 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     st.session_id = session_id.clone().unwrap_or_default();
     st.policy_version = policy_version.clone();
     let status = Arc::new(Mutex::new(st));
+    if let (Some(tx), Some((chain, pad))) = (&opts.sim_handles, handles) {
+        let _ = tx.send(SimHandles {
+            chain,
+            pad,
+            status: status.clone(),
+        });
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (cmd_tx, cmd_rx) = bounded::<Command>(64);
     let (pol_tx, pol_rx) = bounded::<Box<dyn PolicyDriver>>(1);
@@ -354,25 +370,34 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         current: policy_dir.clone(),
         feature_names,
         watch_registry: opts.policy.is_none(),
-        lockstep,
+        lockstep: inline_inference,
     })?;
 
     let rt_priority = cfg.control.realtime_priority;
     let cpu = cfg.control.cpu;
+    let rt_status = status.clone();
     let control = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
-            if let Some(p) = rt_priority {
-                if let Err(w) = try_realtime_priority(p) {
-                    warn!("{w}");
-                }
+            // Built first, so locking memory covers everything the loop touches.
+            let control_loop = ControlLoop::new(parts);
+            let rt = crate::rt::prepare_control_thread(rt_priority, cpu);
+            for w in &rt.refused {
+                warn!("{w}");
             }
-            if let Some(c) = cpu {
-                if let Err(w) = try_pin_cpu(c) {
-                    warn!("{w}");
-                }
+            if rt_priority.is_some() {
+                info!(
+                    scheduler = %rt.scheduler,
+                    memory_locked = %rt.memory_locked,
+                    cpu = ?rt.cpu,
+                    stack_prefaulted_kib = rt.stack_prefaulted_kib,
+                    "control thread real-time setup"
+                );
             }
-            ControlLoop::new(parts).run()
+            if let Ok(mut s) = rt_status.lock() {
+                s.realtime = rt;
+            }
+            control_loop.run()
         })
         .context("spawning the control thread")?;
     let loop_report = match control.join() {

@@ -1,5 +1,8 @@
-//! Per-tick timing statistics: wake-up lateness (period error), work time, overruns.
-//! Histograms are fixed-size, so recording never allocates on the loop's hot path.
+//! Per-tick timing statistics: wake-up lateness (period error), work time, overruns, the
+//! time of each phase of a tick, and a flight recorder of the slowest ticks.
+//! Everything is fixed-size, so recording never allocates on the loop's hot path.
+
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -10,6 +13,7 @@ pub struct Summary {
     pub count: u64,
     pub p50_us: f64,
     pub p99_us: f64,
+    pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
 }
@@ -18,8 +22,8 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "p50 {:>8.1} us   p99 {:>8.1} us   max {:>9.1} us   (n={})",
-            self.p50_us, self.p99_us, self.max_us, self.count
+            "p50 {:>7.1} us   p99 {:>7.1} us   p99.9 {:>7.1} us   max {:>8.1} us   (n={})",
+            self.p50_us, self.p99_us, self.p999_us, self.max_us, self.count
         )
     }
 }
@@ -60,6 +64,7 @@ impl LatencyHistogram {
             count: h.len(),
             p50_us: h.value_at_quantile(0.5) as f64,
             p99_us: h.value_at_quantile(0.99) as f64,
+            p999_us: h.value_at_quantile(0.999) as f64,
             max_us: h.max() as f64,
             mean_us: h.mean(),
         }
@@ -68,7 +73,280 @@ impl LatencyHistogram {
     pub fn reset(&mut self) {
         self.0.reset();
     }
+
+    /// Counts per bucket for a latency plot: `(upper bound us, count)` for the recorded range,
+    /// with buckets growing by `factor` (log scale). Not for the hot path (it allocates).
+    pub fn log_buckets(&self, first_us: u64, factor: f64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        if self.0.is_empty() {
+            return out;
+        }
+        let mut lo = 0u64;
+        let mut hi = first_us.max(1);
+        let max = self.0.max();
+        loop {
+            let n = self.0.count_between(lo, hi);
+            out.push((hi, n));
+            if hi >= max {
+                break;
+            }
+            lo = hi + 1;
+            hi = ((hi as f64 * factor).ceil() as u64).max(hi + 1);
+        }
+        out
+    }
 }
+
+/// The phases of one control tick, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Building the read instruction, writing it and decoding the replies (our code).
+    BusRead,
+    /// Waiting for the servos' replies after the instruction was written: the bus, the
+    /// servos (or the emulator) and the kernel's serial path, not our code.
+    BusWait,
+    /// Sensors, the gamepad, the control socket and episode bookkeeping.
+    Inputs,
+    /// The policy's step (an inline forward pass, or handing the observation to its worker).
+    Policy,
+    /// Arbitration, handback blending and the safety filter.
+    Safety,
+    /// Writing the goals (one sync write; no reply is awaited).
+    BusWrite,
+    /// Handing the frame and events to the recorder thread.
+    Record,
+    /// Publishing status for the service shell.
+    Status,
+    /// The simulator's share of the tick (the world, the simulated human, the bus barrier);
+    /// absent on a real robot.
+    Sim,
+}
+
+pub const PHASES: usize = 9;
+
+impl Phase {
+    pub const ALL: [Phase; PHASES] = [
+        Phase::BusRead,
+        Phase::BusWait,
+        Phase::Inputs,
+        Phase::Policy,
+        Phase::Safety,
+        Phase::BusWrite,
+        Phase::Record,
+        Phase::Status,
+        Phase::Sim,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::BusRead => "bus read",
+            Phase::BusWait => "bus wait",
+            Phase::Inputs => "inputs",
+            Phase::Policy => "policy",
+            Phase::Safety => "safety",
+            Phase::BusWrite => "bus write",
+            Phase::Record => "record",
+            Phase::Status => "status",
+            Phase::Sim => "sim",
+        }
+    }
+
+    /// Whether time in this phase is spent outside our code (the bus or the simulator).
+    pub fn outside_our_code(self) -> bool {
+        matches!(self, Phase::BusWait | Phase::Sim)
+    }
+}
+
+/// One tick's time per phase, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TickPhases(pub [f32; PHASES]);
+
+impl TickPhases {
+    pub fn get(&self, p: Phase) -> f64 {
+        f64::from(self.0[p as usize])
+    }
+
+    /// The phase that took longest.
+    pub fn largest(&self) -> Phase {
+        let mut best = Phase::BusRead;
+        for p in Phase::ALL {
+            if self.get(p) > self.get(best) {
+                best = p;
+            }
+        }
+        best
+    }
+}
+
+/// Splits a tick's wall time into phases: `mark(p)` charges the time since the last mark to
+/// `p`. Costs one clock read per mark.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseClock {
+    last: Instant,
+    pub phases: TickPhases,
+}
+
+impl Default for PhaseClock {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl PhaseClock {
+    pub fn start() -> Self {
+        Self {
+            last: Instant::now(),
+            phases: TickPhases::default(),
+        }
+    }
+
+    pub fn mark(&mut self, p: Phase) {
+        let now = Instant::now();
+        self.add(p, now.duration_since(self.last));
+        self.last = now;
+    }
+
+    /// Moves `d` of time already charged to `from` over to `to` (the bus wait inside a read).
+    pub fn move_time(&mut self, from: Phase, to: Phase, d: Duration) {
+        let us = (d.as_secs_f64() * 1e6) as f32;
+        let moved = us.min(self.phases.0[from as usize]);
+        self.phases.0[from as usize] -= moved;
+        self.phases.0[to as usize] += moved;
+    }
+
+    fn add(&mut self, p: Phase, d: Duration) {
+        self.phases.0[p as usize] += (d.as_secs_f64() * 1e6) as f32;
+    }
+}
+
+/// One tick as the flight recorder keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SlowTick {
+    pub tick: u64,
+    /// Work time of the tick (us).
+    pub work_us: f64,
+    /// How late the tick's wake-up was (us).
+    pub late_us: f64,
+    /// Involuntary context switches of the control thread during the tick's work: the kernel
+    /// ran something else on its core (host preemption, not our code).
+    pub preempted: u32,
+    pub phases: TickPhases,
+}
+
+impl SlowTick {
+    /// Where the tick's time went, for a reader: the largest phase, or preemption.
+    pub fn cause(&self) -> &'static str {
+        if self.preempted > 0 {
+            "preempted by the host"
+        } else {
+            self.phases.largest().name()
+        }
+    }
+}
+
+/// The N slowest ticks seen, kept in a fixed array (no allocation while recording).
+#[derive(Debug, Clone, Copy)]
+pub struct FlightRecorder<const N: usize> {
+    slots: [SlowTick; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for FlightRecorder<N> {
+    fn default() -> Self {
+        Self {
+            slots: [SlowTick::default(); N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> FlightRecorder<N> {
+    /// The work time a tick must exceed to be kept (0 until the recorder is full).
+    pub fn threshold_us(&self) -> f64 {
+        if self.len < N {
+            0.0
+        } else {
+            self.slots
+                .iter()
+                .map(|s| s.work_us)
+                .fold(f64::INFINITY, f64::min)
+        }
+    }
+
+    pub fn offer(&mut self, t: SlowTick) {
+        if self.len < N {
+            if let Some(s) = self.slots.get_mut(self.len) {
+                *s = t;
+                self.len += 1;
+            }
+            return;
+        }
+        let mut min_i = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.work_us < self.slots[min_i].work_us {
+                min_i = i;
+            }
+        }
+        if t.work_us > self.slots[min_i].work_us {
+            self.slots[min_i] = t;
+        }
+    }
+
+    /// Slowest first.
+    pub fn sorted(&self) -> Vec<SlowTick> {
+        let mut v: Vec<SlowTick> = self.slots.iter().take(self.len).copied().collect();
+        v.sort_by(|a, b| b.work_us.total_cmp(&a.work_us));
+        v
+    }
+}
+
+/// The first N overruns, each with the tick that ran past its deadline (kept in a fixed array).
+#[derive(Debug, Clone, Copy)]
+pub struct OverrunLog<const N: usize> {
+    slots: [SlowTick; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for OverrunLog<N> {
+    fn default() -> Self {
+        Self {
+            slots: [SlowTick::default(); N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> OverrunLog<N> {
+    pub fn push(&mut self, t: SlowTick) {
+        if let Some(s) = self.slots.get_mut(self.len) {
+            *s = t;
+            self.len += 1;
+        }
+    }
+
+    pub fn entries(&self) -> &[SlowTick] {
+        &self.slots[..self.len.min(N)]
+    }
+}
+
+/// Involuntary context switches of the calling thread so far (getrusage RUSAGE_THREAD).
+pub fn involuntary_switches() -> u64 {
+    // SAFETY: ru is a valid out-pointer for the duration of the call.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &mut ru) == 0 {
+            ru.ru_nivcsw as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Slowest ticks kept by the flight recorder.
+pub const FLIGHT_RECORDER_TICKS: usize = 16;
+/// Overruns kept with their phase times (later ones are only counted).
+pub const OVERRUN_LOG: usize = 64;
 
 /// The loop's timing, as reported in status, diagnostics and `bench loop`.
 #[derive(Debug, Clone, Default)]
@@ -77,23 +355,79 @@ pub struct LoopTiming {
     pub work: LatencyHistogram,
     pub overruns: u64,
     pub ticks: u64,
+    /// Per phase, in [`Phase::ALL`] order.
+    pub phases: [LatencyHistogram; PHASES],
+    pub slowest: FlightRecorder<FLIGHT_RECORDER_TICKS>,
+    pub overrun_log: OverrunLog<OVERRUN_LOG>,
+    /// Ticks during whose work the control thread was preempted.
+    pub preempted_ticks: u64,
 }
 
+/// One phase's timing.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct PhaseSummary {
+    pub phase: &'static str,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LoopTimingSummary {
     pub ticks: u64,
     pub overruns: u64,
     pub period_error: Summary,
     pub work: Summary,
+    pub phases: Vec<PhaseSummary>,
+    /// The slowest ticks, slowest first.
+    pub slowest: Vec<SlowTick>,
+    /// The tick before each overrun (the one that ran past the next deadline), first 64.
+    pub overrun_ticks: Vec<SlowTick>,
+    pub preempted_ticks: u64,
 }
 
 impl LoopTiming {
+    /// Records one tick's work; `late_us` is how late its wake-up was.
+    pub fn record_tick(&mut self, tick: u64, late_us: f64, work: Duration, p: &PhaseClock, preempted: u32) -> SlowTick {
+        let work_us = work.as_secs_f64() * 1e6;
+        self.work.record_s(work.as_secs_f64());
+        for (h, us) in self.phases.iter_mut().zip(p.phases.0) {
+            h.record_s(f64::from(us) * 1e-6);
+        }
+        self.preempted_ticks += u64::from(preempted > 0);
+        let t = SlowTick {
+            tick,
+            work_us,
+            late_us,
+            preempted,
+            phases: p.phases,
+        };
+        if work_us > self.slowest.threshold_us() {
+            self.slowest.offer(t);
+        }
+        t
+    }
+
     pub fn summary(&self) -> LoopTimingSummary {
         LoopTimingSummary {
             ticks: self.ticks,
             overruns: self.overruns,
             period_error: self.period_error.summary(),
             work: self.work.summary(),
+            phases: Phase::ALL
+                .iter()
+                .zip(&self.phases)
+                .map(|(p, h)| {
+                    let s = h.summary();
+                    PhaseSummary {
+                        phase: p.name(),
+                        p99_us: s.p99_us,
+                        max_us: s.max_us,
+                    }
+                })
+                .collect(),
+            slowest: self.slowest.sorted(),
+            overrun_ticks: self.overrun_log.entries().to_vec(),
+            preempted_ticks: self.preempted_ticks,
         }
     }
 }

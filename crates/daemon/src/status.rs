@@ -42,6 +42,9 @@ pub struct Status {
     pub q: Vec<f64>,
     /// The loop is ticking and the bus answers: the systemd watchdog is fed only while true.
     pub healthy: bool,
+    /// What real-time hygiene took effect on the control thread.
+    #[serde(default)]
+    pub realtime: crate::rt::RealtimeState,
 }
 
 impl Status {
@@ -73,6 +76,7 @@ impl Status {
             period_error_p99_us: 0.0,
             q: Vec::new(),
             healthy: false,
+            realtime: Default::default(),
         }
     }
 

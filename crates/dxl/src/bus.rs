@@ -222,6 +222,11 @@ pub struct Bus {
     slots: Vec<usize>,
     slot_state: Vec<Slot>,
     failed_before: Vec<bool>,
+    /// Time spent waiting for replies (from the instruction written to the exchange's end),
+    /// summed since the bus was opened: the control loop's "waiting on the bus" phase.
+    reply_wait: Duration,
+    /// When the last instruction finished writing (taken by the exchange that waits on it).
+    sent_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -307,6 +312,8 @@ impl Bus {
             slots: Vec::with_capacity(MAX_ID + 1),
             slot_state: Vec::with_capacity(MAX_ID + 1),
             failed_before: Vec::with_capacity(MAX_ID + 1),
+            reply_wait: Duration::ZERO,
+            sent_at: None,
         }
     }
 
@@ -343,6 +350,11 @@ impl Bus {
 
     pub fn stats(&self) -> &BusStats {
         &self.stats
+    }
+
+    /// Time spent waiting for replies since the bus was opened (see the field's comment).
+    pub fn reply_wait(&self) -> Duration {
+        self.reply_wait
     }
 
     /// Changes the baud rate of the open port (the doctor uses it to find servos at the wrong
@@ -419,7 +431,10 @@ impl Bus {
             })
         }));
         match sent {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.sent_at = Some(Instant::now());
+                Ok(())
+            }
             Ok(Err(WriteError::BufferTooSmall(e))) => {
                 error!(?e, "instruction does not fit the write buffer");
                 Err(ServoFault::Corrupt)
@@ -647,6 +662,9 @@ impl Bus {
                 self.stats.retries += 1;
             }
             let result = self.exchange(packet, instruction, len, data, status, end);
+            if let Some(sent) = self.sent_at.take() {
+                self.reply_wait += sent.elapsed();
+            }
             for (k, &s) in self.slots.iter().enumerate() {
                 let id = self.attempt_ids.get(k).copied().unwrap_or(0);
                 match status.get(s) {

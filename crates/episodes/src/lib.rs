@@ -36,7 +36,7 @@ pub use manifest::{Manifest, ManifestBuilder};
 pub use reader::{read_episode, Episode, REPAIR_METADATA};
 pub use recorder::{
     EpisodeReport, Recorder, RecorderHandle, RecorderMsg, RecorderOptions, RecorderStatus,
-    SendRejected,
+    SendRejected, StaticEvent, FRAME_POOL,
 };
 pub use recovery::{
     recover_all, recover_episode, recover_session_dir, repair_episode_file, repair_temp_path,

@@ -36,6 +36,13 @@ pub enum RecorderMsg {
     BeginEpisode(Box<EpisodeMeta>),
     Frame(Box<Frame>),
     Event(EventRecord),
+    /// An event made of static parts, turned into an [`Event`] on the recorder thread (so
+    /// the control thread formats nothing).
+    StaticEvent {
+        tick: u64,
+        t: f64,
+        event: StaticEvent,
+    },
     Diagnostics(DiagnosticsRecord),
     /// Close the open episode with this outcome (and, for a failure, why when known) and
     /// write its manifest.
@@ -43,6 +50,40 @@ pub enum RecorderMsg {
     /// Stop the thread (sent by [`Recorder::shutdown`]); an open episode ends as `Aborted`.
     Shutdown,
 }
+
+/// Events the control loop sends without allocating; the recorder thread writes them as the
+/// [`Event`] named in each variant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StaticEvent {
+    /// [`Event::ModeChange`].
+    ModeChange {
+        from: &'static str,
+        to: &'static str,
+        reason: &'static str,
+    },
+    /// [`Event::SafetyClamp`]: how many joints were clamped to a limit and to the step limit.
+    SafetyClamp { limit: u32, step: u32 },
+}
+
+impl StaticEvent {
+    pub fn to_event(self) -> Event {
+        match self {
+            StaticEvent::ModeChange { from, to, reason } => Event::ModeChange {
+                from: from.into(),
+                to: to.into(),
+                reason: reason.into(),
+            },
+            StaticEvent::SafetyClamp { limit, step } => Event::SafetyClamp {
+                joint: String::new(),
+                reason: format!("{limit} joint(s) at a limit, {step} at the step limit"),
+            },
+        }
+    }
+}
+
+/// Frames kept ready for the control loop by [`RecorderHandle::prefill_frames`]: at 1 kHz a
+/// quarter second of recorder lag before a frame must be allocated.
+pub const FRAME_POOL: usize = 256;
 
 /// Recorder settings; [`RecorderOptions::from_config`] maps the robot config's section.
 #[derive(Debug, Clone)]
@@ -174,6 +215,9 @@ pub struct RecorderHandle {
     tx: Sender<Envelope>,
     shared: Arc<Shared>,
     frame_capacity: usize,
+    /// Written frames come back here to be filled again, so recording does not allocate.
+    pool: Receiver<Box<Frame>>,
+    pool_tx: Sender<Box<Frame>>,
 }
 
 /// Why a message was not queued.
@@ -236,6 +280,35 @@ impl RecorderHandle {
 
     pub fn record_frame(&self, frame: Frame) -> Result<(), SendRejected> {
         self.try_send(RecorderMsg::Frame(Box::new(frame)))
+    }
+
+    /// Queues a frame filled in place by `fill`, in a buffer the recorder thread handed back
+    /// after writing an earlier frame: once the pool is filled (see
+    /// [`RecorderHandle::prefill_frames`]) this allocates nothing. `fill` must set every field.
+    pub fn record_frame_with(&self, fill: impl FnOnce(&mut Frame)) -> Result<(), SendRejected> {
+        if self.tx.len() >= self.frame_capacity {
+            self.count_drop(true, SendRejected::Full);
+            return Err(SendRejected::Full);
+        }
+        // An empty pool means the recorder is behind by more than the pool: allocate rather
+        // than drop the frame.
+        let mut frame = self.pool.try_recv().unwrap_or_default();
+        fill(&mut frame);
+        self.try_send(RecorderMsg::Frame(frame))
+    }
+
+    /// Puts `n` frames shaped like `template` into the pool (call before the loop runs).
+    pub fn prefill_frames(&self, n: usize, template: &Frame) {
+        for _ in 0..n {
+            if self.pool_tx.try_send(Box::new(template.clone())).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// An event made of static parts (see [`StaticEvent`]); never allocates.
+    pub fn static_event(&self, tick: u64, t: f64, event: StaticEvent) -> Result<(), SendRejected> {
+        self.try_send(RecorderMsg::StaticEvent { tick, t, event })
     }
 
     pub fn event(&self, tick: u64, t: f64, event: Event) -> Result<(), SendRejected> {
@@ -320,6 +393,7 @@ impl Recorder {
         let frame_capacity = opts.queue_frames.max(1);
         let (tx, rx) = bounded(frame_capacity + opts.control_reserve.max(2));
         let (report_tx, reports) = unbounded();
+        let (pool_tx, pool) = bounded(frame_capacity);
         shared.running.store(true, Ordering::Relaxed);
         let worker = Worker {
             opts,
@@ -327,6 +401,7 @@ impl Recorder {
             shared: shared.clone(),
             reports: report_tx,
             open: None,
+            pool: pool_tx.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("recorder".into())
@@ -337,6 +412,8 @@ impl Recorder {
                 tx,
                 shared,
                 frame_capacity,
+                pool,
+                pool_tx,
             },
             thread: Some(thread),
             reports,
@@ -414,6 +491,7 @@ struct Worker {
     shared: Arc<Shared>,
     reports: Sender<EpisodeReport>,
     open: Option<OpenEpisode>,
+    pool: Sender<Box<Frame>>,
 }
 
 impl Worker {
@@ -466,8 +544,24 @@ impl Worker {
                 }
                 self.begin_episode(&meta, dropped_before);
             }
-            RecorderMsg::Frame(frame) => self.frame(&frame),
+            RecorderMsg::Frame(mut frame) => {
+                self.frame(&frame);
+                // Back to the loop's pool. A proposal buffer is put back too, so a frame
+                // without one followed by one with one does not allocate on the loop.
+                if frame.proposal.is_none() {
+                    frame.proposal = Some(Vec::with_capacity(frame.goal.len()));
+                }
+                let _ = self.pool.try_send(frame);
+            }
             RecorderMsg::Event(e) => self.with_writer("event", |w| w.write_event(&e)),
+            RecorderMsg::StaticEvent { tick, t, event } => {
+                let e = EventRecord {
+                    tick,
+                    t,
+                    event: event.to_event(),
+                };
+                self.with_writer("event", |w| w.write_event(&e))
+            }
             RecorderMsg::Diagnostics(d) => {
                 self.with_writer("diagnostics", |w| w.write_diagnostics(&d))
             }

@@ -10,10 +10,11 @@ use intervened_robot::RobotConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Who produced the goal executed at a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlSource {
     /// Pure teleoperated demonstration (no policy in control at all in this episode).
+    #[default]
     Demo,
     /// The policy drove the arm.
     Robot,
@@ -77,7 +78,7 @@ impl fmt::Display for Label {
 
 /// One control tick. Vectors are in joint order ([`EpisodeMeta::joint_names`]), radians,
 /// rad/s and the servo's current units; `task` follows [`EpisodeMeta::task_feature_names`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
     /// Control-loop tick counter (monotonic over the daemon's life; gaps mean dropped frames).
     pub tick: u64,

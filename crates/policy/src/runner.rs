@@ -42,6 +42,9 @@ pub struct RunnerOptions {
     pub temporal_ensemble_m: f64,
     /// The longest a policy may go without a usable action before it counts as starved.
     pub action_timeout: Duration,
+    /// Run inference on the worker thread from the start (`policy.inference = "worker"`), so
+    /// the control thread never calls into libtorch.
+    pub start_on_worker: bool,
 }
 
 impl RunnerOptions {
@@ -51,6 +54,7 @@ impl RunnerOptions {
             inline_budget: config.policy.inline_budget,
             temporal_ensemble_m: config.policy.temporal_ensemble_m,
             action_timeout: Duration::from_millis(config.policy.action_timeout_ms),
+            start_on_worker: config.policy.inference == intervened_robot::InferenceMode::Worker,
         }
     }
 
@@ -217,7 +221,10 @@ impl PolicyRunner {
                 moved_to_worker_at: None,
             },
         };
-        if warm > budget {
+        if opts.start_on_worker {
+            info!("policy inference runs on a worker thread (policy.inference = \"worker\")");
+            runner.move_to_worker();
+        } else if warm > budget {
             info!(
                 warmup_us = warm.as_micros() as u64,
                 budget_us = budget.as_micros() as u64,

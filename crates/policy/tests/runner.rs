@@ -14,6 +14,7 @@ fn opts(period_ms: u64, budget: f64, m: f64) -> RunnerOptions {
         inline_budget: budget,
         temporal_ensemble_m: m,
         action_timeout: Duration::from_secs(30),
+        start_on_worker: false,
     }
 }
 

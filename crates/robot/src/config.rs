@@ -133,6 +133,17 @@ pub struct ControlConfig {
     pub cpu: Option<usize>,
 }
 
+/// Where the policy's forward passes run (see [`PolicyConfig::inference`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InferenceMode {
+    /// On a worker thread from the start.
+    #[default]
+    Worker,
+    /// Inline on the control thread until a pass exceeds `policy.inline_budget`.
+    Auto,
+}
+
 /// Whether the takeover button must be held (deadman) or toggles control.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -261,8 +272,14 @@ pub struct PolicyConfig {
     /// Ensemble doubt above which the daemon asks the human for help (rumble, status).
     #[serde(default)]
     pub doubt_threshold: Option<f64>,
-    /// Fraction of a control period a forward pass may take inline before inference moves to
-    /// a worker thread.
+    /// Where forward passes run in real time: `worker` (the default) runs them on their own
+    /// thread, so the control thread never enters libtorch (which allocates and can stall);
+    /// `auto` runs them inline until one takes longer than `inline_budget` of a period. In
+    /// lockstep simulation inference always runs inline.
+    #[serde(default)]
+    pub inference: InferenceMode,
+    /// Fraction of a control period a forward pass may take inline (`inference = "auto"`)
+    /// before inference moves to a worker thread.
     #[serde(default = "default_inline_budget")]
     pub inline_budget: f64,
     /// A policy that yields no usable action for this long while it has the arm is a fault:
@@ -598,6 +615,7 @@ impl Default for PolicyConfig {
             registry: default_registry(),
             temporal_ensemble_m: default_ensemble_m(),
             doubt_threshold: None,
+            inference: InferenceMode::default(),
             inline_budget: default_inline_budget(),
             action_timeout_ms: default_action_timeout_ms(),
         }

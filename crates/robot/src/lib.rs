@@ -10,7 +10,7 @@ pub mod sensor;
 pub use calibration::{Calibration, JointCalibration, TICKS_PER_TURN};
 pub use config::{
     Axis, AxisMapping, BusConfig, Button, ControlConfig, EpisodeButtons, JointConfig,
-    OperatingMode, PolicyConfig, RecordingConfig, RobotConfig, SafetyConfig, SimConfig, SimFaults,
+    InferenceMode, OperatingMode, PolicyConfig, RecordingConfig, RobotConfig, SafetyConfig, SimConfig, SimFaults,
     TakeoverMode, TeleopConfig, TorquePolicy,
 };
 pub use error::{CalibrationError, ConfigError};

@@ -13,7 +13,7 @@ use crate::source::GamepadSource;
 use crate::takeover::{ControlOwner, Intent, Takeover};
 
 /// The result of one tick.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TickOutput {
     /// In the order they happened.
     pub intents: Vec<Intent>,
@@ -53,6 +53,8 @@ pub struct TeleopController {
     mapping: Mapping,
     integrator: TeleopIntegrator,
     velocities: Vec<f64>,
+    /// The human-goal buffer between goals (see `tick_into`).
+    spare_goal: Option<Vec<f64>>,
 }
 
 impl TeleopController {
@@ -66,6 +68,7 @@ impl TeleopController {
             mapping,
             integrator,
             velocities: vec![0.0; joints.len()],
+            spare_goal: Some(Vec::with_capacity(joints.len())),
         })
     }
 
@@ -111,20 +114,34 @@ impl TeleopController {
     where
         I: IntoIterator<Item = GamepadEvent>,
     {
-        let mut intents = Vec::new();
+        let mut out = TickOutput::default();
+        self.tick_into(events, measured, dt, &mut out);
+        out
+    }
+
+    /// As [`TeleopController::tick`], refilling a caller-owned `out`: once its buffers have
+    /// grown, a tick allocates nothing (the control thread calls this).
+    pub fn tick_into<I>(&mut self, events: I, measured: &[f64], dt: f64, out: &mut TickOutput)
+    where
+        I: IntoIterator<Item = GamepadEvent>,
+    {
+        out.intents.clear();
         for ev in events {
-            self.takeover.handle(&ev, &mut intents);
+            self.takeover.handle(&ev, &mut out.intents);
         }
         // A takeover this tick (even after a handback in the same tick) restarts from the
         // measured position.
-        if intents.contains(&Intent::Takeover) {
+        if out.intents.contains(&Intent::Takeover) {
             self.integrator.disarm();
         }
         self.mapping
             .velocities_into(self.takeover.pad(), &mut self.velocities);
 
-        let mut human_goal = None;
-        let mut goal_error = None;
+        // The goal buffer is parked in `spare_goal` while there is no goal, so it is reused.
+        if let Some(g) = out.human_goal.take() {
+            self.spare_goal = Some(g);
+        }
+        out.goal_error = None;
         if self.takeover.owner() == ControlOwner::Human {
             let r = if self.integrator.is_armed() {
                 self.integrator.step(&self.velocities, dt)
@@ -132,26 +149,28 @@ impl TeleopController {
                 self.integrator.reset_to(measured)
             };
             match r {
-                Ok(g) => human_goal = Some(g.to_vec()),
+                Ok(g) => {
+                    let mut buf = self.spare_goal.take().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(g);
+                    out.human_goal = Some(buf);
+                }
                 Err(e) => {
                     warn!(error = %e, "no teleop goal this tick");
                     // Start again from the measured position once it is valid.
                     self.integrator.disarm();
-                    goal_error = Some(e);
+                    out.goal_error = Some(e);
                 }
             }
         } else {
             self.integrator.disarm();
         }
-        let rumbles = intents.iter().filter_map(|i| ack_for(*i)).collect();
-        TickOutput {
-            intents,
-            rumbles,
-            owner: self.takeover.owner(),
-            human_goal,
-            velocities: self.velocities.clone(),
-            goal_error,
-        }
+        out.rumbles.clear();
+        out.rumbles
+            .extend(out.intents.iter().filter_map(|i| ack_for(*i)));
+        out.owner = self.takeover.owner();
+        out.velocities.clear();
+        out.velocities.extend_from_slice(&self.velocities);
     }
 
     /// As [`TeleopController::tick`], draining the source's pending events without blocking

@@ -135,6 +135,11 @@ impl PadState {
         self.pads.keys().copied().collect()
     }
 
+    /// How many pads are connected (without allocating, for the control thread).
+    pub fn connected_count(&self) -> usize {
+        self.pads.len()
+    }
+
     pub fn any_connected(&self) -> bool {
         !self.pads.is_empty()
     }

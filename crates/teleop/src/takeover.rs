@@ -50,8 +50,9 @@ use crate::event::{GamepadEvent, PadId};
 use crate::state::{PadChange, PadState};
 
 /// Who owns the arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ControlOwner {
+    #[default]
     Policy,
     Human,
     Hold,
