@@ -265,7 +265,10 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             out,
         } => {
             let cfg = RobotConfig::load(&config)?;
-            if rates.iter().any(|r| !(r.is_finite() && *r > 0.0 && *r <= 2000.0)) {
+            if rates
+                .iter()
+                .any(|r| !(r.is_finite() && *r > 0.0 && *r <= 2000.0))
+            {
                 anyhow::bail!("--rates {rates:?}: every rate must be in (0, 2000] Hz");
             }
             if !(seconds.is_finite() && seconds > 0.0) {

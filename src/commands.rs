@@ -348,6 +348,26 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
             }
         }
     }
+    // Real-time hygiene: what would take effect if the daemon asked for it now. Warnings,
+    // not failures: the loop runs without them, with weaker timing guarantees.
+    let asked = cfg.control.realtime_priority;
+    for (ok, line) in intervened_daemon::rt::capabilities(asked) {
+        let level = if ok { "ok  " } else { "warn" };
+        println!(
+            "realtime {level} {line}{}",
+            if asked.is_none() {
+                " (control.realtime_priority is not set: not asked for)"
+            } else {
+                ""
+            }
+        );
+    }
+    match intervened_daemon::rt::unit_limits() {
+        Some((unit, lines)) => println!("realtime ok   {}: {}", unit.display(), lines.join(", ")),
+        None => println!(
+            "realtime warn no installed intervened.service found; systemd/intervened.service sets LimitRTPRIO=99 and LimitMEMLOCK=infinity"
+        ),
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {

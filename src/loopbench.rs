@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use intervened_daemon::clock::{try_pin_cpu, try_realtime_priority, Pacer, RealtimePacer};
 use intervened_daemon::runtime::{self, RunOptions};
-use intervened_daemon::stats::{involuntary_switches, LatencyHistogram, LoopTimingSummary, Summary};
+use intervened_daemon::stats::{
+    involuntary_switches, LatencyHistogram, LoopTimingSummary, Summary,
+};
 use intervened_robot::{Axis, Button, RobotConfig};
 use serde::Serialize;
 
@@ -57,7 +59,12 @@ pub struct RateResult {
 }
 
 /// The bare loop's floor, measured on a thread scheduled like the control thread.
-fn bare_loop(rate: f64, seconds: f64, priority: Option<u8>, cpu: Option<usize>) -> Result<BareResult> {
+fn bare_loop(
+    rate: f64,
+    seconds: f64,
+    priority: Option<u8>,
+    cpu: Option<usize>,
+) -> Result<BareResult> {
     std::thread::Builder::new()
         .name("bare-loop".into())
         .spawn(move || {
@@ -183,7 +190,7 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
             None => causes.push((c, 1)),
         }
     }
-    causes.sort_by(|a, b| b.1.cmp(&a.1));
+    causes.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(RateResult {
         rate_hz: rate,
         seconds: b.seconds,
@@ -265,10 +272,21 @@ pub fn report(results: &[RateResult], machine: &str, priority: Option<u8>) -> St
                 .unwrap_or_else(|| "not pinned".into()),
             r.realtime.stack_prefaulted_kib
         );
-        let _ = writeln!(s, "| period error (us) | p50 | p99 | p99.9 | max | overruns |");
+        let _ = writeln!(
+            s,
+            "| period error (us) | p50 | p99 | p99.9 | max | overruns |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|");
-        let _ = writeln!(s, "{}", row("bare sleep loop", &r.bare.period_error, r.bare.overruns));
-        let _ = writeln!(s, "{}", row("control loop", &r.timing.period_error, r.timing.overruns));
+        let _ = writeln!(
+            s,
+            "{}",
+            row("bare sleep loop", &r.bare.period_error, r.bare.overruns)
+        );
+        let _ = writeln!(
+            s,
+            "{}",
+            row("control loop", &r.timing.period_error, r.timing.overruns)
+        );
         let _ = writeln!(
             s,
             "\nWork per tick: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us. Ticks preempted during their work: {}; bare-loop wake-ups preempted: {}.\n",
@@ -298,7 +316,10 @@ pub fn report(results: &[RateResult], machine: &str, priority: Option<u8>) -> St
             }
         }
         let _ = writeln!(s, "\nSlowest ticks (flight recorder):\n");
-        let _ = writeln!(s, "| tick | work (us) | woke late (us) | preempted | largest phase (us) |");
+        let _ = writeln!(
+            s,
+            "| tick | work (us) | woke late (us) | preempted | largest phase (us) |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|");
         for t in r.timing.slowest.iter().take(5) {
             let p = t.phases.largest();
@@ -345,7 +366,8 @@ pub fn plot(results: &[RateResult], path: &Path) -> Result<()> {
             ("bare sleep loop", &r.bare.hist, BLUE),
             ("control loop", &r.loop_hist, RED),
         ];
-        let buckets: Vec<(&str, Vec<(u64, u64)>, RGBColor)> = series
+        type Buckets<'a> = Vec<(&'a str, Vec<(u64, u64)>, RGBColor)>;
+        let buckets: Buckets = series
             .iter()
             .map(|(n, h, c)| (*n, h.log_buckets(1, 1.25), *c))
             .collect();

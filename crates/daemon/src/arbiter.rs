@@ -134,7 +134,9 @@ impl Arbiter {
             }
             (Autonomous | Hold, Trigger::Takeover) => (Intervening, Cow::Borrowed("takeover")),
             // In a demonstration the human drives the whole episode: no handback.
-            (Intervening, Trigger::Handback) if !self.demo => (Autonomous, Cow::Borrowed("handback")),
+            (Intervening, Trigger::Handback) if !self.demo => {
+                (Autonomous, Cow::Borrowed("handback"))
+            }
             (Hold, Trigger::Resume) if !self.demo => (Autonomous, Cow::Borrowed("resumed")),
             (Hold, Trigger::Resume) => (Intervening, Cow::Borrowed("resumed demonstration")),
             (Autonomous | Intervening, Trigger::Hold(why)) => (Hold, Cow::Owned(why.clone())),

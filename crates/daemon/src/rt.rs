@@ -84,13 +84,28 @@ pub fn rtprio_limit() -> u64 {
     }
 }
 
-/// Locks the process's memory. With an unlimited `RLIMIT_MEMLOCK`, current and future pages
-/// (MCL_FUTURE); with a finite limit only the current ones, because MCL_FUTURE would make
-/// later allocations beyond the limit fail (a policy reload, the recorder growing a buffer).
+/// Whether the process holds CAP_IPC_LOCK (then `RLIMIT_MEMLOCK` does not apply).
+pub fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("CapEff:"))
+                .and_then(|l| u64::from_str_radix(l.trim_start_matches("CapEff:").trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Locks the process's memory. With an unlimited `RLIMIT_MEMLOCK` (or CAP_IPC_LOCK), current
+/// and future pages (MCL_FUTURE); with a finite limit only the current ones, because
+/// MCL_FUTURE would make later allocations beyond the limit fail (a policy reload, the
+/// recorder growing a buffer).
 pub fn lock_memory() -> Result<&'static str, String> {
-    let (flags, what) = match memlock_limit() {
-        None => (libc::MCL_CURRENT | libc::MCL_FUTURE, "current and future"),
-        Some(_) => (libc::MCL_CURRENT, "current only"),
+    let (flags, what) = if memlock_limit().is_none() || has_cap_ipc_lock() {
+        (libc::MCL_CURRENT | libc::MCL_FUTURE, "current and future")
+    } else {
+        (libc::MCL_CURRENT, "current only")
     };
     // SAFETY: mlockall takes flags only.
     let rc = unsafe { libc::mlockall(flags) };
@@ -142,6 +157,13 @@ pub fn capabilities(priority: Option<u8>) -> Vec<(bool, String)> {
             true,
             "RLIMIT_MEMLOCK unlimited: memory is locked current and future".into(),
         ),
+        Some(b) if has_cap_ipc_lock() => (
+            true,
+            format!(
+                "RLIMIT_MEMLOCK {} KiB, but CAP_IPC_LOCK lifts it: memory is locked current and future",
+                b / 1024
+            ),
+        ),
         Some(b) => (
             false,
             format!(
@@ -152,6 +174,32 @@ pub fn capabilities(priority: Option<u8>) -> Vec<(bool, String)> {
         ),
     });
     out
+}
+
+/// The installed unit's real-time limits: `(unit path, ["LimitRTPRIO=..", "LimitMEMLOCK=.."])`.
+pub fn unit_limits() -> Option<(std::path::PathBuf, Vec<String>)> {
+    [
+        "/etc/systemd/system/intervened.service",
+        "/lib/systemd/system/intervened.service",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
+    .map(|p| {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let mut lines: Vec<String> = ["LimitRTPRIO", "LimitMEMLOCK", "CPUAffinity"]
+            .iter()
+            .map(|k| {
+                text.lines()
+                    .map(str::trim)
+                    .find(|l| l.starts_with(&format!("{k}=")))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{k} not set"))
+            })
+            .collect();
+        lines.dedup();
+        (p, lines)
+    })
 }
 
 #[cfg(test)]

@@ -387,7 +387,14 @@ pub struct LoopTimingSummary {
 
 impl LoopTiming {
     /// Records one tick's work; `late_us` is how late its wake-up was.
-    pub fn record_tick(&mut self, tick: u64, late_us: f64, work: Duration, p: &PhaseClock, preempted: u32) -> SlowTick {
+    pub fn record_tick(
+        &mut self,
+        tick: u64,
+        late_us: f64,
+        work: Duration,
+        p: &PhaseClock,
+        preempted: u32,
+    ) -> SlowTick {
         let work_us = work.as_secs_f64() * 1e6;
         self.work.record_s(work.as_secs_f64());
         for (h, us) in self.phases.iter_mut().zip(p.phases.0) {
@@ -444,6 +451,62 @@ pub fn summarize_s(samples: &[f64]) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slow(tick: u64, work_us: f64) -> SlowTick {
+        SlowTick {
+            tick,
+            work_us,
+            ..SlowTick::default()
+        }
+    }
+
+    #[test]
+    fn the_flight_recorder_keeps_the_slowest_ticks() {
+        let mut f = FlightRecorder::<3>::default();
+        for (t, w) in [
+            (1, 5.0),
+            (2, 50.0),
+            (3, 1.0),
+            (4, 20.0),
+            (5, 30.0),
+            (6, 2.0),
+        ] {
+            f.offer(slow(t, w));
+        }
+        let ticks: Vec<u64> = f.sorted().iter().map(|s| s.tick).collect();
+        assert_eq!(ticks, vec![2, 5, 4]);
+        assert_eq!(f.threshold_us(), 20.0);
+    }
+
+    #[test]
+    fn phases_split_a_tick_and_the_bus_wait_moves_out_of_the_read() {
+        let mut c = PhaseClock::start();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        c.mark(Phase::BusRead);
+        c.move_time(
+            Phase::BusRead,
+            Phase::BusWait,
+            std::time::Duration::from_millis(2),
+        );
+        c.mark(Phase::Policy);
+        let read = c.phases.get(Phase::BusRead);
+        let wait = c.phases.get(Phase::BusWait);
+        assert!((wait - 2000.0).abs() < 1.0, "{wait}");
+        assert!(read >= 900.0, "{read}");
+        // Never more moved than was there.
+        c.move_time(Phase::Policy, Phase::Sim, std::time::Duration::from_secs(1));
+        assert!(c.phases.get(Phase::Policy) >= 0.0);
+    }
+
+    #[test]
+    fn the_overrun_log_keeps_the_first_n() {
+        let mut l = OverrunLog::<2>::default();
+        for t in 0..5 {
+            l.push(slow(t, 1.0));
+        }
+        let ticks: Vec<u64> = l.entries().iter().map(|s| s.tick).collect();
+        assert_eq!(ticks, vec![0, 1]);
+    }
 
     #[test]
     fn percentiles_of_known_samples() {

@@ -185,5 +185,7 @@ fn the_control_thread_does_not_allocate_once_running() {
         allocations, 0,
         "{allocations} allocation(s) on the control thread in {counted} ticks; the first:\n{traces}"
     );
-    eprintln!("0 allocations on the control thread in {counted} ticks (takeover and handback included)");
+    eprintln!(
+        "0 allocations on the control thread in {counted} ticks (takeover and handback included)"
+    );
 }

@@ -9,9 +9,9 @@ pub mod sensor;
 
 pub use calibration::{Calibration, JointCalibration, TICKS_PER_TURN};
 pub use config::{
-    Axis, AxisMapping, BusConfig, Button, ControlConfig, EpisodeButtons, JointConfig,
-    InferenceMode, OperatingMode, PolicyConfig, RecordingConfig, RobotConfig, SafetyConfig, SimConfig, SimFaults,
-    TakeoverMode, TeleopConfig, TorquePolicy,
+    Axis, AxisMapping, BusConfig, Button, ControlConfig, EpisodeButtons, InferenceMode,
+    JointConfig, OperatingMode, PolicyConfig, RecordingConfig, RobotConfig, SafetyConfig,
+    SimConfig, SimFaults, TakeoverMode, TeleopConfig, TorquePolicy,
 };
 pub use error::{CalibrationError, ConfigError};
 pub use model::ServoModel;
