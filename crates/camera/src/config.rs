@@ -199,7 +199,7 @@ impl CameraConfig {
                 ));
             }
         }
-        if !sim && self.width % 2 != 0 {
+        if !sim && !self.width.is_multiple_of(2) {
             return Err(bad(
                 "width",
                 format!("{} is odd; YUYV packs pixels in pairs", self.width),

@@ -49,8 +49,8 @@ pub fn encode_jpeg(image: &Image, quality: u8) -> Result<Vec<u8>, CameraError> {
     Ok(out)
 }
 
-/// Decodes a JPEG (also a USB camera's MJPEG frame, which may leave out its Huffman tables)
-/// into RGB8, resizing `out` to the JPEG's size. Errors are the decoder's message.
+/// Decodes a JPEG into RGB8, resizing `out` to the JPEG's size. Errors are the decoder's
+/// message. For camera frames use [`decode_mjpeg`].
 pub fn decode_jpeg(data: &[u8], out: &mut Image) -> Result<(), String> {
     let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut dec = JpegDecoder::new_with_options(ZCursor::new(data), options);
@@ -61,6 +61,39 @@ pub fn decode_jpeg(data: &[u8], out: &mut Image) -> Result<(), String> {
         out.resize(w, h);
     }
     dec.decode_into(&mut out.data).map_err(|e| e.to_string())
+}
+
+/// An APP0 segment with the `AVI1` tag: it tells `zune-jpeg` to use the standard Huffman
+/// tables (JPEG Annex K.3) for any the stream leaves out.
+const AVI1_APP0: [u8; 9] = [0xFF, 0xE0, 0x00, 0x07, b'A', b'V', b'I', b'1', 0x00];
+
+/// Whether the JPEG header before the first start-of-scan has a DHT (Huffman table) segment.
+pub fn has_huffman_tables(jpg: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= jpg.len() && jpg[i] == 0xFF {
+        match jpg[i + 1] {
+            0xC4 => return true,
+            0xDA => return false,
+            0xFF => i += 1, // fill byte
+            _ => i += 2 + usize::from(u16::from_be_bytes([jpg[i + 2], jpg[i + 3]])),
+        }
+    }
+    false
+}
+
+/// Decodes one MJPEG frame from a camera. UVC cameras commonly send JPEGs without Huffman
+/// tables (the AVI convention: decoders use the standard ones), which `zune-jpeg` decodes
+/// only when the frame carries an `AVI1` APP0 tag; a frame with neither tables nor tag gets
+/// the tag inserted (copied through `scratch`, which keeps its allocation).
+pub fn decode_mjpeg(data: &[u8], scratch: &mut Vec<u8>, out: &mut Image) -> Result<(), String> {
+    if data.len() < 4 || has_huffman_tables(data) {
+        return decode_jpeg(data, out);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(&data[..2]);
+    scratch.extend_from_slice(&AVI1_APP0);
+    scratch.extend_from_slice(&data[2..]);
+    decode_jpeg(scratch, out)
 }
 
 /// Peak signal-to-noise ratio of `b` against `a`, dB (infinite for identical images).

@@ -24,7 +24,7 @@ pub use capture::{Camera, CaptureThread, FrameReader, Latest};
 pub use config::{validate_cameras, CameraConfig, CameraDevice, SimCameraPose};
 pub use error::{CameraError, ConfigError};
 pub use image::{monotonic_now_ns, Frame, Image};
-pub use jpeg::{decode_jpeg, encode_jpeg, encode_jpeg_into, psnr};
+pub use jpeg::{decode_jpeg, decode_mjpeg, encode_jpeg, encode_jpeg_into, psnr};
 pub use sim::{scene_channel, Renderer, Scene, ScenePublisher, SceneSubscriber, SimCamera};
 #[cfg(all(target_os = "linux", feature = "v4l2"))]
 pub use v4l2::V4l2Camera;

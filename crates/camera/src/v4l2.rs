@@ -2,7 +2,8 @@
 //!
 //! The device-independent parts are plain functions, unit-tested without a camera:
 //! [`negotiate`] picks a mode from what a device offers, [`yuyv_to_rgb`] converts YUYV 4:2:2,
-//! and MJPEG frames go through [`crate::jpeg::decode_jpeg`]. [`V4l2Camera`] (Linux, feature
+//! and MJPEG frames go through [`crate::jpeg::decode_mjpeg`] (which also takes the usual
+//! UVC frames without Huffman tables). [`V4l2Camera`] (Linux, feature
 //! `v4l2`, the `v4l` crate) wires them to a device: it opens it, checks that it is a
 //! streaming capture device, lists its modes, negotiates, sets format and frame interval,
 //! streams through four mmap buffers, and stamps each frame with the kernel buffer's
@@ -283,7 +284,7 @@ mod device {
     use crate::capture::Camera;
     use crate::config::{CameraConfig, CameraDevice};
     use crate::image::{monotonic_now_ns, Image};
-    use crate::jpeg::decode_jpeg;
+    use crate::jpeg::decode_mjpeg;
 
     /// A USB (UVC) or other V4L2 capture device. See the module docs for what is checked
     /// only on hardware.
@@ -298,6 +299,7 @@ mod device {
         stream: Stream<'static>,
         _device: Device,
         decode_failures: u32,
+        scratch: Vec<u8>,
     }
 
     impl std::fmt::Debug for V4l2Camera {
@@ -337,7 +339,7 @@ mod device {
                     FrameSizeEnum::Discrete(d) => discrete.push((d.width, d.height)),
                     FrameSizeEnum::Stepwise(st) => {
                         let fits = |v: u32, lo: u32, hi: u32, step: u32| {
-                            (lo..=hi).contains(&v) && (v - lo) % step.max(1) == 0
+                            (lo..=hi).contains(&v) && (v - lo).is_multiple_of(step.max(1))
                         };
                         if fits(cfg.width, st.min_width, st.max_width, st.step_width)
                             && fits(cfg.height, st.min_height, st.max_height, st.step_height)
@@ -494,6 +496,7 @@ mod device {
                 stream,
                 _device: dev,
                 decode_failures: 0,
+                scratch: Vec::new(),
             })
         }
 
@@ -552,15 +555,17 @@ mod device {
                         }
                         yuyv_to_rgb(data, self.stride, w, h, &mut image.data)
                     }
-                    PixelFormat::Mjpeg => decode_jpeg(data, image).and_then(|()| {
-                        if (image.width, image.height) == (w, h) {
-                            Ok(())
-                        } else {
-                            let got = (image.width, image.height);
-                            image.resize(w, h);
-                            Err(format!("frame is {}x{}, not {w}x{h}", got.0, got.1))
-                        }
-                    }),
+                    PixelFormat::Mjpeg => {
+                        decode_mjpeg(data, &mut self.scratch, image).and_then(|()| {
+                            if (image.width, image.height) == (w, h) {
+                                Ok(())
+                            } else {
+                                let got = (image.width, image.height);
+                                image.resize(w, h);
+                                Err(format!("frame is {}x{}, not {w}x{h}", got.0, got.1))
+                            }
+                        })
+                    }
                 };
                 match result {
                     Ok(()) => {

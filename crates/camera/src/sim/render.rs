@@ -199,7 +199,7 @@ impl Default for Ground {
 }
 
 /// Everything a simulated camera sees.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Scene {
     pub primitives: Vec<Primitive>,
     pub ground: Ground,
@@ -209,6 +209,27 @@ pub struct Scene {
     pub light_towards: V3,
     /// Fraction of light that reaches every surface (0..1).
     pub ambient: f32,
+}
+
+impl Clone for Scene {
+    fn clone(&self) -> Self {
+        Self {
+            primitives: self.primitives.clone(),
+            ground: self.ground,
+            sky: self.sky,
+            light_towards: self.light_towards,
+            ambient: self.ambient,
+        }
+    }
+
+    /// Reuses `self`'s primitive vector (the derived `clone_from` would allocate a new one).
+    fn clone_from(&mut self, source: &Self) {
+        self.primitives.clone_from(&source.primitives);
+        self.ground = source.ground;
+        self.sky = source.sky;
+        self.light_towards = source.light_towards;
+        self.ambient = source.ambient;
+    }
 }
 
 impl Default for Scene {
