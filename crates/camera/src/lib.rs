@@ -29,3 +29,31 @@ pub use sim::{scene_channel, Renderer, Scene, ScenePublisher, SceneSubscriber, S
 #[cfg(all(target_os = "linux", feature = "v4l2"))]
 pub use v4l2::V4l2Camera;
 pub use v4l2::{negotiate, yuyv_to_rgb, FormatOffer, Negotiated, PixelFormat};
+
+/// Opens the camera a validated config describes: a [`SimCamera`] rendering `scenes` for
+/// `device = "sim"`, otherwise a V4L2 camera. Start it with [`CaptureThread::spawn`].
+pub fn open_camera(
+    cfg: &CameraConfig,
+    scenes: Option<SceneSubscriber>,
+) -> Result<Box<dyn Camera>, CameraError> {
+    match cfg.device() {
+        CameraDevice::Sim => {
+            let Some(scenes) = scenes else {
+                return Err(CameraError::Open {
+                    device: format!("{} (sim)", cfg.name),
+                    message: "a simulated camera needs the simulator's scene channel".into(),
+                    fix: "run with the simulated robot, or give a V4L2 device".into(),
+                });
+            };
+            Ok(Box::new(SimCamera::from_config(cfg, scenes)?))
+        }
+        #[cfg(all(target_os = "linux", feature = "v4l2"))]
+        CameraDevice::V4l2(_) => Ok(Box::new(V4l2Camera::open(cfg)?)),
+        #[cfg(not(all(target_os = "linux", feature = "v4l2")))]
+        CameraDevice::V4l2(path) => Err(CameraError::Open {
+            device: format!("{} ({})", cfg.name, path.display()),
+            message: "this build has no V4L2 support".into(),
+            fix: "build intervened-camera with its `v4l2` feature, on Linux".into(),
+        }),
+    }
+}

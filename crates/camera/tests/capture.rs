@@ -216,3 +216,34 @@ fn dropping_the_thread_stops_it() {
     drop(thread);
     assert!(reader.is_stopped());
 }
+
+#[test]
+fn open_camera_builds_a_sim_camera_and_refuses_one_without_scenes() {
+    use intervened_camera::{open_camera, scene_channel, CameraConfig, Scene};
+    let cfg = CameraConfig {
+        name: "overhead".into(),
+        device: "sim".into(),
+        width: 96,
+        height: 128,
+        fps: 30,
+        max_age_ms: None,
+        pose: None,
+    };
+    let (_p, sub) = scene_channel(&Scene::default());
+    let cam = open_camera(&cfg, Some(sub)).unwrap();
+    assert_eq!(
+        (cam.name(), cam.size(), cam.fps()),
+        ("overhead", (96, 128), 30)
+    );
+    let msg = match open_camera(&cfg, None) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a sim camera without scenes opened"),
+    };
+    assert!(
+        msg.contains("overhead (sim)") && msg.contains("scene channel"),
+        "{msg}"
+    );
+    let (thread, mut reader) = CaptureThread::spawn(cam, cfg.max_age()).unwrap();
+    wait_until(&mut reader, |r| r.latest().fresh().is_some());
+    assert_eq!(thread.stop(), None);
+}

@@ -453,8 +453,11 @@ impl Renderer {
             for (i, px) in line.chunks_exact_mut(3).enumerate() {
                 let ii = i as i32;
                 let u = (2.0 * (i as f32 + 0.5) / wf - 1.0) * th;
-                let rd = norm(add(row_dir, scale(right, u)));
+                // Not normalised yet: the ground needs no unit ray, and most pixels see only
+                // the ground; `t` along it is rescaled once a primitive is tested.
+                let dir = add(row_dir, scale(right, u));
                 let mut best_t = f32::INFINITY;
+                let rd = dir;
                 let mut color = scene.sky;
                 if rd[2] < 0.0 {
                     let t = -ro[2] / rd[2];
@@ -472,11 +475,17 @@ impl Renderer {
                         };
                     }
                 }
+                let mut unit: Option<V3> = None;
                 for &k in &self.row {
                     let r = self.rects[k];
                     if ii < r[0] || ii > r[1] {
                         continue;
                     }
+                    let rd = *unit.get_or_insert_with(|| {
+                        let len = dot(dir, dir).sqrt();
+                        best_t *= len; // the ground's distance, now along the unit ray
+                        scale(dir, 1.0 / len)
+                    });
                     let p = &scene.primitives[k];
                     if let Some((t, n)) = p.shape.intersect(ro, rd) {
                         if t < best_t {
