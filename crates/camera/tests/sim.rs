@@ -313,7 +313,7 @@ fn sim_camera_on_its_thread_renders_the_latest_published_scene() {
     publisher.publish(&b);
     let s_b = wait_for(&mut reader, &want_b);
     assert!(s_b > s_a);
-    // Paced at 100 fps: consecutive timestamps about 10 ms apart.
+    // Paced at 100 fps: timestamps 10 ms apart per frame.
     let t0 = Instant::now();
     let mut stamps = Vec::new();
     while stamps.len() < 5 && t0.elapsed() < Duration::from_secs(5) {
@@ -327,8 +327,11 @@ fn sim_camera_on_its_thread_renders_the_latest_published_scene() {
     let (s0, t_first) = stamps[0];
     let (s1, t_last) = *stamps.last().unwrap();
     let per_frame_ms = (t_last - t_first) as f64 / (s1 - s0) as f64 / 1e6;
+    // About the rate (unpaced it would be well under 1 ms per frame): a late first stamp can
+    // shorten the mean by a few ms, skipped deadlines on a loaded machine lengthen it; hence
+    // the generous bounds.
     assert!(
-        (8.0..=14.0).contains(&per_frame_ms),
+        (7.0..=40.0).contains(&per_frame_ms),
         "paced at {per_frame_ms:.2} ms per frame, expected about 10"
     );
     assert_eq!(thread.stop(), None);
