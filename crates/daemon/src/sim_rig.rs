@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use intervened_dxl_proto::{packet, x_series};
 use intervened_robot::{Calibration, RobotConfig};
 use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, SharedChain};
 use intervened_teleop::{RumblePattern, VirtualGamepad};
@@ -178,10 +179,11 @@ impl Environment for SimRig {
             {
                 let ticks = c.rad_to_ticks(*q);
                 chain.set_present_position(j.id, ticks);
-                let mut params = vec![116u8, 0];
-                params.extend_from_slice(&ticks.to_le_bytes());
-                chain.handle(&intervened_sim::packet::encode_instruction(
-                    j.id, 0x03, &params,
+                let goal = x_series::GOAL_POSITION;
+                chain.handle(&packet::encode_write(
+                    j.id,
+                    goal.addr(),
+                    &goal.encode(ticks),
                 ));
             }
             if let Some((_, id)) = self.gripper {
