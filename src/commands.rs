@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use intervened_daemon::runtime::{self, load_calibration, RunOptions};
 use intervened_dxl::{Arm, CalibrationState, Calibrator, DoctorOptions};
 use intervened_robot::{Calibration, RobotConfig};
-use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions};
+use intervened_sim::{ServerOptions, SimBus};
 
 use crate::ConfigArg;
 
@@ -170,9 +170,8 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         f.unplug_at_s = Some(t);
     }
     let faults = cfg.sim.faults.clone();
-    let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
-    let server = PtyServer::start(
-        chain,
+    let SimBus { server, .. } = SimBus::start_with(
+        &cfg,
         ServerOptions {
             realtime: true,
             link_dir: a.link_dir,
@@ -242,9 +241,9 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     // For `port = "sim"` the doctor checks the in-process emulator over its pty, configured as
     // the daemon would.
     let sim = if cfg.bus.is_sim() {
-        let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
-        let server =
-            PtyServer::start(chain, ServerOptions::default()).context("starting the emulator")?;
+        // Without `[sim.faults]`: injected faults would fail checks of a sound configuration.
+        let SimBus { server, .. } =
+            SimBus::start_with(&cfg, ServerOptions::default()).context("starting the emulator")?;
         let c = cal.clone().unwrap_or_else(|| Calibration::identity(&cfg));
         drop(Arm::open(&cfg, c, &server.path()).context("configuring the emulated chain")?);
         Some(server)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use intervened_dxl_proto::{packet, x_series};
 use intervened_robot::{Calibration, RobotConfig};
-use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, SharedChain};
+use intervened_sim::{Chain, SharedChain};
 use intervened_teleop::{RumblePattern, VirtualGamepad};
 use intervened_world::{AskStats, HumanParams, SimulatedHuman, World, WorldSensor};
 use tracing::warn;
@@ -29,30 +29,7 @@ pub enum HumanMode {
 }
 
 /// The emulator and its pty, started for `port = "sim"`.
-pub struct SimBus {
-    pub chain: SharedChain,
-    pub server: PtyServer,
-}
-
-impl SimBus {
-    /// Starts the emulator with the config's `[sim.faults]` (none by default).
-    pub fn start(cfg: &RobotConfig, realtime: bool) -> std::io::Result<Self> {
-        let dynamics = Dynamics {
-            time_constant_s: cfg.sim.servo_time_constant_s,
-            max_velocity_rad_s: cfg.sim.servo_max_velocity,
-        };
-        let chain = Chain::new(specs_from_config(cfg), dynamics).shared();
-        let server = PtyServer::start(
-            chain.clone(),
-            ServerOptions {
-                realtime,
-                ..Default::default()
-            }
-            .with_faults(&cfg.sim.faults),
-        )?;
-        Ok(Self { chain, server })
-    }
-}
+pub use intervened_sim::SimBus;
 
 pub struct SimRig {
     cfg: RobotConfig,
