@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use intervened_daemon::protocol::{Request, StopOutcome};
 use intervened_daemon::runtime::{self, load_calibration, RunOptions};
 use intervened_dxl::{Arm, CalibrationState, Calibrator, DoctorOptions};
 use intervened_robot::{Calibration, RobotConfig};
-use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions};
+use intervened_sim::{ServerOptions, SimBus};
 
 use crate::ConfigArg;
 
@@ -170,9 +171,8 @@ pub fn sim(a: SimArgs) -> Result<ExitCode> {
         f.unplug_at_s = Some(t);
     }
     let faults = cfg.sim.faults.clone();
-    let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
-    let server = PtyServer::start(
-        chain,
+    let SimBus { server, .. } = SimBus::start_with(
+        &cfg,
         ServerOptions {
             realtime: true,
             link_dir: a.link_dir,
@@ -242,9 +242,9 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
     // For `port = "sim"` the doctor checks the in-process emulator over its pty, configured as
     // the daemon would.
     let sim = if cfg.bus.is_sim() {
-        let chain = Chain::new(specs_from_config(&cfg), Dynamics::from(&cfg.sim)).shared();
-        let server =
-            PtyServer::start(chain, ServerOptions::default()).context("starting the emulator")?;
+        // Without `[sim.faults]`: injected faults would fail checks of a sound configuration.
+        let SimBus { server, .. } =
+            SimBus::start_with(&cfg, ServerOptions::default()).context("starting the emulator")?;
         let c = cal.clone().unwrap_or_else(|| Calibration::identity(&cfg));
         drop(Arm::open(&cfg, c, &server.path()).context("configuring the emulated chain")?);
         Some(server)
@@ -447,6 +447,25 @@ pub enum ActionArg {
     Delta,
 }
 
+/// The frame weighting scheme (`intervened_train::Weighting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingArg {
+    #[value(name = "hg-dagger", alias = "hgdagger")]
+    HgDagger,
+    Iwr,
+    Sirius,
+}
+
+impl From<WeightingArg> for intervened_train::Weighting {
+    fn from(w: WeightingArg) -> Self {
+        match w {
+            WeightingArg::HgDagger => Self::HgDagger,
+            WeightingArg::Iwr => Self::Iwr,
+            WeightingArg::Sirius => Self::Sirius,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RetrainArgs {
     /// Data root holding sessions/.
@@ -459,8 +478,8 @@ pub struct RetrainArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// hg-dagger (demos + interventions), iwr (interventions 50/50), sirius (class shares).
-    #[arg(long, default_value = "hg-dagger")]
-    pub weighting: String,
+    #[arg(long, value_enum, default_value_t = WeightingArg::HgDagger)]
+    pub weighting: WeightingArg,
     /// Predict the next k goals, executed with temporal ensembling [default: 20].
     #[arg(long, value_name = "K")]
     pub chunk: Option<usize>,
@@ -548,7 +567,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     if let Some(c) = &a.config {
         opts.robot = Some(RobotConfig::load(c)?);
     }
-    opts.weighting = a.weighting.parse().map_err(anyhow::Error::msg)?;
+    opts.weighting = a.weighting.into();
     if let Some(k) = a.chunk {
         opts.chunk = k;
     }
@@ -840,7 +859,8 @@ pub enum CtlCmd {
     },
     /// End the episode: success, failure or discard.
     Stop {
-        outcome: String,
+        #[arg(value_enum)]
+        outcome: OutcomeArg,
     },
     Hold,
     Resume,
@@ -854,24 +874,47 @@ pub enum CtlCmd {
     },
 }
 
-pub fn ctl(a: CtlArgs) -> Result<ExitCode> {
-    let line = match a.cmd {
-        CtlCmd::Status => r#"{"cmd":"status"}"#.to_string(),
-        CtlCmd::Start { demo } => format!(r#"{{"cmd":"start_episode","demo":{demo}}}"#),
-        CtlCmd::Stop { outcome } => {
-            serde_json::json!({"cmd": "stop_episode", "outcome": outcome}).to_string()
+/// How `ctl stop` ends an episode (`StopOutcome` on the socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutcomeArg {
+    Success,
+    Failure,
+    Discard,
+}
+
+impl From<OutcomeArg> for StopOutcome {
+    fn from(o: OutcomeArg) -> Self {
+        match o {
+            OutcomeArg::Success => Self::Success,
+            OutcomeArg::Failure => Self::Failure,
+            OutcomeArg::Discard => Self::Discard,
         }
-        CtlCmd::Hold => r#"{"cmd":"hold"}"#.into(),
-        CtlCmd::Resume => r#"{"cmd":"resume"}"#.into(),
-        CtlCmd::Estop => r#"{"cmd":"estop"}"#.into(),
-        CtlCmd::ClearEstop => r#"{"cmd":"clear_estop"}"#.into(),
-        CtlCmd::Reload => r#"{"cmd":"reload"}"#.into(),
-        CtlCmd::Raw { json } => json,
+    }
+}
+
+pub fn ctl(a: CtlArgs) -> Result<ExitCode> {
+    let request = match a.cmd {
+        CtlCmd::Status => Request::Status {},
+        CtlCmd::Start { demo } => Request::StartEpisode { demo },
+        CtlCmd::Stop { outcome } => Request::StopEpisode {
+            outcome: outcome.into(),
+        },
+        CtlCmd::Hold => Request::Hold {},
+        CtlCmd::Resume => Request::Resume {},
+        CtlCmd::Estop => Request::Estop {},
+        CtlCmd::ClearEstop => Request::ClearEstop {},
+        CtlCmd::Reload => Request::Reload {},
+        CtlCmd::Raw { json } => return send_line(&a.socket, &json),
     };
-    let mut s = UnixStream::connect(&a.socket).with_context(|| {
+    send_line(&a.socket, &serde_json::to_string(&request)?)
+}
+
+/// Sends one request line and prints the reply; succeeds when the daemon says `ok`.
+fn send_line(socket: &Path, line: &str) -> Result<ExitCode> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
         format!(
             "connecting to {} (is the daemon running with --socket? are you in its group?)",
-            a.socket.display()
+            socket.display()
         )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;

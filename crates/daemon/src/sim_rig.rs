@@ -8,8 +8,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use intervened_dxl_proto::{packet, x_series};
 use intervened_robot::{Calibration, RobotConfig};
-use intervened_sim::{specs_from_config, Chain, Dynamics, PtyServer, ServerOptions, SharedChain};
+use intervened_sim::{Chain, SharedChain};
 use intervened_teleop::{RumblePattern, VirtualGamepad};
 use intervened_world::{AskStats, HumanParams, SimulatedHuman, World, WorldSensor};
 use tracing::warn;
@@ -28,30 +29,7 @@ pub enum HumanMode {
 }
 
 /// The emulator and its pty, started for `port = "sim"`.
-pub struct SimBus {
-    pub chain: SharedChain,
-    pub server: PtyServer,
-}
-
-impl SimBus {
-    /// Starts the emulator with the config's `[sim.faults]` (none by default).
-    pub fn start(cfg: &RobotConfig, realtime: bool) -> std::io::Result<Self> {
-        let dynamics = Dynamics {
-            time_constant_s: cfg.sim.servo_time_constant_s,
-            max_velocity_rad_s: cfg.sim.servo_max_velocity,
-        };
-        let chain = Chain::new(specs_from_config(cfg), dynamics).shared();
-        let server = PtyServer::start(
-            chain.clone(),
-            ServerOptions {
-                realtime,
-                ..Default::default()
-            }
-            .with_faults(&cfg.sim.faults),
-        )?;
-        Ok(Self { chain, server })
-    }
-}
+pub use intervened_sim::SimBus;
 
 pub struct SimRig {
     cfg: RobotConfig,
@@ -178,10 +156,11 @@ impl Environment for SimRig {
             {
                 let ticks = c.rad_to_ticks(*q);
                 chain.set_present_position(j.id, ticks);
-                let mut params = vec![116u8, 0];
-                params.extend_from_slice(&ticks.to_le_bytes());
-                chain.handle(&intervened_sim::packet::encode_instruction(
-                    j.id, 0x03, &params,
+                let goal = x_series::GOAL_POSITION;
+                chain.handle(&packet::encode_write(
+                    j.id,
+                    goal.addr(),
+                    &goal.encode(ticks),
                 ));
             }
             if let Some((_, id)) = self.gripper {

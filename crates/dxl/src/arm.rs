@@ -16,6 +16,8 @@ use tracing::{info, warn};
 use crate::bus::{Bus, PingInfo};
 use crate::error::{BusError, ServoFault, ServoProblem};
 use crate::registers as reg;
+use intervened_dxl_proto::x_series as x;
+use intervened_dxl_proto::Block;
 
 /// What Present_Current (address 126) measures on a model.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,9 +254,10 @@ fn configure_one(bus: &mut Bus, j: &JointConfig, torque: Option<bool>) -> Result
 /// The register range of Goal_Position in a mode.
 fn goal_range(mode: OperatingMode) -> (i64, i64) {
     match mode {
-        OperatingMode::Position => (0, 4095),
+        // Position mode clamps goals to the position limits, whose own range this is.
+        OperatingMode::Position => (x::MAX_POSITION_LIMIT.reg.min, x::MAX_POSITION_LIMIT.reg.max),
         OperatingMode::ExtendedPosition | OperatingMode::CurrentBasedPosition => {
-            (-1_048_575, 1_048_575)
+            (x::GOAL_POSITION.reg.min, x::GOAL_POSITION.reg.max)
         }
     }
 }
@@ -329,7 +332,7 @@ impl Arm {
             velocity_current_every: cfg.bus.velocity_current_every.max(1),
             health_every: cfg.bus.health_every.max(1),
             read_budget,
-            buf: vec![0; n * reg::MOTION_BLOCK_LEN as usize],
+            buf: vec![0; n * usize::from(reg::MOTION_BLOCK.len)],
             scratch_status: vec![Ok(()); n],
             goal_ticks: vec![0; n],
             spare_qd: Some(vec![0.0; n]),
@@ -426,17 +429,17 @@ impl Arm {
         r.q.resize(n, 0.0);
         r.raw.resize(n, 0);
         r.status.resize(n, Err(ServoFault::Timeout));
-        let (addr, len) = if motion {
-            (reg::PRESENT_CURRENT, reg::MOTION_BLOCK_LEN)
+        let block = if motion {
+            reg::MOTION_BLOCK
         } else {
-            (reg::PRESENT_POSITION, 4)
+            Block::of(x::PRESENT_POSITION.reg)
         };
-        let l = len as usize;
+        let l = usize::from(block.len);
         self.buf.resize(n * l, 0);
         if let Err(e) = self.bus.sync_read(
             &self.ids,
-            addr,
-            len,
+            block.addr,
+            block.len,
             &mut self.buf[..n * l],
             &mut r.status,
             Some(deadline),
@@ -477,13 +480,16 @@ impl Arm {
             let Some((_, c)) = self.cal.joints.get(i) else {
                 continue;
             };
-            let pos_at = if motion { 6 } else { 0 };
-            let raw = i32::from_le_bytes([b[pos_at], b[pos_at + 1], b[pos_at + 2], b[pos_at + 3]]);
+            let Some(raw) = x::PRESENT_POSITION.decode_in(b, block.addr) else {
+                continue;
+            };
             r.raw[i] = raw;
             r.q[i] = c.ticks_to_rad(raw);
-            if motion {
-                let current = i16::from_le_bytes([b[0], b[1]]);
-                let velocity = i32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            if let (true, Some(current), Some(velocity)) = (
+                motion,
+                x::PRESENT_CURRENT.decode_in(b, block.addr),
+                x::PRESENT_VELOCITY.decode_in(b, block.addr),
+            ) {
                 if let Some(v) = qd.as_mut().and_then(|v| v.get_mut(i)) {
                     *v = c.velocity_to_rad_s(velocity);
                 }
@@ -540,11 +546,13 @@ impl Arm {
                 }
             }
         }
+        let power = reg::POWER_BLOCK;
+        let pl = usize::from(power.len);
         let _ = self.bus.sync_read(
             &self.ids,
-            reg::PRESENT_INPUT_VOLTAGE,
-            reg::POWER_BLOCK_LEN,
-            &mut self.buf[..n * 3],
+            power.addr,
+            power.len,
+            &mut self.buf[..n * pl],
             &mut self.scratch_status,
             Some(deadline),
         );
@@ -553,13 +561,15 @@ impl Arm {
                 self.scratch_status.get(i),
                 Some(Ok(())) | Some(Err(ServoFault::HardwareAlert(_)))
             );
-            let b = self.buf.get(i * 3..i * 3 + 3);
-            match (ok, b, h.get_mut(i)) {
-                (true, Some(b), Some(Some(s))) => {
-                    s.voltage_v = u16::from_le_bytes([b[0], b[1]]) as f64 * 0.1;
-                    s.temperature_c = b[2] as f64;
+            let b = self.buf.get(i * pl..i * pl + pl);
+            let volts = b.and_then(|b| x::PRESENT_INPUT_VOLTAGE.decode_in(b, power.addr));
+            let temp = b.and_then(|b| x::PRESENT_TEMPERATURE.decode_in(b, power.addr));
+            match (ok, volts, temp, h.get_mut(i)) {
+                (true, Some(v), Some(t), Some(Some(s))) => {
+                    s.voltage_v = f64::from(v) * 0.1;
+                    s.temperature_c = f64::from(t);
                 }
-                (_, _, Some(slot)) => *slot = None,
+                (_, _, _, Some(slot)) => *slot = None,
                 _ => {}
             }
         }
@@ -626,9 +636,11 @@ impl Arm {
         let n = ids.len();
         let mut status = vec![Ok(()); n];
         if on {
-            let mut buf = vec![0u8; n * 4];
+            let pos = x::PRESENT_POSITION;
+            let l = usize::from(pos.size());
+            let mut buf = vec![0u8; n * l];
             self.bus
-                .sync_read(ids, reg::PRESENT_POSITION, 4, &mut buf, &mut status, None)?;
+                .sync_read(ids, pos.addr(), pos.size(), &mut buf, &mut status, None)?;
             let mut good_ids = Vec::with_capacity(n);
             let mut ticks = Vec::with_capacity(n);
             for (i, &id) in ids.iter().enumerate() {
@@ -636,9 +648,9 @@ impl Arm {
                     .get(i)
                     .is_some_and(|s| s.is_ok() || matches!(s, Err(f) if f.data_valid()))
                 {
-                    if let Some(b) = buf.get(i * 4..i * 4 + 4) {
+                    if let Some(t) = buf.get(i * l..).and_then(|b| pos.decode(b)) {
                         good_ids.push(id);
-                        ticks.push(i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                        ticks.push(t);
                     }
                 }
             }

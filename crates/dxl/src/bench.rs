@@ -119,7 +119,7 @@ pub fn thread_cpu_time() -> Result<Duration, BusError> {
 /// software time; see the module docs), and reports their distributions.
 pub fn bench_bus(arm: &mut Arm, cycles: usize) -> Result<BusBench, BusError> {
     let n = arm.ids().len();
-    let len = reg::MOTION_BLOCK_LEN as usize;
+    let len = usize::from(reg::MOTION_BLOCK.len);
     let bytes = cycle_bytes(n, len);
     let floor = wire_time(bytes, arm.bus().baud());
     let mut reading = arm.new_reading();

@@ -16,50 +16,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dynamixel2::instructions::{instruction_id, packet_id};
 use dynamixel2::serial2::SerialPort;
 use dynamixel2::{InvalidMessage, ReadError, WriteError};
 use tracing::{debug, error, info, warn};
+
+use intervened_dxl_proto::packet::{self, inst, status_error};
+use intervened_dxl_proto::{x_series, Value};
 
 use crate::error::{BusError, FaultClass, ServoFault};
 use crate::registers;
 
 type RawBus = dynamixel2::Bus<Vec<u8>, Vec<u8>>;
 
-/// Protocol 2.0 unstuffing: an `FD` that follows `FF FF FD` is removed, however many `FF` come
-/// before. dynamixel2 0.9.1 restarts its pattern match on the third `FF` and so leaves
-/// `FF FF FF FD FD` stuffed; this finishes the job on the (rare) replies it got wrong.
-pub fn unstuff_runs(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut ffs = 0usize;
-    let mut skip_next_fd = false;
-    for &b in data {
-        if skip_next_fd {
-            skip_next_fd = false;
-            if b == 0xFD {
-                ffs = 0;
-                continue;
-            }
-        }
-        out.push(b);
-        if b == 0xFF {
-            ffs += 1;
-        } else {
-            skip_next_fd = b == 0xFD && ffs >= 2;
-            ffs = 0;
-        }
-    }
-    out
-}
-
 /// Read and write buffers: large enough for a sync write to every id and any legal reply.
 const BUFFER_LEN: usize = 2048;
-/// Bytes of a status packet besides its parameters: header 4, id, length 2, instruction,
-/// error, CRC 2.
-pub const STATUS_OVERHEAD: usize = 11;
-/// Bytes of an instruction packet besides its parameters: header 4, id, length 2,
-/// instruction, CRC 2.
-pub const INSTRUCTION_OVERHEAD: usize = 10;
+pub use intervened_dxl_proto::packet::{INSTRUCTION_OVERHEAD, STATUS_OVERHEAD};
 /// Highest id a servo can have; 253.. are reserved.
 const MAX_ID: usize = 252;
 
@@ -505,7 +476,7 @@ impl Bus {
                                 let params = if params.len() == len {
                                     params
                                 } else {
-                                    fixed = unstuff_runs(params);
+                                    fixed = packet::unstuff(params);
                                     fixed.as_slice()
                                 };
                                 match data_ref
@@ -723,14 +694,11 @@ impl Bus {
         if ids.is_empty() {
             return Ok(0);
         }
-        let build = |ids: &[u8], p: &mut Vec<u8>| {
-            p.extend_from_slice(&address.to_le_bytes());
-            p.extend_from_slice(&len.to_le_bytes());
-            p.extend_from_slice(ids);
-        };
+        let build =
+            |ids: &[u8], p: &mut Vec<u8>| packet::sync_read_params_into(address, len, ids, p);
         self.with_retries(
-            packet_id::BROADCAST,
-            instruction_id::SYNC_READ,
+            packet::BROADCAST_ID,
+            inst::SYNC_READ,
             ids,
             l,
             data,
@@ -797,7 +765,7 @@ impl Bus {
         let build = |_: &[u8], _: &mut Vec<u8>| {};
         self.with_retries(
             id,
-            instruction_id::PING,
+            inst::PING,
             &[id],
             3,
             &mut out,
@@ -821,7 +789,7 @@ impl Bus {
     /// Broadcast ping: every servo that answers within the scan window, sorted by id.
     pub fn scan(&mut self) -> Result<Vec<PingInfo>, BusError> {
         self.params.clear();
-        self.send(packet_id::BROADCAST, instruction_id::PING)
+        self.send(packet::BROADCAST_ID, inst::PING)
             .map_err(|_| self.gone_error())?;
         let end = Instant::now()
             + wire_time(STATUS_OVERHEAD + 3, self.baud) * 253
@@ -865,11 +833,9 @@ impl Bus {
 
     /// Reads `out.len()` bytes at `address` from one servo.
     pub fn read_bytes(&mut self, id: u8, address: u16, out: &mut [u8]) -> Result<(), ServoFault> {
-        let len = u16::try_from(out.len()).map_err(|_| ServoFault::Servo(5))?;
-        let mut p = [0u8; 4];
-        p[..2].copy_from_slice(&address.to_le_bytes());
-        p[2..].copy_from_slice(&len.to_le_bytes());
-        self.single(id, instruction_id::READ, &p, out)
+        let len =
+            u16::try_from(out.len()).map_err(|_| ServoFault::Servo(status_error::DATA_LENGTH))?;
+        self.single(id, inst::READ, &packet::addr_len(address, len), out)
     }
 
     pub fn read_u8(&mut self, id: u8, address: u16) -> Result<u8, ServoFault> {
@@ -894,10 +860,12 @@ impl Bus {
     pub fn write_bytes(&mut self, id: u8, address: u16, value: &[u8]) -> Result<(), ServoFault> {
         let mut p = [0u8; 16];
         let total = 2 + value.len();
-        let dst = p.get_mut(..total).ok_or(ServoFault::Servo(5))?;
+        let dst = p
+            .get_mut(..total)
+            .ok_or(ServoFault::Servo(status_error::DATA_LENGTH))?;
         dst[..2].copy_from_slice(&address.to_le_bytes());
         dst[2..].copy_from_slice(value);
-        self.single(id, instruction_id::WRITE, dst, &mut [])
+        self.single(id, inst::WRITE, dst, &mut [])
     }
 
     pub fn write_u8(&mut self, id: u8, address: u16, value: u8) -> Result<(), ServoFault> {
@@ -925,17 +893,12 @@ impl Bus {
             });
         }
         self.params.clear();
-        self.params.extend_from_slice(&address.to_le_bytes());
-        self.params.extend_from_slice(&len.to_le_bytes());
-        for (id, chunk) in ids.iter().zip(data.chunks_exact(l.max(1))) {
-            self.params.push(*id);
-            self.params.extend_from_slice(chunk);
-        }
-        self.send(packet_id::BROADCAST, instruction_id::SYNC_WRITE)
+        packet::sync_write_params_into(address, len, ids, data, &mut self.params);
+        self.send(packet::BROADCAST_ID, inst::SYNC_WRITE)
             .map_err(|f| match f {
                 ServoFault::PortGone => self.gone_error(),
                 fault => BusError::Servo {
-                    id: packet_id::BROADCAST,
+                    id: packet::BROADCAST_ID,
                     op: "sync write",
                     fault,
                 },
@@ -950,19 +913,19 @@ impl Bus {
                 got: ticks.len(),
             });
         }
+        let goal = x_series::GOAL_POSITION;
         self.params.clear();
         self.params
-            .extend_from_slice(&registers::GOAL_POSITION.to_le_bytes());
-        self.params.extend_from_slice(&4u16.to_le_bytes());
-        for (id, t) in ids.iter().zip(ticks) {
+            .extend_from_slice(&packet::addr_len(goal.addr(), goal.size()));
+        for (id, &t) in ids.iter().zip(ticks) {
             self.params.push(*id);
-            self.params.extend_from_slice(&t.to_le_bytes());
+            t.put_le(&mut self.params);
         }
-        self.send(packet_id::BROADCAST, instruction_id::SYNC_WRITE)
+        self.send(packet::BROADCAST_ID, inst::SYNC_WRITE)
             .map_err(|f| match f {
                 ServoFault::PortGone => self.gone_error(),
                 fault => BusError::Servo {
-                    id: packet_id::BROADCAST,
+                    id: packet::BROADCAST_ID,
                     op: "goal write",
                     fault,
                 },

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use intervened_robot::{RobotConfig, ServoModel, SimConfig, TICKS_PER_TURN};
 use tracing::{debug, trace};
 
-use crate::packet::{self, encode_status, inst, status_error as se, DecodeError, Packet};
+use crate::packet::{self, encode_status, inst, le16, status_error as se, DecodeError, Packet};
 use crate::table::{self, addr, Access, TABLE_LEN};
 
 /// One servo on the emulated bus.
@@ -147,14 +147,14 @@ impl Servo {
 
     fn get(&self, a: u16) -> i64 {
         match table::register_at(a) {
-            Some(r) => table::get(&self.table, r.addr, r.size, r.signed),
+            Some(r) => r.get(&self.table),
             None => 0,
         }
     }
 
     fn set(&mut self, a: u16, v: i64) {
         if let Some(r) = table::register_at(a) {
-            table::put(&mut self.table, r.addr, r.size, v);
+            r.put(&mut self.table, v);
         }
     }
 
@@ -442,10 +442,6 @@ fn level_needed(instruction: u8) -> u8 {
     }
 }
 
-fn le16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
 impl Chain {
     pub fn new(specs: Vec<ServoSpec>, dynamics: Dynamics) -> Self {
         Self {
@@ -574,8 +570,8 @@ impl Chain {
             }
             inst::READ if !bc => {
                 for i in self.targets(p.id) {
-                    let r = match (le16(&p.params, 0), le16(&p.params, 2)) {
-                        (Some(a), Some(n)) if p.params.len() == 4 => self.servos[i].read(a, n),
+                    let r = match packet::parse_addr_len(&p.params) {
+                        Some((a, n)) if p.params.len() == 4 => self.servos[i].read(a, n),
                         _ => Err(se::DATA_LENGTH),
                     };
                     out.extend(match r {
@@ -681,7 +677,7 @@ impl Chain {
                 }
             }
             inst::SYNC_READ | inst::FAST_SYNC_READ if bc => {
-                let (Some(a), Some(n)) = (le16(&p.params, 0), le16(&p.params, 2)) else {
+                let Some((a, n)) = packet::parse_addr_len(&p.params) else {
                     return out;
                 };
                 let ids = p.params.get(4..).unwrap_or(&[]);
@@ -699,7 +695,7 @@ impl Chain {
                 }
             }
             inst::SYNC_WRITE if bc => {
-                let (Some(a), Some(n)) = (le16(&p.params, 0), le16(&p.params, 2)) else {
+                let Some((a, n)) = packet::parse_addr_len(&p.params) else {
                     return out;
                 };
                 let stride = usize::from(n) + 1;
@@ -717,7 +713,7 @@ impl Chain {
                     return out;
                 }
                 for block in p.params.chunks(5) {
-                    let (Some(a), Some(n)) = (le16(block, 1), le16(block, 3)) else {
+                    let Some((a, n)) = block.get(1..).and_then(packet::parse_addr_len) else {
                         continue;
                     };
                     for i in self.targets(block[0]) {
@@ -731,7 +727,7 @@ impl Chain {
             inst::BULK_WRITE if bc => {
                 let mut rest = p.params.as_slice();
                 while rest.len() >= 5 {
-                    let (Some(a), Some(n)) = (le16(rest, 1), le16(rest, 3)) else {
+                    let Some((a, n)) = rest.get(1..).and_then(packet::parse_addr_len) else {
                         break;
                     };
                     let end = 5 + usize::from(n);

@@ -21,11 +21,13 @@
 //!   registers (error 4) until the host writes 0.
 
 pub mod chain;
+pub mod emulator;
 pub mod packet;
 pub mod server;
 pub mod table;
 
 pub use chain::{specs_from_config, Chain, Dynamics, ServoSpec, SharedChain};
+pub use emulator::SimBus;
 pub use packet::{DecodeError, Packet, StreamParser};
 pub use server::{
     FaultConfig, FaultSchedule, PtyServer, ServerOptions, ServerStats, DEFAULT_LINK_NAME,

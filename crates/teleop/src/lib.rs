@@ -10,6 +10,7 @@
 pub mod controller;
 pub mod error;
 pub mod event;
+#[cfg(feature = "gilrs")]
 pub mod gilrs_source;
 pub mod integrator;
 pub mod mapping;
@@ -23,6 +24,7 @@ pub mod virtual_pad;
 pub use controller::{ack_for, TeleopController, TickOutput};
 pub use error::TeleopError;
 pub use event::{GamepadEvent, GamepadEventKind, PadId, PadInfo};
+#[cfg(feature = "gilrs")]
 pub use gilrs_source::{list_gamepads, Backend, GilrsSource};
 pub use integrator::TeleopIntegrator;
 pub use mapping::Mapping;

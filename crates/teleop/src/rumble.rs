@@ -3,6 +3,7 @@
 //!
 //! gilrs schedules force feedback in 50 ms ticks, so every duration is a multiple of 50 ms.
 
+#[cfg(feature = "gilrs")]
 use gilrs::ff::{BaseEffect, BaseEffectType, EffectBuilder, Repeat, Replay, Ticks};
 
 /// What to tell the human through the pad.
@@ -100,6 +101,7 @@ impl RumblePattern {
     }
 
     /// A gilrs effect builder for this pattern, without gamepads: add them and `finish`.
+    #[cfg(feature = "gilrs")]
     pub fn effect_builder(self) -> EffectBuilder {
         let spec = self.spec();
         let scheduling = Replay {

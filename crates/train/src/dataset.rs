@@ -11,28 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
-/// Who produced a frame, as the training job sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Label {
-    /// A full human demonstration episode.
-    Demo,
-    /// The policy drove and the human did not intervene soon after.
-    Robot,
-    /// The human drove after taking over from the policy.
-    Intervention,
-    /// The policy drove in the window just before a takeover (Sirius' "pre-intervention").
-    PreIntervention,
-}
-
-impl Label {
-    pub const ALL: [Label; 4] = [
-        Label::Demo,
-        Label::Robot,
-        Label::Intervention,
-        Label::PreIntervention,
-    ];
-}
+/// Who produced a frame: the recorder's own labels (Sirius' four classes).
+pub use intervened_episodes::Label;
 
 /// One episode, already turned into numbers: per-frame observation, executed goal and label.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,9 +226,10 @@ impl LabelCounts {
     }
 
     pub fn add(&mut self, other: &LabelCounts) {
-        for l in Label::ALL {
-            *self.get_mut(l) += other.get(l);
-        }
+        self.demo += other.demo;
+        self.robot += other.robot;
+        self.intervention += other.intervention;
+        self.pre_intervention += other.pre_intervention;
     }
 }
 

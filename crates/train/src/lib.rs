@@ -14,6 +14,7 @@ pub mod registry;
 pub mod retrain;
 pub mod source;
 pub mod train;
+pub mod types;
 
 pub use bench::{bench_train, bench_train_on, BenchTrain};
 pub use dataset::{
@@ -26,8 +27,9 @@ pub use registry::{
     current_version, list_policies, next_version, publish, rollback, set_current, PolicyEntry,
 };
 pub use retrain::{
-    retrain, retrain_from_episodes, verify_export, DeviceChoice, DoubtCalibration, EpisodeSet,
-    Exclusion, LoadedEpisode, RetrainOptions, RetrainReport, RoundMetrics, DEFAULT_CHUNK,
+    retrain, retrain_from_episodes, verify_export, DeviceChoice, DoubtCalibration, RetrainOptions,
+    RetrainReport, DEFAULT_CHUNK,
 };
 pub use source::load_episodes;
 pub use train::{train, LossPoint, MemberReport, TrainConfig, TrainOutcome};
+pub use types::{EpisodeSet, Exclusion, LoadedEpisode, RoundMetrics};

@@ -6,8 +6,8 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::TrainError;
-use crate::retrain::RoundMetrics;
 use crate::train::MemberReport;
+use crate::types::RoundMetrics;
 
 pub fn plot_training(
     path: &Path,

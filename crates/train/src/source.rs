@@ -8,9 +8,9 @@ use std::path::Path;
 use intervened_episodes::{layout, read_episode, types::Outcome, Episode};
 use tracing::{debug, warn};
 
-use crate::dataset::{EpisodeData, Label};
+use crate::dataset::EpisodeData;
 use crate::error::TrainError;
-use crate::retrain::{EpisodeSet, Exclusion, LoadedEpisode};
+use crate::types::{EpisodeSet, Exclusion, LoadedEpisode};
 
 /// Reads every episode of every session under `root` (DAgger: all rounds). Files that cannot
 /// be read are listed in `unreadable`, not fatal: one damaged file must not block a retrain.
@@ -68,16 +68,7 @@ pub fn convert(
     pre_window: usize,
     content_sha256: String,
 ) -> LoadedEpisode {
-    let labels = ep
-        .labels(pre_window)
-        .into_iter()
-        .map(|l| match l {
-            intervened_episodes::Label::Demo => Label::Demo,
-            intervened_episodes::Label::Robot => Label::Robot,
-            intervened_episodes::Label::Intervention => Label::Intervention,
-            intervened_episodes::Label::PreIntervention => Label::PreIntervention,
-        })
-        .collect();
+    let labels = ep.labels(pre_window);
     let obs = ep
         .frames
         .iter()

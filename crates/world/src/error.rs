@@ -15,6 +15,8 @@ pub enum WorldError {
     BadTimeStep { dt: f64 },
     #[error("world parameter {name} is invalid: {problem}")]
     BadParam { name: &'static str, problem: String },
+    #[error("gamepad mapping: {0}")]
+    Teleop(String),
 }
 
 /// Why inverse kinematics has no solution.

@@ -61,6 +61,7 @@
 use std::collections::VecDeque;
 
 use intervened_robot::{Axis, Button, RobotConfig};
+use intervened_teleop::Mapping;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::debug;
@@ -264,14 +265,12 @@ impl SimulatedHuman {
         }
         ep.carrot_m = params.lookahead_m;
         let expert = Expert::with_params(&arm, ep, world.clone());
-        let drives: Vec<Drive> = cfg
-            .teleop
-            .axes
+        // The daemon's own mapping, so the human pushes the sticks the teleop path reads.
+        let drives: Vec<Drive> = Mapping::new(&cfg.teleop, &cfg.joint_names())
+            .map_err(|e| WorldError::Teleop(e.to_string()))?
+            .axes()
             .iter()
-            .filter_map(|m| {
-                let j = cfg.joints.iter().position(|j| j.name == m.joint)?;
-                Some((m.axis, j, m.rad_per_s))
-            })
+            .map(|r| (r.axis, r.joint, r.rad_per_s))
             .collect();
         let mut axes: Vec<Axis> = Vec::new();
         for (a, _, _) in &drives {

@@ -8,8 +8,7 @@
 //! - [`expert`]: the scripted pick-and-lift expert (a pure function of state, so it can label
 //!   any visited state).
 //! - [`human`]: the simulated human, who demonstrates or supervises through the gamepad mapping.
-//! - [`sim_loop`]: first-order servos and the gamepad integrator, for closed-loop tests and
-//!   offline rollouts.
+//! - [`sim_loop`]: first-order servos, for closed-loop tests and offline rollouts.
 //!
 //! This crate never talks to servos: the daemon hands it measured joint angles (radians,
 //! config order) and the time step each tick.
@@ -25,5 +24,5 @@ pub use arm::{ArmModel, JointIndex, TipPose, ARM_JOINTS, FINGER_M, PITCH_DOWN};
 pub use error::{IkError, WorldError};
 pub use expert::{Expert, ExpertParams, Phase, Plan};
 pub use human::{AskStats, Gate, HumanCommand, HumanParams, SimulatedHuman, MISS_WINDOW_S};
-pub use sim_loop::{DeadzoneStyle, FirstOrderServos, TeleopIntegrator};
+pub use sim_loop::FirstOrderServos;
 pub use world::{EpisodeTrace, StepEvents, World, WorldParams, WorldSensor, FEATURE_NAMES};

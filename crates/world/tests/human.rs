@@ -1,7 +1,7 @@
 mod common;
 
 use common::*;
-use intervened_world::{DeadzoneStyle, Expert, HumanParams, SimulatedHuman, World};
+use intervened_world::{Expert, HumanParams, SimulatedHuman, World};
 
 #[test]
 fn demonstrating_human_succeeds_on_most_seeds() {
@@ -9,7 +9,7 @@ fn demonstrating_human_succeeds_on_most_seeds() {
     let mut ok = 0;
     let mut ticks = Vec::new();
     for seed in 0..100 {
-        let o = run_human(&cfg, seed, HumanParams::default(), DeadzoneStyle::Cut, None);
+        let o = run_human(&cfg, seed, HumanParams::default(), None);
         assert!(o.axes_well_formed, "seed {seed}: malformed deflections");
         assert_eq!(
             o.takeovers, 0,
@@ -29,7 +29,7 @@ fn demonstrating_human_succeeds_on_most_seeds() {
 }
 
 #[test]
-fn demonstrating_human_also_works_with_a_rescaling_deadzone_and_a_sloppier_hand() {
+fn demonstrating_human_also_works_with_a_sloppier_hand() {
     let cfg = config();
     let sloppy = HumanParams {
         reaction_delay_ticks: 15,
@@ -37,9 +37,9 @@ fn demonstrating_human_also_works_with_a_rescaling_deadzone_and_a_sloppier_hand(
         ..HumanParams::default()
     };
     let ok = (0..40)
-        .filter(|s| run_human(&cfg, *s, sloppy.clone(), DeadzoneStyle::Rescale, None).success)
+        .filter(|s| run_human(&cfg, *s, sloppy.clone(), None).success)
         .count();
-    eprintln!("sloppy human (300 ms, noise 0.15), rescaling deadzone: {ok}/40");
+    eprintln!("sloppy human (300 ms, noise 0.15): {ok}/40");
     assert!(ok >= 32, "{ok}/40");
 }
 
@@ -47,7 +47,7 @@ fn demonstrating_human_also_works_with_a_rescaling_deadzone_and_a_sloppier_hand(
 fn human_presses_start_then_success_after_seeing_the_lift() {
     let cfg = config();
     let p = HumanParams::default();
-    let o = run_human(&cfg, 4, p.clone(), DeadzoneStyle::Cut, None);
+    let o = run_human(&cfg, 4, p.clone(), None);
     assert!(o.success);
     assert_eq!(o.start_pressed, p.button_hold_ticks);
     let seen = o.success_pressed_at.expect("success pressed");
@@ -63,8 +63,8 @@ fn human_presses_start_then_success_after_seeing_the_lift() {
 #[test]
 fn human_is_deterministic_and_its_seed_matters() {
     let cfg = config();
-    let a = run_human(&cfg, 11, HumanParams::default(), DeadzoneStyle::Cut, None);
-    let b = run_human(&cfg, 11, HumanParams::default(), DeadzoneStyle::Cut, None);
+    let a = run_human(&cfg, 11, HumanParams::default(), None);
+    let b = run_human(&cfg, 11, HumanParams::default(), None);
     let bits = |t: &[f64]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&a.trace), bits(&b.trace));
     // Same block (world seed fixed by reset), different tremor.
@@ -121,13 +121,7 @@ fn supervising_a_good_policy_never_takes_over() {
     let expert = expert_policy(&cfg);
     for seed in 0..30 {
         let mut pol = |q: &[f64], f: &[f64], _t: u64| expert.act(q, f).unwrap();
-        let o = run_human(
-            &cfg,
-            seed,
-            HumanParams::default(),
-            DeadzoneStyle::Cut,
-            Some(&mut pol),
-        );
+        let o = run_human(&cfg, seed, HumanParams::default(), Some(&mut pol));
         assert!(o.success, "seed {seed}");
         assert_eq!(o.takeovers, 0, "seed {seed}: false alarm");
         assert_eq!(o.ticks_intervened, 0);
@@ -157,7 +151,7 @@ fn supervising_a_drifting_policy_takes_over_recovers_and_hands_back() {
             }
             target
         };
-        let o = run_human(&cfg, seed, p.clone(), DeadzoneStyle::Cut, Some(&mut pol));
+        let o = run_human(&cfg, seed, p.clone(), Some(&mut pol));
         assert!(o.axes_well_formed);
         assert!(!o.takeover_pressed_while_not_intervening);
         assert!(o.takeovers >= 1, "seed {seed}: no takeover");
@@ -187,7 +181,7 @@ fn supervising_a_stalled_policy_takes_over_after_the_stall_time() {
     let cfg = config();
     let p = HumanParams::default();
     let mut pol = |q: &[f64], _f: &[f64], _t: u64| q.to_vec();
-    let o = run_human(&cfg, 3, p.clone(), DeadzoneStyle::Cut, Some(&mut pol));
+    let o = run_human(&cfg, 3, p.clone(), Some(&mut pol));
     let took = o.first_takeover_at.expect("stall noticed");
     // The arm never moves, so even the stale first observations count towards the stall.
     let earliest = u64::from(p.stall_ticks);

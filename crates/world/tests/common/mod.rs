@@ -1,13 +1,12 @@
 //! Closed-loop harness shared by the integration tests: the world, first-order servos (the
-//! emulator's dynamics) and, for the human, the gamepad mapping integrated into goals.
+//! emulator's dynamics) and, for the human, the daemon's teleop path from pad to goals.
 #![allow(dead_code)]
 
 use std::path::Path;
 
-use intervened_robot::{Axis, RobotConfig};
-use intervened_world::{
-    DeadzoneStyle, Expert, FirstOrderServos, HumanParams, SimulatedHuman, TeleopIntegrator, World,
-};
+use intervened_robot::{Axis, Button, RobotConfig};
+use intervened_teleop::{GamepadSource, Mapping, PadState, TeleopIntegrator, VirtualGamepad};
+use intervened_world::{Expert, FirstOrderServos, HumanParams, SimulatedHuman, World};
 
 pub fn config() -> RobotConfig {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../robot-configs/sim-koch.toml");
@@ -102,6 +101,47 @@ pub fn run_policy_loop(
     out
 }
 
+/// The teleop path as the daemon runs it: pad events into the pad state, the mapping to joint
+/// velocities, the integrator into goals.
+pub struct Teleop {
+    pad: VirtualGamepad,
+    state: PadState,
+    mapping: Mapping,
+    integrator: TeleopIntegrator,
+    velocities: Vec<f64>,
+}
+
+impl Teleop {
+    pub fn new(cfg: &RobotConfig) -> Self {
+        let pad = VirtualGamepad::new();
+        pad.connect();
+        Self {
+            pad,
+            state: PadState::new(),
+            mapping: Mapping::new(&cfg.teleop, &cfg.joint_names()).unwrap(),
+            integrator: TeleopIntegrator::new(cfg.joints.iter().map(|j| j.limits).collect())
+                .unwrap(),
+            velocities: vec![0.0; cfg.joints.len()],
+        }
+    }
+
+    /// Starts integrating from the measured joints (at takeover).
+    pub fn begin(&mut self, q: &[f64]) {
+        self.integrator.reset_to(q).unwrap();
+    }
+
+    /// One tick of the human's deflections and buttons; the new goals.
+    pub fn apply(&mut self, axes: &[(Axis, f64)], pressed: &[Button], dt: f64) -> Vec<f64> {
+        self.pad.apply_state(axes, pressed);
+        for ev in self.pad.events().try_iter() {
+            self.state.apply(&ev);
+        }
+        self.mapping
+            .velocities_into(&self.state, &mut self.velocities);
+        self.integrator.step(&self.velocities, dt).unwrap().to_vec()
+    }
+}
+
 /// A policy under supervision: `(q, features, tick) -> goals`.
 pub type Policy<'a> = dyn FnMut(&[f64], &[f64], u64) -> Vec<f64> + 'a;
 
@@ -110,14 +150,13 @@ pub fn run_human(
     cfg: &RobotConfig,
     seed: u64,
     params: HumanParams,
-    style: DeadzoneStyle,
     mut policy: Option<&mut Policy<'_>>,
 ) -> Outcome {
     let mut world = World::new(cfg).unwrap();
     world.reset(seed);
     let mut human = SimulatedHuman::new(cfg, HumanParams { seed, ..params }).unwrap();
     let servos = FirstOrderServos::from_config(cfg);
-    let mut teleop = TeleopIntegrator::from_config(cfg, style);
+    let mut teleop = Teleop::new(cfg);
     let dt = dt(cfg);
     let mut q = vec![0.0; cfg.joints.len()];
     let mut out = Outcome {
@@ -127,7 +166,7 @@ pub fn run_human(
     let mut holding = false;
     let supervise = policy.is_some();
     if !supervise {
-        teleop.begin(&q).unwrap();
+        teleop.begin(&q);
     }
     let succ_btn = cfg.teleop.buttons.success;
     let start_btn = cfg.teleop.buttons.start_episode;
@@ -166,13 +205,13 @@ pub fn run_human(
             break;
         }
         let goal: Vec<f64> = match policy.as_mut() {
-            None => teleop.apply(&cmd.axes, dt).to_vec(),
+            None => teleop.apply(&cmd.axes, &cmd.pressed, dt),
             Some(pol) => {
                 if now_holding && !holding {
-                    teleop.begin(&q).unwrap();
+                    teleop.begin(&q);
                 }
                 if now_holding {
-                    teleop.apply(&cmd.axes, dt).to_vec()
+                    teleop.apply(&cmd.axes, &cmd.pressed, dt)
                 } else {
                     pol(&q, &f, world.ticks())
                 }
