@@ -147,6 +147,13 @@ pub fn load_calibration(cfg: &RobotConfig) -> Result<(Calibration, PathBuf)> {
     }
 }
 
+/// A CPU other than the control thread's for the emulator: the next one, when there are two
+/// or more and the control thread is pinned.
+fn other_cpu(control: Option<usize>) -> Option<usize> {
+    let n = std::thread::available_parallelism().map(|n| n.get()).ok()?;
+    control.filter(|_| n > 1).map(|c| (c + 1) % n)
+}
+
 /// One daemon per data root: an flock on `<root>/intervened.lock`, held until the process
 /// ends. Two daemons recording into one root would write the same episode files.
 pub fn lock_data_root(root: &Path) -> Result<std::fs::File> {
@@ -197,7 +204,20 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
 
     // The bus: the emulator on a pty for "sim", else the configured device.
     let sim_bus = if sim {
-        Some(SimBus::start(&cfg, false).context("starting the servo emulator")?)
+        // In real time with a real-time control thread, the emulator gets the same class on
+        // another core, so its own scheduling is not mistaken for the daemon's.
+        let realtime_loop = !(cfg.sim.lockstep && !opts.realtime);
+        let (rt_priority, cpu) = match cfg.control.realtime_priority {
+            Some(p) if realtime_loop => (Some(p), other_cpu(cfg.control.cpu)),
+            _ => (None, None),
+        };
+        let options = intervened_sim::ServerOptions {
+            rt_priority,
+            cpu,
+            ..Default::default()
+        }
+        .with_faults(&cfg.sim.faults);
+        Some(SimBus::start_with(&cfg, options).context("starting the servo emulator")?)
     } else {
         None
     };

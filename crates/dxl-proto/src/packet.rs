@@ -97,6 +97,13 @@ pub fn stuff_into(body: &[u8], out: &mut Vec<u8>) {
 /// before (so `FF FF FF FD FD` becomes `FF FF FF FD`, which dynamixel2 0.9.1 gets wrong).
 pub fn unstuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
+    unstuff_into(body, &mut out);
+    out
+}
+
+/// As [`unstuff`], into a caller's buffer (cleared first), so the bus's hot path reuses one.
+pub fn unstuff_into(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
     let mut ffs = 0usize;
     let mut skip_next_fd = false;
     for &b in body {
@@ -115,7 +122,6 @@ pub fn unstuff(body: &[u8]) -> Vec<u8> {
             ffs = 0;
         }
     }
-    out
 }
 
 /// Build a complete packet (header, stuffing, length, CRC). `first` is INST (or 0x55 for status).

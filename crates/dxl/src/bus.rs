@@ -198,6 +198,8 @@ pub struct Bus {
     reply_wait: Duration,
     /// When the last instruction finished writing (taken by the exchange that waits on it).
     sent_at: Option<Instant>,
+    /// Scratch for replies dynamixel2 left stuffed (see `exchange`).
+    unstuffed: Vec<u8>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -285,6 +287,7 @@ impl Bus {
             failed_before: Vec::with_capacity(MAX_ID + 1),
             reply_wait: Duration::ZERO,
             sent_at: None,
+            unstuffed: Vec::with_capacity(BUFFER_LEN),
         }
     }
 
@@ -460,6 +463,7 @@ impl Bus {
             let slots = &self.slots;
             let st = &state;
             let data_ref = &mut *data;
+            let scratch = &mut self.unstuffed;
             let event = catch_unwind(AssertUnwindSafe(|| {
                 match raw.read_status_response_deadline(end) {
                     Ok(p) => {
@@ -472,12 +476,11 @@ impl Bus {
                                 // dynamixel2 0.9.1 misses the stuffing after a run of three or
                                 // more FF (FF FF FF FD FD stays stuffed), so a longer reply is
                                 // unstuffed once more here; it must then have the right length.
-                                let fixed;
                                 let params = if params.len() == len {
                                     params
                                 } else {
-                                    fixed = packet::unstuff(params);
-                                    fixed.as_slice()
+                                    packet::unstuff_into(params, scratch);
+                                    scratch.as_slice()
                                 };
                                 match data_ref
                                     .get_mut(slot * len..slot * len + len)
