@@ -206,7 +206,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let sim_bus = if sim {
         // In real time with a real-time control thread, the emulator gets the same class on
         // another core, so its own scheduling is not mistaken for the daemon's.
-        let realtime_loop = !(cfg.sim.lockstep && !opts.realtime);
+        let realtime_loop = !cfg.sim.lockstep || opts.realtime;
         let (rt_priority, cpu) = match cfg.control.realtime_priority {
             Some(p) if realtime_loop => (Some(p), other_cpu(cfg.control.cpu)),
             _ => (None, None),
