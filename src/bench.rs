@@ -42,6 +42,9 @@ enum What {
         /// Seconds per rate (the README's figures are 600).
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
+        /// Seconds of the bare sleep loop per rate (default: --seconds, at most 120).
+        #[arg(long)]
+        bare_seconds: Option<f64>,
         /// Policy directory (default: trains a small one first).
         #[arg(long)]
         policy: Option<PathBuf>,
@@ -259,6 +262,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             config,
             rates,
             seconds,
+            bare_seconds,
             policy,
             priority,
             cpu,
@@ -283,6 +287,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     config,
                     rates,
                     seconds,
+                    bare_seconds: bare_seconds.unwrap_or(seconds.min(120.0)),
                     policy,
                     priority,
                     cpu,

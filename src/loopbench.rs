@@ -21,6 +21,8 @@ pub struct LoopBench {
     pub config: PathBuf,
     pub rates: Vec<f64>,
     pub seconds: f64,
+    /// The bare loop's duration (its tails settle within a couple of minutes).
+    pub bare_seconds: f64,
     pub policy: PathBuf,
     pub priority: Option<u8>,
     pub cpu: Option<usize>,
@@ -30,6 +32,7 @@ pub struct LoopBench {
 /// A bare loop: sleep to each absolute deadline and do nothing else.
 #[derive(Debug, Clone, Serialize)]
 pub struct BareResult {
+    pub seconds: f64,
     pub period_error: Summary,
     pub overruns: u64,
     /// Wake-ups during which the thread was preempted (involuntary context switches).
@@ -91,6 +94,7 @@ fn bare_loop(
                 overruns += u64::from(w.overrun);
             }
             BareResult {
+                seconds,
                 period_error: hist.summary(),
                 overruns,
                 preempted_ticks,
@@ -144,8 +148,8 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
     v["fps"] = serde_json::json!(rate);
     std::fs::write(&side, serde_json::to_string_pretty(&v)?)?;
 
-    eprintln!("{rate} Hz: bare sleep loop for {} s ...", b.seconds);
-    let bare = bare_loop(rate, b.seconds, b.priority, b.cpu)?;
+    eprintln!("{rate} Hz: bare sleep loop for {} s ...", b.bare_seconds);
+    let bare = bare_loop(rate, b.bare_seconds, b.priority, b.cpu)?;
     eprintln!(
         "{rate} Hz: control loop for {} s (policy, recording, gamepad, a takeover every 3 s) ...",
         b.seconds
