@@ -141,7 +141,11 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
     // Episodes long enough that a takeover every 3 s lands inside one most of the time.
     cfg.sim.episode_seconds = 30.0;
     // The policy was trained at 50 Hz; this loop runs it at `rate`.
-    let policy = b.out.join(format!("policy-{rate}"));
+    let scratch = std::env::temp_dir().join(format!(
+        "intervened-bench-loop-{}-{rate}",
+        std::process::id()
+    ));
+    let policy = scratch.join("policy");
     copy_dir(&b.policy, &policy)?;
     let side = policy.join("policy.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&side)?)?;
@@ -154,8 +158,7 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
         "{rate} Hz: control loop for {} s (policy, recording, gamepad, a takeover every 3 s) ...",
         b.seconds
     );
-    let data = b.out.join(format!("data-{rate}"));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = scratch.join("data");
     let (tx, rx) = crossbeam_channel::bounded(1);
     let stop = Arc::new(AtomicBool::new(false));
     let op_stop = stop.clone();
@@ -183,8 +186,7 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
     stop.store(true, Ordering::Relaxed);
     let realtime = op.join().unwrap_or_default();
     let r = r?;
-    let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(&policy);
+    let _ = std::fs::remove_dir_all(&scratch);
     let lr = r.loop_report;
     let mut causes: Vec<(String, u64)> = Vec::new();
     for t in &lr.timing.overrun_ticks {
