@@ -187,6 +187,9 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
     let realtime = op.join().unwrap_or_default();
     let r = r?;
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(st) = &r.sim_stats {
+        eprintln!("{rate} Hz: emulator {st:?}");
+    }
     let lr = r.loop_report;
     let mut causes: Vec<(String, u64)> = Vec::new();
     for t in &lr.timing.overrun_ticks {

@@ -177,6 +177,62 @@ fn classify_read_error(e: ReadError) -> Event {
     }
 }
 
+/// Reads the next status packet, waiting until `end` at most.
+///
+/// dynamixel2 hands its deadline to serial2, which polls with whole milliseconds: a wait of
+/// less than 1 ms becomes `poll(0)` and times out at once. At 500 Hz and above the read budget
+/// is under a millisecond, so every reply not already in the buffer was lost. Here dynamixel2
+/// only ever parses what is buffered or ready (a deadline well inside `poll(0)`), and the
+/// waiting is done by `ppoll` with nanosecond precision.
+fn read_reply<T>(
+    raw: &mut RawBus,
+    end: Instant,
+    on: impl FnOnce(Result<dynamixel2::StatusPacket<'_>, ReadError>) -> T,
+) -> T {
+    use std::os::unix::io::AsRawFd;
+    let fd = raw.serial_port().as_raw_fd();
+    loop {
+        // A deadline still in the future when dynamixel2 checks it, but under 1 ms: serial2
+        // turns it into poll(0), so this call never blocks.
+        let r = raw.read_status_response_deadline(Instant::now() + Duration::from_micros(500));
+        if let Err(ReadError::Io(e)) = &r {
+            if e.kind() == ErrorKind::TimedOut && wait_readable(fd, end) {
+                continue;
+            }
+        }
+        return on(r);
+    }
+}
+
+/// Waits until `fd` is readable or `end` passes (nanosecond precision); true if readable.
+fn wait_readable(fd: std::os::unix::io::RawFd, end: Instant) -> bool {
+    loop {
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: pfd and ts are valid for the call; a null sigmask keeps the thread's mask.
+        let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if rc > 0 {
+            return true;
+        }
+        if rc == 0 {
+            return false;
+        }
+        if std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
 /// A Protocol 2.0 bus on one serial port.
 pub struct Bus {
     raw: Option<RawBus>,
@@ -465,7 +521,7 @@ impl Bus {
             let data_ref = &mut *data;
             let scratch = &mut self.unstuffed;
             let event = catch_unwind(AssertUnwindSafe(|| {
-                match raw.read_status_response_deadline(end) {
+                read_reply(raw, end, |r| match r {
                     Ok(p) => {
                         let id = p.packet_id();
                         let params = p.parameters();
@@ -500,7 +556,7 @@ impl Bus {
                         }
                     }
                     Err(e) => classify_read_error(e),
-                }
+                })
             }))
             .unwrap_or_else(|_| {
                 error!("dynamixel2 panicked on a garbled packet");
