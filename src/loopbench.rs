@@ -47,8 +47,6 @@ pub struct RateResult {
     pub seconds: f64,
     pub bare: BareResult,
     pub timing: LoopTimingSummary,
-    /// Overruns by where the tick before spent its time.
-    pub overrun_causes: Vec<(String, u64)>,
     pub takeovers: u64,
     pub takeover_latency: Summary,
     pub takeover_read_latency: Summary,
@@ -191,21 +189,11 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
         eprintln!("{rate} Hz: emulator {st:?}");
     }
     let lr = r.loop_report;
-    let mut causes: Vec<(String, u64)> = Vec::new();
-    for t in &lr.timing.overrun_ticks {
-        let c = overrun_cause(t, 1e6 / rate);
-        match causes.iter_mut().find(|(n, _)| *n == c) {
-            Some((_, k)) => *k += 1,
-            None => causes.push((c, 1)),
-        }
-    }
-    causes.sort_by_key(|c| std::cmp::Reverse(c.1));
     Ok(RateResult {
         rate_hz: rate,
         seconds: b.seconds,
         bare,
         loop_hist: lr.period_error_histogram.clone(),
-        overrun_causes: causes,
         takeovers: lr.takeovers,
         takeover_latency: lr.takeover_latency,
         takeover_read_latency: lr.takeover_read_latency,
@@ -216,23 +204,6 @@ fn run_rate(b: &LoopBench, rate: f64) -> Result<RateResult> {
         realtime,
         timing: lr.timing,
     })
-}
-
-/// Why the tick before an overrun ran past the next deadline: a late wake-up (the host did
-/// not run us on time), preemption during the work, or the phase that took longest.
-fn overrun_cause(t: &intervened_daemon::stats::SlowTick, period_us: f64) -> String {
-    if t.late_us > period_us * 0.5 {
-        "woke late (host scheduling, seen by the bare loop too)".into()
-    } else if t.preempted > 0 {
-        "preempted by the host during the tick".into()
-    } else {
-        let p = t.phases.largest();
-        if p.outside_our_code() {
-            format!("{} (outside our code)", p.name())
-        } else {
-            format!("{} (our code)", p.name())
-        }
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -311,32 +282,39 @@ pub fn report(results: &[RateResult], machine: &str, priority: Option<u8>) -> St
         for p in &r.timing.phases {
             let _ = writeln!(s, "| {} | {:.0} | {:.0} |", p.phase, p.p99_us, p.max_us);
         }
-        if r.overrun_causes.is_empty() {
+        if r.timing.overrun_causes.is_empty() {
             let _ = writeln!(s, "\nOverruns: none.");
         } else {
+            let ours: u64 = r
+                .timing
+                .overrun_causes
+                .iter()
+                .filter(|c| !c.2)
+                .map(|c| c.1)
+                .sum();
             let _ = writeln!(
                 s,
-                "\nOverruns ({}; the first {} explained):",
-                r.timing.overruns,
-                r.timing.overrun_ticks.len()
+                "\nOverruns: {}, every one attributed by the tick that ran past the deadline; {} in our code:",
+                r.timing.overruns, ours
             );
-            for (c, n) in &r.overrun_causes {
+            for (c, n, _) in &r.timing.overrun_causes {
                 let _ = writeln!(s, "- {n}: {c}");
             }
         }
         let _ = writeln!(s, "\nSlowest ticks (flight recorder):\n");
         let _ = writeln!(
             s,
-            "| tick | work (us) | woke late (us) | preempted | largest phase (us) |"
+            "| tick | work (us) | on CPU (us) | woke late (us) | preempted | largest phase (us) |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|");
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
         for t in r.timing.slowest.iter().take(5) {
             let p = t.phases.largest();
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {:.0} | {} | {} {:.0} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {} | {} {:.0} |",
                 t.tick,
                 t.work_us,
+                t.cpu_us,
                 t.late_us,
                 t.preempted,
                 p.name(),

@@ -38,7 +38,7 @@ use crate::recording::{
 };
 use crate::safety::SafetyFilter;
 use crate::service::Command;
-use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
+use crate::stats::{involuntary_switches, thread_cpu_us, LoopTiming, Phase, PhaseClock, SlowTick};
 use crate::status::Status;
 use crate::teleop::{GamepadInput, PadTick};
 use intervened_teleop::Intent;
@@ -330,12 +330,13 @@ impl ControlLoop {
             let wake = self.pacer.wait_for_tick(tick);
             let started = Instant::now();
             let switches = involuntary_switches();
+            let cpu_before = thread_cpu_us();
             if tick > 0 {
                 self.timing.period_error.record_s(wake.late_s);
                 if wake.overrun {
-                    self.timing.overruns += 1;
-                    if let Some(p) = previous {
-                        self.timing.overrun_log.push(p);
+                    match previous {
+                        Some(p) => self.timing.count_overrun(p, self.pacer.period() * 1e6),
+                        None => self.timing.overruns += 1,
                     }
                 }
             }
@@ -347,11 +348,13 @@ impl ControlLoop {
             self.tick(tick);
             self.timing.ticks += 1;
             let work = started.elapsed();
+            let cpu_us = thread_cpu_us() - cpu_before;
             let preempted = involuntary_switches().saturating_sub(switches) as u32;
             previous = Some(self.timing.record_tick(
                 tick,
                 wake.late_s * 1e6,
                 work,
+                cpu_us,
                 &self.phase,
                 preempted,
             ));

@@ -231,7 +231,106 @@ pub struct SlowTick {
     /// Involuntary context switches of the control thread during the tick's work: the kernel
     /// ran something else on its core (host preemption, not our code).
     pub preempted: u32,
+    /// CPU time the control thread got during the work (us). Far below `work_us` in a phase
+    /// that never blocks means the thread was runnable but not running: the (virtual) machine
+    /// took the CPU away.
+    pub cpu_us: f64,
     pub phases: TickPhases,
+}
+
+/// Why a tick ran past the next deadline. Counted for every overrun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OverrunCause {
+    /// The tick itself woke more than half a period late: the host did not run the thread on
+    /// time (the bare sleep loop sees the same).
+    WokeLate,
+    /// The kernel switched the thread out during the work (a context switch was counted).
+    Preempted,
+    /// The thread was off the CPU for most of the work without being switched out by the
+    /// guest kernel: the virtual machine's host took the CPU (steal time), or a serial call
+    /// blocked in the kernel.
+    OffCpu,
+    /// The phase that took longest (outside our code for the bus wait and the simulator).
+    Phase(Phase),
+}
+
+pub const OVERRUN_CAUSES: usize = 3 + PHASES;
+
+impl OverrunCause {
+    fn index(self) -> usize {
+        match self {
+            OverrunCause::WokeLate => 0,
+            OverrunCause::Preempted => 1,
+            OverrunCause::OffCpu => 2,
+            OverrunCause::Phase(p) => 3 + p as usize,
+        }
+    }
+
+    fn from_index(i: usize) -> Self {
+        match i {
+            0 => OverrunCause::WokeLate,
+            1 => OverrunCause::Preempted,
+            2 => OverrunCause::OffCpu,
+            i => OverrunCause::Phase(Phase::ALL[(i - 3).min(PHASES - 1)]),
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            OverrunCause::WokeLate => {
+                "woke late (host scheduling; the bare loop sees it too)".into()
+            }
+            OverrunCause::Preempted => "preempted by the host during the tick".into(),
+            OverrunCause::OffCpu => {
+                "off the CPU during the work with no blocking call (the VM host took the CPU)"
+                    .into()
+            }
+            OverrunCause::Phase(p) if p.outside_our_code() => {
+                format!("{} (outside our code)", p.name())
+            }
+            OverrunCause::Phase(p) => format!("{} (our code)", p.name()),
+        }
+    }
+
+    pub fn outside_our_code(self) -> bool {
+        match self {
+            OverrunCause::Phase(p) => p.outside_our_code(),
+            _ => true,
+        }
+    }
+}
+
+impl SlowTick {
+    /// Why this tick, the one before an overrun, ran past the next deadline.
+    pub fn overrun_cause(&self, period_us: f64) -> OverrunCause {
+        let largest = self.phases.largest();
+        if self.late_us > period_us * 0.5 {
+            OverrunCause::WokeLate
+        } else if self.preempted > 0 {
+            OverrunCause::Preempted
+        } else if largest.outside_our_code() {
+            OverrunCause::Phase(largest)
+        } else if self.work_us - self.cpu_us > 0.5 * self.work_us {
+            // Most of the tick without the CPU: the host ran something else (steal time in a
+            // VM), or a serial call blocked in the kernel's tty layer. Our code needs the CPU.
+            OverrunCause::OffCpu
+        } else {
+            OverrunCause::Phase(largest)
+        }
+    }
+}
+
+/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in microseconds.
+pub fn thread_cpu_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer for the duration of the call.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+    }
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 * 1e-3
 }
 
 impl SlowTick {
@@ -361,6 +460,8 @@ pub struct LoopTiming {
     pub overrun_log: OverrunLog<OVERRUN_LOG>,
     /// Ticks during whose work the control thread was preempted.
     pub preempted_ticks: u64,
+    /// Every overrun, by cause ([`OverrunCause`] index).
+    pub overrun_causes: [u64; OVERRUN_CAUSES],
 }
 
 /// One phase's timing.
@@ -383,15 +484,31 @@ pub struct LoopTimingSummary {
     /// The tick before each overrun (the one that ran past the next deadline), first 64.
     pub overrun_ticks: Vec<SlowTick>,
     pub preempted_ticks: u64,
+    /// Every overrun by cause, largest first: (cause, count, outside our code).
+    pub overrun_causes: Vec<(String, u64, bool)>,
 }
 
 impl LoopTiming {
-    /// Records one tick's work; `late_us` is how late its wake-up was.
+    /// Counts an overrun caused by `prev`, the tick that ran past the deadline.
+    pub fn count_overrun(&mut self, prev: SlowTick, period_us: f64) {
+        self.overruns += 1;
+        self.overrun_log.push(prev);
+        if let Some(c) = self
+            .overrun_causes
+            .get_mut(prev.overrun_cause(period_us).index())
+        {
+            *c += 1;
+        }
+    }
+
+    /// Records one tick's work; `late_us` is how late its wake-up was, `cpu_us` the CPU time
+    /// the thread got during it.
     pub fn record_tick(
         &mut self,
         tick: u64,
         late_us: f64,
         work: Duration,
+        cpu_us: f64,
         p: &PhaseClock,
         preempted: u32,
     ) -> SlowTick {
@@ -406,6 +523,7 @@ impl LoopTiming {
             work_us,
             late_us,
             preempted,
+            cpu_us,
             phases: p.phases,
         };
         if work_us > self.slowest.threshold_us() {
@@ -435,6 +553,20 @@ impl LoopTiming {
             slowest: self.slowest.sorted(),
             overrun_ticks: self.overrun_log.entries().to_vec(),
             preempted_ticks: self.preempted_ticks,
+            overrun_causes: {
+                let mut v: Vec<(String, u64, bool)> = self
+                    .overrun_causes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(i, n)| {
+                        let c = OverrunCause::from_index(i);
+                        (c.describe(), *n, c.outside_our_code())
+                    })
+                    .collect();
+                v.sort_by_key(|c| std::cmp::Reverse(c.1));
+                v
+            },
         }
     }
 }
@@ -496,6 +628,35 @@ mod tests {
         // Never more moved than was there.
         c.move_time(Phase::Policy, Phase::Sim, std::time::Duration::from_secs(1));
         assert!(c.phases.get(Phase::Policy) >= 0.0);
+    }
+
+    #[test]
+    fn overruns_are_attributed_to_the_host_the_bus_or_our_code() {
+        let period = 1000.0;
+        let mut t = slow(1, 1500.0);
+        t.phases.0[Phase::Policy as usize] = 1400.0;
+        t.cpu_us = 1450.0;
+        assert_eq!(t.overrun_cause(period), OverrunCause::Phase(Phase::Policy));
+        assert!(!t.overrun_cause(period).outside_our_code());
+        t.cpu_us = 100.0;
+        assert_eq!(t.overrun_cause(period), OverrunCause::OffCpu);
+        t.preempted = 1;
+        assert_eq!(t.overrun_cause(period), OverrunCause::Preempted);
+        t.late_us = 900.0;
+        assert_eq!(t.overrun_cause(period), OverrunCause::WokeLate);
+        let mut b = slow(2, 1500.0);
+        b.cpu_us = 100.0;
+        b.phases.0[Phase::BusWait as usize] = 1300.0;
+        assert_eq!(b.overrun_cause(period), OverrunCause::Phase(Phase::BusWait));
+        assert!(b.overrun_cause(period).outside_our_code());
+        let mut timing = LoopTiming::default();
+        timing.count_overrun(t, period);
+        timing.count_overrun(b, period);
+        timing.count_overrun(b, period);
+        let s = timing.summary();
+        assert_eq!(s.overruns, 3);
+        assert_eq!(s.overrun_causes.first().map(|c| c.1), Some(2));
+        assert!(s.overrun_causes.iter().all(|c| c.2));
     }
 
     #[test]
