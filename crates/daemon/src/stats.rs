@@ -282,7 +282,7 @@ impl OverrunCause {
             }
             OverrunCause::Preempted => "preempted by the host during the tick".into(),
             OverrunCause::OffCpu => {
-                "off the CPU during the work with no blocking call (the VM host took the CPU)"
+                "off the CPU for most of the tick (a serial call blocked in the kernel, or the host)"
                     .into()
             }
             OverrunCause::Phase(p) if p.outside_our_code() => {
