@@ -6,6 +6,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::python_policy_with;
 use intervened_daemon::runtime::{self, RunOptions, SimHandles};
 use intervened_robot::{Button, RobotConfig};
 
@@ -395,24 +398,4 @@ fn a_policy_without_actions_for_the_timeout_holds_with_a_fault_and_a_rumble() {
             s["mode"] == "hold" && s["policy_starvations"].as_u64() >= Some(2)
         });
     }
-}
-
-fn python_policy_with(out: &Path, version: &str, step: f64, chunk: usize, iters: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh --test",
-        py.display()
-    );
-    let st = std::process::Command::new(py)
-        .arg(root.join("crates/daemon/tests/fixtures/python_policy.py"))
-        .arg(out)
-        .arg(version)
-        .arg(step.to_string())
-        .arg(chunk.to_string())
-        .arg(iters.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
 }

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::python_policy_with;
 use intervened_daemon::runtime::{self, RunOptions};
 use intervened_robot::{Axis, Button, RobotConfig};
 
@@ -87,23 +90,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn python_policy(out: &Path, chunk: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let py = root.join(".venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/setup.sh --test",
-        py.display()
-    );
-    let st = std::process::Command::new(py)
-        .arg(root.join("crates/daemon/tests/fixtures/python_policy.py"))
-        .arg(out)
-        .arg("steady")
-        .arg("0.0")
-        .arg(chunk.to_string())
-        .arg("0")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    python_policy_with(out, "steady", 0.0, chunk, 0);
     // The fixture is written for 50 Hz; this loop runs at 500.
     let side = out.join("policy.json");
     let mut v: serde_json::Value =
