@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use intervened_daemon::clock::{try_pin_cpu, try_realtime_priority, Pacer, RealtimePacer};
+use intervened_daemon::clock::{Pacer, RealtimePacer};
 use intervened_daemon::runtime::{self, RunOptions};
 use intervened_daemon::stats::{
     involuntary_switches, LatencyHistogram, LoopTimingSummary, Summary,
@@ -69,15 +69,9 @@ fn bare_loop(
     std::thread::Builder::new()
         .name("bare-loop".into())
         .spawn(move || {
-            if let Some(c) = cpu {
-                if let Err(w) = try_pin_cpu(c) {
-                    eprintln!("{w}");
-                }
-            }
-            if let Some(p) = priority {
-                if let Err(w) = try_realtime_priority(p) {
-                    eprintln!("{w}");
-                }
+            // Exactly the control thread's set-up (priority, pin, locked memory, stack).
+            for w in intervened_daemon::rt::prepare_control_thread(priority, cpu).refused {
+                eprintln!("{w}");
             }
             let ticks = (rate * seconds) as u64;
             let mut pacer = RealtimePacer::new(1.0 / rate, Duration::from_micros(100));

@@ -205,12 +205,6 @@ pub fn try_pin_cpu(cpu: usize) -> Result<(), String> {
     }
 }
 
-/// Wake-up lateness of a bare loop sleeping to absolute deadlines, for the machine's floor.
-pub fn bare_sleep_jitter(period_s: f64, ticks: u64, spin: Duration) -> Vec<f64> {
-    let mut p = RealtimePacer::new(period_s, spin);
-    (1..=ticks).map(|t| p.wait_for_tick(t).late_s).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,9 +38,10 @@ use crate::recording::{
 };
 use crate::safety::SafetyFilter;
 use crate::service::Command;
-use crate::stats::{involuntary_switches, thread_cpu_us, LoopTiming, Phase, PhaseClock, SlowTick};
+use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
 use crate::status::Status;
 use crate::teleop::{GamepadInput, PadTick};
+use intervened_dxl::bench::thread_cpu_time;
 use intervened_teleop::Intent;
 
 /// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
@@ -194,8 +195,6 @@ pub struct ControlLoop {
     /// happened (None when the pad gave no time) and when the tick that read it started.
     takeover_pending: Option<(Option<Instant>, Instant)>,
     takeovers_untimed: u64,
-    /// When the current tick started.
-    tick_started: Instant,
     /// Set when the measured position must re-seed the goal (start, after torque off, after a
     /// simulated reset); no goal is written until a read succeeds.
     reseed: bool,
@@ -266,7 +265,6 @@ impl ControlLoop {
             timing_takeover_read: crate::stats::LatencyHistogram::new(),
             takeover_pending: None,
             takeovers_untimed: 0,
-            tick_started: Instant::now(),
             last_goal: vec![0.0; n],
             reseed: true,
             known_position: false,
@@ -328,9 +326,10 @@ impl ControlLoop {
         let mut previous: Option<SlowTick> = None;
         loop {
             let wake = self.pacer.wait_for_tick(tick);
-            let started = Instant::now();
+            self.phase = PhaseClock::start();
             let switches = involuntary_switches();
-            let cpu_before = thread_cpu_us();
+            // A failed CPU clock reads as zero: the tick then looks off the CPU, never ours.
+            let cpu_before = thread_cpu_time().unwrap_or_default();
             if tick > 0 {
                 self.timing.period_error.record_s(wake.late_s);
                 if wake.overrun {
@@ -343,12 +342,14 @@ impl ControlLoop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            self.phase = PhaseClock::start();
-            self.tick_started = started;
             self.tick(tick);
             self.timing.ticks += 1;
-            let work = started.elapsed();
-            let cpu_us = thread_cpu_us() - cpu_before;
+            let work = self.phase.started().elapsed();
+            let cpu_us = thread_cpu_time()
+                .unwrap_or_default()
+                .saturating_sub(cpu_before)
+                .as_secs_f64()
+                * 1e6;
             let preempted = involuntary_switches().saturating_sub(switches) as u32;
             previous = Some(self.timing.record_tick(
                 tick,
@@ -584,9 +585,9 @@ impl ControlLoop {
                 },
             );
         }
+        self.phase.mark(Phase::Safety);
         // While a re-seed is pending (the arm was reset or went limp) the old goal is stale:
         // write nothing until the next read says where the arm is.
-        self.phase.mark(Phase::Safety);
         if self.known_position && !self.torque_off && !self.reseed {
             if let Err(e) = self.arm.write(&self.goal) {
                 self.bus_errors += 1;
@@ -672,7 +673,7 @@ impl ControlLoop {
                     self.takeovers += 1;
                     self.takeover_tick = Some(tick);
                     self.takeover_pending =
-                        Some((self.pad_out.takeover_event.take(), self.tick_started));
+                        Some((self.pad_out.takeover_event.take(), self.phase.started()));
                 }
             }
             Mode::Autonomous => {

@@ -1,8 +1,7 @@
 //! The loop's recorder: MCAP episodes through `intervened-episodes`' recorder thread.
 
-use std::path::{Path, PathBuf};
-
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 
 use intervened_episodes::{
     new_session_id, EpisodeMeta, Event, Frame, Outcome, Recorder, RecorderHandle, RecorderOptions,
@@ -11,7 +10,6 @@ use intervened_episodes::{
 use intervened_robot::RobotConfig;
 use tracing::{error, info};
 
-use crate::arbiter::Mode;
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
@@ -110,10 +108,6 @@ fn source(s: ControlSource) -> intervened_episodes::ControlSource {
     }
 }
 
-fn mode_name(m: Mode) -> String {
-    m.name().to_string()
-}
-
 /// Fills a pooled frame in place: `clear` + `extend` keep each buffer's allocation.
 fn fill_frame(out: &mut Frame, f: &FrameRecord<'_>) {
     fn set(v: &mut Vec<f64>, from: &[f64]) {
@@ -178,8 +172,8 @@ impl FrameSink for EpisodeSink {
                     return;
                 }
                 Cow::Owned(reason) => Event::ModeChange {
-                    from: mode_name(tr.from),
-                    to: mode_name(tr.to),
+                    from: tr.from.name().into(),
+                    to: tr.to.name().into(),
                     reason,
                 },
             },

@@ -16,7 +16,7 @@ use intervened_world::HumanParams;
 use tracing::{error, info, warn};
 
 use crate::adapters::{DxlArm, Pad, TchPolicy};
-use crate::clock::{LockstepPacer, Pacer, RealtimePacer};
+use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
 use crate::control::{
     ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan,
 };
@@ -202,18 +202,30 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         None
     };
 
+    // Simulated time advances tick by tick (no sleeping) unless real time is asked for.
+    let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
     // The bus: the emulator on a pty for "sim", else the configured device.
     let sim_bus = if sim {
         // In real time with a real-time control thread, the emulator gets the same class on
         // another core, so its own scheduling is not mistaken for the daemon's.
-        let realtime_loop = !cfg.sim.lockstep || opts.realtime;
-        let (rt_priority, cpu) = match cfg.control.realtime_priority {
-            Some(p) if realtime_loop => (Some(p), other_cpu(cfg.control.cpu)),
-            _ => (None, None),
+        let on_thread_start = match cfg.control.realtime_priority {
+            Some(p) if !lockstep => {
+                let cpu = other_cpu(cfg.control.cpu);
+                Some(intervened_sim::ThreadStart(Arc::new(move || {
+                    if let Some(c) = cpu {
+                        if let Err(w) = try_pin_cpu(c) {
+                            warn!("emulator: {w}");
+                        }
+                    }
+                    if let Err(w) = try_realtime_priority(p) {
+                        warn!("emulator: {w}");
+                    }
+                })))
+            }
+            _ => None,
         };
         let options = intervened_sim::ServerOptions {
-            rt_priority,
-            cpu,
+            on_thread_start,
             ..Default::default()
         }
         .with_faults(&cfg.sim.faults);
@@ -232,7 +244,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         )
     })?;
     let mut arm = arm;
-    if sim && cfg.sim.lockstep && !opts.realtime {
+    if lockstep {
         // In lockstep simulated time stands still while the bus waits, so a generous wait costs
         // nothing, and it keeps a loaded host (the emulator thread not scheduled for a few
         // milliseconds) from turning into bus faults and unrepeatable runs.
@@ -273,7 +285,6 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
     let pad = Pad::new(ctl, source);
 
-    let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
     if let Some(mode) = opts.inference {
         cfg.policy.inference = mode;
     }

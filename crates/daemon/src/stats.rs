@@ -183,6 +183,7 @@ impl TickPhases {
 /// `p`. Costs one clock read per mark.
 #[derive(Debug, Clone, Copy)]
 pub struct PhaseClock {
+    started: Instant,
     last: Instant,
     pub phases: TickPhases,
 }
@@ -195,10 +196,17 @@ impl Default for PhaseClock {
 
 impl PhaseClock {
     pub fn start() -> Self {
+        let now = Instant::now();
         Self {
-            last: Instant::now(),
+            started: now,
+            last: now,
             phases: TickPhases::default(),
         }
+    }
+
+    /// When the tick started.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn mark(&mut self, p: Phase) {
@@ -316,30 +324,6 @@ impl SlowTick {
             OverrunCause::OffCpu
         } else {
             OverrunCause::Phase(largest)
-        }
-    }
-}
-
-/// CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), in microseconds.
-pub fn thread_cpu_us() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer for the duration of the call.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
-    }
-    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 * 1e-3
-}
-
-impl SlowTick {
-    /// Where the tick's time went, for a reader: the largest phase, or preemption.
-    pub fn cause(&self) -> &'static str {
-        if self.preempted > 0 {
-            "preempted by the host"
-        } else {
-            self.phases.largest().name()
         }
     }
 }

@@ -286,6 +286,8 @@ impl RecorderHandle {
     /// after writing an earlier frame: once the pool is filled (see
     /// [`RecorderHandle::prefill_frames`]) this allocates nothing. `fill` must set every field.
     pub fn record_frame_with(&self, fill: impl FnOnce(&mut Frame)) -> Result<(), SendRejected> {
+        // `try_send` checks this too; checking before a frame is taken from the pool keeps a
+        // full queue from throwing pooled frames away.
         if self.tx.len() >= self.frame_capacity {
             self.count_drop(true, SendRejected::Full);
             return Err(SendRejected::Full);

@@ -23,12 +23,14 @@ fn python() -> PathBuf {
 }
 
 fn run_python(script: &str, args: &[&Path]) -> Value {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run python");
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script).args(args);
+    python_json(cmd)
+}
+
+/// Runs a Python command and parses what it printed as JSON.
+fn python_json(mut cmd: Command) -> Value {
+    let out = cmd.output().expect("run python");
     assert!(
         out.status.success(),
         "python failed (run scripts/setup.sh --test if a module is missing):\n{}",
@@ -345,17 +347,9 @@ fn pyarrow_reads_the_lerobot_export() {
 
 fn mcap_strict(paths: &[PathBuf]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcap_strict.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(paths)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python failed (run scripts/setup.sh --test if a module is missing):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python printed JSON")
+    let mut cmd = Command::new(python());
+    cmd.arg(script).args(paths);
+    python_json(cmd)
 }
 
 /// One recording cut at many offsets (inside chunks, at chunk ends, in the summary, in the

@@ -30,5 +30,6 @@ pub use chain::{specs_from_config, Chain, Dynamics, ServoSpec, SharedChain};
 pub use emulator::SimBus;
 pub use packet::{DecodeError, Packet, StreamParser};
 pub use server::{
-    FaultConfig, FaultSchedule, PtyServer, ServerOptions, ServerStats, DEFAULT_LINK_NAME,
+    FaultConfig, FaultSchedule, PtyServer, ServerOptions, ServerStats, ThreadStart,
+    DEFAULT_LINK_NAME,
 };

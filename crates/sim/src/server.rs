@@ -101,12 +101,20 @@ pub struct ServerOptions {
     pub link_dir: Option<PathBuf>,
     /// Name of the symlink inside `link_dir`; `None` means [`DEFAULT_LINK_NAME`].
     pub link_name: Option<String>,
-    /// SCHED_FIFO priority for the emulator thread. A real servo answers within its return
-    /// delay whatever the host does; an emulator preempted by the host would show up as a
-    /// slow bus, so a real-time daemon runs its emulator with the same class.
-    pub rt_priority: Option<u8>,
-    /// Pin the emulator thread to this CPU (away from the control thread's).
-    pub cpu: Option<usize>,
+    /// Run first on the emulator thread. A real servo answers within its return delay
+    /// whatever the host does; an emulator preempted by the host shows up as a slow bus, so a
+    /// real-time daemon uses this to give its emulator the control thread's scheduling class.
+    pub on_thread_start: Option<ThreadStart>,
+}
+
+/// A hook run on the emulator thread before it serves (see `ServerOptions::on_thread_start`).
+#[derive(Clone)]
+pub struct ThreadStart(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ThreadStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadStart")
+    }
 }
 
 impl ServerOptions {
@@ -115,31 +123,6 @@ impl ServerOptions {
         self.faults = FaultConfig::from_config(f);
         self.schedule = FaultSchedule::from_config(f);
         self
-    }
-}
-
-/// Applies the emulator thread's scheduling; a refusal is logged and the emulator runs anyway.
-fn schedule_this_thread(priority: Option<u8>, cpu: Option<usize>) {
-    if let Some(c) = cpu.filter(|c| *c < libc::CPU_SETSIZE as usize) {
-        // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; 0 is the calling thread.
-        let rc = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(c, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-        };
-        if rc != 0 {
-            warn!(cpu = c, error = %std::io::Error::last_os_error(), "emulator: pinning refused");
-        }
-    }
-    if let Some(p) = priority {
-        let param = libc::sched_param {
-            sched_priority: libc::c_int::from(p),
-        };
-        // SAFETY: param is a valid sched_param; 0 is the calling thread.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        if rc != 0 {
-            warn!(priority = p, error = %std::io::Error::last_os_error(), "emulator: SCHED_FIFO refused; a preempted emulator shows up as bus wait");
-        }
     }
 }
 
@@ -310,11 +293,13 @@ impl PtyServer {
             schedule: opts.schedule.clone(),
             schedule_state: ScheduleState::default(),
         };
-        let (rt_priority, cpu) = (opts.rt_priority, opts.cpu);
+        let on_start = opts.on_thread_start.clone();
         let thread = std::thread::Builder::new()
             .name("dxl-sim".into())
             .spawn(move || {
-                schedule_this_thread(rt_priority, cpu);
+                if let Some(ThreadStart(f)) = on_start {
+                    f();
+                }
                 worker.run()
             })?;
         Ok(Self {
