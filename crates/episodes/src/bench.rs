@@ -407,9 +407,11 @@ mod tests {
         let cpu = r.recorder_cpu_pct.expect("recorder thread CPU readable");
         // Writing 500 frames/s of JSON costs something, and far less than a whole core.
         assert!(cpu > 0.0 && cpu < 100.0, "implausible CPU {cpu}%: {r:#?}");
-        // Both counters measure the same thread: they agree within stat's 10 ms ticks.
+        // Both counters measure the same thread. stat's utime+stime are sampled on
+        // 10 ms ticks and rescaled by the kernel, so a 1 s delta can lag the exact
+        // schedstat figure by a few ticks (CI once saw 16 ms); allow three.
         let stat = r.recorder_cpu_stat_pct.expect("stat readable");
-        let tick_pct = 100.0 * 0.011 / r.cpu_window_s;
+        let tick_pct = 100.0 * 0.031 / r.cpu_window_s;
         assert!(
             (cpu - stat).abs() <= tick_pct,
             "schedstat {cpu}% vs stat {stat}%"
