@@ -61,18 +61,3 @@ pub enum CameraError {
     #[error("camera {device}: the capture thread panicked: {message}")]
     Panicked { device: String, message: String },
 }
-
-/// A camera configuration that cannot work, with the key at fault and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
-    #[error("cameras[{index}] ({name}): `{key}` {problem}\n  fix: {fix}")]
-    Invalid {
-        /// Position in the `[[cameras]]` list.
-        index: usize,
-        /// The camera's name as written (may itself be the fault).
-        name: String,
-        key: &'static str,
-        problem: String,
-        fix: String,
-    },
-}

@@ -13,7 +13,10 @@
 //! Nothing here is wired into the daemon yet. See README.md for faults and timings.
 
 pub mod capture;
-pub mod config;
+/// The `[[cameras]]` config, which lives in the robot config crate.
+pub mod config {
+    pub use intervened_robot::camera::*;
+}
 pub mod error;
 pub mod image;
 pub mod jpeg;
@@ -22,7 +25,8 @@ pub mod v4l2;
 
 pub use capture::{Camera, CaptureThread, FrameReader, Latest};
 pub use config::{validate_cameras, CameraConfig, CameraDevice, SimCameraPose};
-pub use error::{CameraError, ConfigError};
+pub use error::CameraError;
+pub use intervened_robot::camera::CameraConfigError as ConfigError;
 pub use image::{monotonic_now_ns, Frame, Image};
 pub use jpeg::{decode_jpeg, decode_mjpeg, encode_jpeg, encode_jpeg_into, psnr};
 pub use sim::{scene_channel, Renderer, Scene, ScenePublisher, SceneSubscriber, SimCamera};

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::camera::{validate_cameras, CameraConfig, CameraConfigError};
 use crate::error::ConfigError;
 use crate::model::ServoModel;
 
@@ -33,6 +34,9 @@ pub struct RobotConfig {
     /// Only read when `bus.port = "sim"` (or by `intervened sim`): the simulated world.
     #[serde(default)]
     pub sim: SimConfig,
+    /// `[[cameras]]`: USB cameras (V4L2) or rendered ones (`device = "sim"`). None by default.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
     /// Path of the calibration file, relative to the config file's directory.
     #[serde(default)]
     pub calibration: Option<PathBuf>,
@@ -942,6 +946,19 @@ impl RobotConfig {
             ));
         }
         self.validate_faults(&err)?;
+        validate_cameras(&self.cameras).map_err(|e| match e {
+            CameraConfigError::Invalid {
+                index,
+                name,
+                key,
+                problem,
+                fix,
+            } => err(
+                format!("cameras[{index}].{key}"),
+                format!("({name}) {problem}"),
+                fix,
+            ),
+        })?;
         Ok(())
     }
 

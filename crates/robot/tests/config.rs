@@ -320,3 +320,31 @@ fn sim_faults_parse_and_validate() {
     let err = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap_err();
     assert!(err.to_string().contains("crc_rate"), "{err}");
 }
+
+#[test]
+fn cameras_parse_and_a_bad_one_names_its_key_and_line() {
+    let cams = "\n[[cameras]]\nname = \"front\"\ndevice = \"sim\"\nwidth = 96\nheight = 96\nfps = 30\n\n[[cameras]]\nname = \"wrist\"\ndevice = \"/dev/video0\"\nwidth = 640\nheight = 480\nfps = 30\nmax_age_ms = 200\n";
+    let text = format!("{}{cams}", sim_text());
+    let cfg = RobotConfig::parse(&text, Path::new("robot.toml")).unwrap();
+    assert_eq!(cfg.cameras.len(), 2);
+    assert_eq!(cfg.cameras[0].feature_key(), "observation.images.front");
+    assert_eq!(cfg.cameras[1].max_age().as_millis(), 200);
+    // Without [[cameras]] there are none: nothing changes for existing configs.
+    assert!(RobotConfig::parse(&sim_text(), Path::new("robot.toml"))
+        .unwrap()
+        .cameras
+        .is_empty());
+
+    // The second camera's fps is out of range: the error names cameras[1].fps at its line.
+    let bad = text.replacen("fps = 30\nmax_age_ms", "fps = 500\nmax_age_ms", 1);
+    let err = RobotConfig::parse(&bad, Path::new("robot.toml")).unwrap_err();
+    assert_invalid_at(&bad, &err, "cameras[1].fps", "fps = 500", "frame rate");
+    assert!(err.to_string().contains("(wrist)"), "{err}");
+
+    // A camera typo is an unknown key, not a silent default.
+    let typo = text.replacen("max_age_ms = 200", "max_age = 200", 1);
+    let msg = RobotConfig::parse(&typo, Path::new("robot.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("max_age"), "{msg}");
+}

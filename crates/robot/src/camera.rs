@@ -1,4 +1,6 @@
-//! Camera configuration: what a `[[cameras]]` table of the robot TOML will hold.
+//! Camera configuration: the `[[cameras]]` tables of the robot TOML. It lives here, with the
+//! rest of the config, so that a config can be checked without the camera crate's codecs;
+//! `intervened-camera` re-exports it as `intervened_camera::config`.
 //!
 //! ```toml
 //! [[cameras]]
@@ -21,9 +23,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::error::ConfigError;
+/// A camera configuration that cannot work, with the key at fault and how to fix it. The robot
+/// config turns it into its own error with the file and line (`cameras[i].key`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CameraConfigError {
+    #[error("cameras[{index}] ({name}): `{key}` {problem}\n  fix: {fix}")]
+    Invalid {
+        /// Position in the `[[cameras]]` list.
+        index: usize,
+        /// The camera's name as written (may itself be the fault).
+        name: String,
+        key: &'static str,
+        problem: String,
+        fix: String,
+    },
+}
 
 /// Smallest and largest side of a simulated camera's image.
 pub const SIM_SIZE_RANGE: [u32; 2] = [96, 224];
@@ -37,7 +54,7 @@ pub const MAX_AGE_LIMIT_MS: u32 = 10_000;
 pub const NAME_MAX_LEN: usize = 64;
 
 /// One camera.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// An identifier (`[A-Za-z_][A-Za-z0-9_]*`): the feature is `observation.images.<name>`.
@@ -66,7 +83,7 @@ pub enum CameraDevice {
 /// `position` at `look_at`, with the image's up towards `+z` (for a camera looking straight
 /// down, the image's up is `+x`, forward of the robot), and `vfov_deg` degrees of vertical
 /// field of view. Square pixels, principal point at the image centre, no distortion.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimCameraPose {
     pub position: [f64; 3],
@@ -160,8 +177,8 @@ impl CameraConfig {
     }
 
     /// Checks one camera; `index` is its place in the list (for the message).
-    pub fn validate(&self, index: usize) -> Result<(), ConfigError> {
-        let bad = |key: &'static str, problem: String, fix: &str| ConfigError::Invalid {
+    pub fn validate(&self, index: usize) -> Result<(), CameraConfigError> {
+        let bad = |key: &'static str, problem: String, fix: &str| CameraConfigError::Invalid {
             index,
             name: self.name.clone(),
             key,
@@ -248,11 +265,11 @@ impl CameraConfig {
 }
 
 /// Checks a `[[cameras]]` list: each camera, unique names, and no V4L2 device used twice.
-pub fn validate_cameras(cameras: &[CameraConfig]) -> Result<(), ConfigError> {
+pub fn validate_cameras(cameras: &[CameraConfig]) -> Result<(), CameraConfigError> {
     for (i, c) in cameras.iter().enumerate() {
         c.validate(i)?;
         if let Some(j) = cameras[..i].iter().position(|o| o.name == c.name) {
-            return Err(ConfigError::Invalid {
+            return Err(CameraConfigError::Invalid {
                 index: i,
                 name: c.name.clone(),
                 key: "name",
@@ -262,7 +279,7 @@ pub fn validate_cameras(cameras: &[CameraConfig]) -> Result<(), ConfigError> {
         }
         if c.device != "sim" {
             if let Some(j) = cameras[..i].iter().position(|o| o.device == c.device) {
-                return Err(ConfigError::Invalid {
+                return Err(CameraConfigError::Invalid {
                     index: i,
                     name: c.name.clone(),
                     key: "device",
