@@ -316,6 +316,8 @@ pub fn doctor(a: DoctorArgs) -> Result<ExitCode> {
             failed = true;
         }
     }
+    // Cameras: opened as `run` opens them, and run for a second to measure their rate.
+    failed |= crate::camera_doctor::check_cameras(&cfg, std::time::Duration::from_secs(1));
     // The policy, if the registry has one.
     let registry = cfg.resolve(&cfg.policy.registry);
     match intervened_daemon::service::registry_current(&registry) {

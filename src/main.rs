@@ -1,6 +1,7 @@
 //! `intervened`: the robot-side daemon for teleoperation and human intervention, and its tools.
 
 mod bench;
+mod camera_doctor;
 mod commands;
 mod dagger;
 mod loopbench;

@@ -305,3 +305,53 @@ fn recover_repairs_a_cut_file_and_reports_it() {
         "{err}"
     );
 }
+
+#[test]
+fn doctor_measures_a_simulated_camera_and_fails_a_missing_one_with_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sim_config_with_calibration(dir.path(), &repo().join("calibration/sim-koch.json"));
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let sim_cam =
+        "\n[[cameras]]\nname = \"front\"\ndevice = \"sim\"\nwidth = 96\nheight = 96\nfps = 30\n";
+    std::fs::write(&cfg, format!("{base}{sim_cam}")).unwrap();
+    let out = bin()
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("camera front"))
+        .unwrap_or_else(|| panic!("no camera line in:\n{text}"));
+    assert!(line.contains(" ok ") && line.contains("96x96"), "{line}");
+    // The rate is measured, not echoed: "measured N fps" with N near the configured 30.
+    let fps: f64 = line
+        .split("measured ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no measured rate in {line}"));
+    assert!((20.0..=31.0).contains(&fps), "{line}");
+
+    // A V4L2 camera that is not there fails the doctor, naming the camera, the device and a fix.
+    let gone = "\n[[cameras]]\nname = \"wrist\"\ndevice = \"/dev/video-none-here\"\nwidth = 640\nheight = 480\nfps = 30\n";
+    std::fs::write(&cfg, format!("{base}{sim_cam}{gone}")).unwrap();
+    let out = bin()
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("camera wrist"))
+        .unwrap_or_else(|| panic!("no camera line in:\n{text}"));
+    assert!(
+        line.contains("FAIL") && line.contains("/dev/video-none-here"),
+        "{line}"
+    );
+    assert!(text.contains("fix:"), "{text}");
+}

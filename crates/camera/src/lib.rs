@@ -26,8 +26,8 @@ pub mod v4l2;
 pub use capture::{Camera, CaptureThread, FrameReader, Latest};
 pub use config::{validate_cameras, CameraConfig, CameraDevice, SimCameraPose};
 pub use error::CameraError;
-pub use intervened_robot::camera::CameraConfigError as ConfigError;
 pub use image::{monotonic_now_ns, Frame, Image};
+pub use intervened_robot::camera::CameraConfigError as ConfigError;
 pub use jpeg::{decode_jpeg, decode_mjpeg, encode_jpeg, encode_jpeg_into, psnr};
 pub use sim::{scene_channel, Renderer, Scene, ScenePublisher, SceneSubscriber, SimCamera};
 #[cfg(all(target_os = "linux", feature = "v4l2"))]
