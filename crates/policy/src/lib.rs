@@ -21,6 +21,6 @@ pub use model::{
 };
 pub use runner::{PolicyRunner, RunnerMode, RunnerOptions, RunnerStats};
 pub use sidecar::{
-    policy_paths, sha256_file, write_sidecar, ActionKind, PolicySidecar, FORMAT_VERSION,
-    MODEL_FILE, SIDECAR_FILE,
+    policy_paths, sha256_file, write_sidecar, ActionKind, ImageInput, PolicySidecar,
+    FORMAT_VERSION, MAX_IMAGE_SIDE, MODEL_FILE, SIDECAR_FILE,
 };

@@ -4,6 +4,8 @@
 //!
 //! - Input: one float32 tensor `[B, obs_dim]`, columns in the sidecar's `observation_names`
 //!   order, in the robot's units (radians for joints). Normalisation lives inside the graph.
+//!   An image policy (sidecar `cameras`) takes, after it, one uint8 tensor `[B, H, W, 3]` per
+//!   camera in the sidecar's order: `forward(state, front, wrist)`.
 //! - Output: one float32 tensor `[B, K, chunk, act_dim]`: `K = ensemble_size` members (1 without
 //!   an ensemble), `chunk = chunk_size` future steps (step 0 = the tick the observation was
 //!   taken), `act_dim` columns in `action_names` order. With `action_kind = "delta"` each action
@@ -19,7 +21,9 @@ use tch::{CModule, Kind, Tensor};
 use tracing::{debug, info};
 
 use crate::error::PolicyError;
-use crate::sidecar::{policy_paths, sha256_file, ActionKind, PolicySidecar, MODEL_FILE};
+use crate::sidecar::{
+    policy_paths, sha256_file, ActionKind, ImageInput, PolicySidecar, MODEL_FILE,
+};
 
 /// Forward passes run at load time: TorchScript's profiling executor specialises the graph
 /// during the first calls, so the first ones are slow and only later ones tell the real cost.
@@ -32,6 +36,8 @@ pub struct PolicyExpectations {
     pub observation_names: Vec<String>,
     pub action_names: Vec<String>,
     pub fps: f64,
+    /// The cameras the robot has (an image policy may read any of them, at their size).
+    pub cameras: Vec<ImageInput>,
 }
 
 impl PolicyExpectations {
@@ -54,6 +60,15 @@ impl PolicyExpectations {
             observation_names,
             action_names: joints,
             fps: config.control.rate_hz,
+            cameras: config
+                .cameras
+                .iter()
+                .map(|c| ImageInput {
+                    name: c.name.clone(),
+                    width: c.width,
+                    height: c.height,
+                })
+                .collect(),
         }
     }
 }
@@ -76,6 +91,8 @@ pub struct Policy {
     sidecar_path: PathBuf,
     obs_dim: usize,
     act_dim: usize,
+    /// Bytes per image, per camera (`H * W * 3`), in the sidecar's order.
+    image_lens: Vec<usize>,
     /// Raw model output, reused across calls: `K * chunk * act_dim`.
     out_buf: Vec<f32>,
     warmup_latency: Duration,
@@ -139,7 +156,13 @@ impl Policy {
         let obs_dim = sidecar.observation_names.len();
         let act_dim = sidecar.action_names.len();
         let out_len = sidecar.ensemble_size * sidecar.chunk_size * act_dim;
+        let image_lens = sidecar
+            .cameras
+            .iter()
+            .map(|c| c.width as usize * c.height as usize * 3)
+            .collect();
         let mut policy = Policy {
+            image_lens,
             module,
             sidecar,
             pt_path,
@@ -167,10 +190,12 @@ impl Policy {
     /// measures the settled latency.
     fn warm_up(&mut self) -> Result<(), PolicyError> {
         let zeros = vec![0.0f32; self.obs_dim];
+        let black: Vec<Vec<u8>> = self.image_lens.iter().map(|&n| vec![0u8; n]).collect();
+        let images: Vec<&[u8]> = black.iter().map(Vec::as_slice).collect();
         let mut times = Vec::with_capacity(WARMUP_RUNS);
         for run in 0..WARMUP_RUNS {
             let t0 = Instant::now();
-            let out = self.forward(&zeros)?;
+            let out = self.forward(&zeros, &images)?;
             self.check_output(&out)?;
             self.copy_out(&out)?;
             self.check_finite()?;
@@ -188,12 +213,24 @@ impl Policy {
         Ok(())
     }
 
-    fn forward(&self, obs: &[f32]) -> Result<Tensor, PolicyError> {
+    /// `images` holds one `H * W * 3` RGB buffer per sidecar camera (checked by the caller).
+    fn forward(&self, obs: &[f32], images: &[&[u8]]) -> Result<Tensor, PolicyError> {
         let fwd = |e: tch::TchError| PolicyError::forward(&self.pt_path, &e);
         let input = Tensor::f_from_slice(obs)
             .and_then(|t| t.f_reshape([1, self.obs_dim as i64]))
             .map_err(fwd)?;
-        self.module.forward_ts(&[input]).map_err(fwd)
+        if self.sidecar.cameras.is_empty() {
+            return self.module.forward_ts(&[input]).map_err(fwd);
+        }
+        let mut inputs = Vec::with_capacity(1 + images.len());
+        inputs.push(input);
+        for (cam, img) in self.sidecar.cameras.iter().zip(images) {
+            let t = Tensor::f_from_slice(img)
+                .and_then(|t| t.f_reshape([1, i64::from(cam.height), i64::from(cam.width), 3]))
+                .map_err(fwd)?;
+            inputs.push(t);
+        }
+        self.module.forward_ts(&inputs).map_err(fwd)
     }
 
     fn check_output(&self, out: &Tensor) -> Result<(), PolicyError> {
@@ -267,18 +304,23 @@ impl Policy {
     }
 
     /// Like [`infer`](Self::infer), reusing `out`'s buffers: no allocation on the Rust side
-    /// once `out` has the right shape.
+    /// once `out` has the right shape. A state-only policy.
     pub fn infer_into(&mut self, obs: &[f32], out: &mut Prediction) -> Result<(), PolicyError> {
-        if obs.len() != self.obs_dim {
-            return Err(PolicyError::InputWidth {
-                path: self.pt_path.clone(),
-                what: "observation",
-                got: obs.len(),
-                expected: self.obs_dim,
-            });
-        }
+        self.infer_images_into(obs, &[], out)
+    }
+
+    /// One forward pass of an image policy: `images` holds one RGB buffer (`H * W * 3` bytes,
+    /// row-major) per camera of [`cameras`](Self::cameras), in that order. A state-only policy
+    /// takes `&[]`.
+    pub fn infer_images_into(
+        &mut self,
+        obs: &[f32],
+        images: &[&[u8]],
+        out: &mut Prediction,
+    ) -> Result<(), PolicyError> {
+        self.check_inputs(obs.len(), images)?;
         let _guard = tch::no_grad_guard();
-        let t = self.forward(obs)?;
+        let t = self.forward(obs, images)?;
         // Shape is fixed by warm-up for B = 1; recheck cheaply since a scripted model may
         // branch on its input.
         self.check_output(&t)?;
@@ -286,6 +328,40 @@ impl Policy {
         self.check_finite()?;
         self.reduce(out);
         Ok(())
+    }
+
+    /// Checks the observation width and, for an image policy, one buffer of the right size
+    /// per camera.
+    pub fn check_inputs(&self, obs_len: usize, images: &[&[u8]]) -> Result<(), PolicyError> {
+        let width = |what, got, expected| PolicyError::InputWidth {
+            path: self.pt_path.clone(),
+            what,
+            got,
+            expected,
+        };
+        if obs_len != self.obs_dim {
+            return Err(width("observation", obs_len, self.obs_dim));
+        }
+        if images.len() != self.image_lens.len() {
+            return Err(width(
+                "images (one per camera)",
+                images.len(),
+                self.image_lens.len(),
+            ));
+        }
+        match images
+            .iter()
+            .zip(&self.image_lens)
+            .find(|(i, n)| i.len() != **n)
+        {
+            Some((img, &n)) => Err(width("image bytes (H * W * 3)", img.len(), n)),
+            None => Ok(()),
+        }
+    }
+
+    /// The cameras an image policy reads, in `forward`'s order (empty for a state policy).
+    pub fn cameras(&self) -> &[ImageInput] {
+        &self.sidecar.cameras
     }
 
     /// Ensemble mean and doubt from `out_buf`.
@@ -358,12 +434,57 @@ fn check_expectations(
             "load a policy trained on this robot type (policies do not transfer between arms)",
         ));
     }
-    compare_names(
-        path,
-        "observation_names",
-        &s.observation_names,
-        &want.observation_names,
-    )?;
+    // An image policy may observe the joints alone: the sensor features that follow them are
+    // the simulator's privileged state, which a camera replaces.
+    let joints_only = !s.cameras.is_empty()
+        && s.observation_names.len() == want.action_names.len()
+        && want.observation_names.starts_with(&s.observation_names);
+    if !joints_only {
+        compare_names(
+            path,
+            "observation_names",
+            &s.observation_names,
+            &want.observation_names,
+        )?;
+    }
+    for cam in &s.cameras {
+        match want.cameras.iter().find(|c| c.name == cam.name) {
+            None => {
+                return Err(PolicyError::field(
+                    path,
+                    "cameras",
+                    format!(
+                        "the policy reads camera `{}`, which this robot's config does not have (it has: {})",
+                        cam.name,
+                        if want.cameras.is_empty() {
+                            "none".to_string()
+                        } else {
+                            want.cameras.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                    format!(
+                        "add a [[cameras]] table named \"{}\" ({}x{}) to the robot config, or load a policy trained on this robot's cameras",
+                        cam.name, cam.width, cam.height
+                    ),
+                ))
+            }
+            Some(c) if (c.width, c.height) != (cam.width, cam.height) => {
+                return Err(PolicyError::field(
+                    path,
+                    "cameras",
+                    format!(
+                        "the policy reads `{}` at {}x{}, the robot's camera delivers {}x{} (images are not rescaled)",
+                        cam.name, cam.width, cam.height, c.width, c.height
+                    ),
+                    format!(
+                        "set the camera's width = {} and height = {} in the robot config, or retrain at {}x{}",
+                        cam.width, cam.height, c.width, c.height
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     compare_names(path, "action_names", &s.action_names, &want.action_names)?;
     // fps is a ratio of small integers in practice; allow float noise only.
     if (s.fps - want.fps).abs() > 1e-6 * want.fps.abs().max(1.0) {
@@ -488,11 +609,14 @@ pub fn ensemble_doubt(out: &[f32], k: usize, chunk: usize, act_dim: usize) -> Op
 /// `intervened bench infer`.
 pub fn bench_infer(policy: &mut Policy, iters: usize) -> Result<Latency, PolicyError> {
     let obs = vec![0.0f32; policy.obs_dim()];
+    // Mid-grey images: an image policy's cost does not depend on the pixels.
+    let grey: Vec<Vec<u8>> = policy.image_lens.iter().map(|&n| vec![128u8; n]).collect();
+    let images: Vec<&[u8]> = grey.iter().map(Vec::as_slice).collect();
     let mut pred = Prediction::default();
     let mut samples = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t0 = Instant::now();
-        policy.infer_into(&obs, &mut pred)?;
+        policy.infer_images_into(&obs, &images, &mut pred)?;
         samples.push(t0.elapsed().as_secs_f64() * 1e6);
     }
     Ok(Latency::from_samples_us(&mut samples))

@@ -122,6 +122,8 @@ struct Job {
     epoch: u64,
     tick: u64,
     obs: Vec<f32>,
+    /// One RGB buffer per camera of an image policy (empty for a state policy).
+    images: Vec<Vec<u8>>,
     q: Vec<f64>,
     pred: Prediction,
 }
@@ -154,6 +156,8 @@ pub struct PolicyRunner {
     kind: ActionKind,
     pt_path: std::path::PathBuf,
     obs_dim: usize,
+    /// Bytes per image of each camera an image policy reads (empty for a state policy).
+    image_lens: Vec<usize>,
     act_dim: usize,
     chunk: usize,
     ensembler: TemporalEnsembler,
@@ -185,6 +189,11 @@ impl PolicyRunner {
             kind: policy.action_kind(),
             pt_path: policy.pt_path().to_path_buf(),
             obs_dim: policy.obs_dim(),
+            image_lens: policy
+                .cameras()
+                .iter()
+                .map(|c| c.width as usize * c.height as usize * 3)
+                .collect(),
             act_dim: policy.act_dim(),
             chunk: policy.chunk_size(),
             ensembler: TemporalEnsembler::new(
@@ -254,15 +263,29 @@ impl PolicyRunner {
         measured_q: &[f64],
         out: &mut [f64],
     ) -> bool {
+        self.step_images_into(tick, obs, &[], measured_q, out)
+    }
+
+    /// [`step_into`](Self::step_into) for an image policy: `images` holds the latest RGB image
+    /// of each camera the policy reads, in its sidecar's order. On the worker they are copied
+    /// into buffers that are reused, so a step allocates nothing once running.
+    pub fn step_images_into(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        images: &[&[u8]],
+        measured_q: &[f64],
+        out: &mut [f64],
+    ) -> bool {
         self.waiting_since.get_or_insert(tick);
-        if let Err(e) = self.check_inputs(obs, measured_q) {
+        if let Err(e) = self.check_inputs(obs, images, measured_q) {
             self.record_error(e);
             self.stats.hold_steps += 1;
             return false;
         }
         match self.engine {
-            Engine::Inline(_) => self.step_inline(tick, obs, measured_q),
-            Engine::Worker(_) => self.step_worker(tick, obs, measured_q),
+            Engine::Inline(_) => self.step_inline(tick, obs, images, measured_q),
+            Engine::Worker(_) => self.step_worker(tick, obs, images, measured_q),
             Engine::Failed => {}
         }
         let ready = self.ensembler.action_into(tick, out);
@@ -272,9 +295,26 @@ impl PolicyRunner {
         ready
     }
 
-    fn check_inputs(&self, obs: &[f64], q: &[f64]) -> Result<(), PolicyError> {
+    /// Whether this runs an image policy (then [`step_images_into`](Self::step_images_into)).
+    pub fn image_count(&self) -> usize {
+        self.image_lens.len()
+    }
+
+    fn check_inputs(&self, obs: &[f64], images: &[&[u8]], q: &[f64]) -> Result<(), PolicyError> {
+        let bad_image = images
+            .iter()
+            .zip(&self.image_lens)
+            .find(|(i, n)| i.len() != **n);
         let (what, got, expected) = if obs.len() != self.obs_dim {
             ("observation", obs.len(), self.obs_dim)
+        } else if images.len() != self.image_lens.len() {
+            (
+                "images (one per camera)",
+                images.len(),
+                self.image_lens.len(),
+            )
+        } else if let Some((img, &n)) = bad_image {
+            ("image bytes (H * W * 3)", img.len(), n)
         } else if self.kind == ActionKind::Delta && q.len() != self.act_dim {
             (
                 "measured joint positions (delta policy)",
@@ -292,7 +332,7 @@ impl PolicyRunner {
         })
     }
 
-    fn step_inline(&mut self, tick: u64, obs: &[f64], q: &[f64]) {
+    fn step_inline(&mut self, tick: u64, obs: &[f64], images: &[&[u8]], q: &[f64]) {
         let Engine::Inline(policy) = &mut self.engine else {
             return;
         };
@@ -300,7 +340,7 @@ impl PolicyRunner {
             *d = s as f32;
         }
         let t0 = Instant::now();
-        let result = policy.infer_into(&self.obs_buf, &mut self.pred);
+        let result = policy.infer_images_into(&self.obs_buf, images, &mut self.pred);
         let dt = t0.elapsed();
         self.record_latency(dt);
         match result {
@@ -350,7 +390,7 @@ impl PolicyRunner {
         }
     }
 
-    fn step_worker(&mut self, tick: u64, obs: &[f64], q: &[f64]) {
+    fn step_worker(&mut self, tick: u64, obs: &[f64], images: &[&[u8]], q: &[f64]) {
         // Collect what the worker finished since the last tick.
         loop {
             let Engine::Worker(w) = &self.engine else {
@@ -378,6 +418,7 @@ impl PolicyRunner {
                 epoch: 0,
                 tick: 0,
                 obs: Vec::with_capacity(self.obs_dim),
+                images: Vec::new(),
                 q: Vec::with_capacity(self.act_dim),
                 pred: Prediction::default(),
             }),
@@ -386,6 +427,11 @@ impl PolicyRunner {
         job.tick = tick;
         job.obs.clear();
         job.obs.extend(obs.iter().map(|&v| v as f32));
+        job.images.resize_with(images.len(), Vec::new);
+        for (dst, src) in job.images.iter_mut().zip(images) {
+            dst.clear();
+            dst.extend_from_slice(src);
+        }
         job.q.clear();
         job.q.extend_from_slice(q);
         match w.tx.try_send(job) {
@@ -563,7 +609,10 @@ fn worker_loop(mut policy: Policy, jobs: Receiver<Job>, done: Sender<Done>) {
     tch::set_num_threads(1);
     while let Ok(mut job) = jobs.recv() {
         let t0 = Instant::now();
-        let error = policy.infer_into(&job.obs, &mut job.pred).err();
+        let images: Vec<&[u8]> = job.images.iter().map(Vec::as_slice).collect();
+        let error = policy
+            .infer_images_into(&job.obs, &images, &mut job.pred)
+            .err();
         let latency = t0.elapsed();
         if done
             .send(Done {

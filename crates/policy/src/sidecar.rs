@@ -25,6 +25,21 @@ pub enum ActionKind {
     Delta,
 }
 
+/// One camera an image policy reads. The model's `forward` takes, after the state, one uint8
+/// tensor `[B, height, width, 3]` (RGB, row-major, as the camera delivers it) per camera, in the
+/// sidecar's `cameras` order. Scaling and normalising the pixels is the graph's job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageInput {
+    /// The robot config's camera name (`observation.images.<name>` in the data).
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Largest image side a policy may take: a bigger one would not run at the control rate.
+pub const MAX_IMAGE_SIDE: u32 = 1024;
+
 /// The contents of `policy.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PolicySidecar {
@@ -46,6 +61,9 @@ pub struct PolicySidecar {
     pub ensemble_size: usize,
     /// Hex sha256 of `policy.pt`.
     pub sha256: String,
+    /// Cameras an image policy reads (absent or empty: a state-only policy, `forward(state)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<ImageInput>,
     /// Free-form training provenance: data hash, episode counts, weighting, metrics.
     #[serde(default)]
     pub provenance: serde_json::Value,
@@ -91,6 +109,27 @@ impl PolicySidecar {
         }
         check_names(path, "observation_names", &self.observation_names)?;
         check_names(path, "action_names", &self.action_names)?;
+        for (i, c) in self.cameras.iter().enumerate() {
+            if c.name.is_empty() || self.cameras[..i].iter().any(|o| o.name == c.name) {
+                return Err(PolicyError::field(
+                    path,
+                    "cameras",
+                    format!("entry {i} has an empty or repeated name `{}`", c.name),
+                    "name each camera as the robot config's [[cameras]] does, once",
+                ));
+            }
+            let side = 1..=MAX_IMAGE_SIDE;
+            if !side.contains(&c.width) || !side.contains(&c.height) {
+                return Err(PolicyError::field(
+                    path,
+                    "cameras",
+                    format!("camera `{}` is {}x{}", c.name, c.width, c.height),
+                    format!(
+                        "give the size the model was trained at, each side 1..={MAX_IMAGE_SIDE}"
+                    ),
+                ));
+            }
+        }
         let hex_ok = self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex_ok {
             return Err(PolicyError::field(
@@ -247,6 +286,7 @@ mod tests {
             action_kind: ActionKind::Delta,
             ensemble_size: 3,
             sha256: "0".repeat(64),
+            cameras: Vec::new(),
             provenance: serde_json::json!({"episodes": 12}),
         }
     }
@@ -258,7 +298,20 @@ mod tests {
         let p = write_sidecar(dir.path(), &s).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"action_kind\": \"delta\""), "{text}");
+        // A state-only sidecar is written exactly as before cameras existed.
+        assert!(!text.contains("cameras"), "{text}");
         assert_eq!(PolicySidecar::read(&p).unwrap(), s);
+        let mut s = sample();
+        s.cameras = vec![ImageInput {
+            name: "front".into(),
+            width: 96,
+            height: 96,
+        }];
+        let p = write_sidecar(dir.path(), &s).unwrap();
+        assert_eq!(PolicySidecar::read(&p).unwrap(), s);
+        s.cameras.push(s.cameras[0].clone());
+        let e = write_sidecar(dir.path(), &s).unwrap_err().to_string();
+        assert!(e.contains("`cameras`") && e.contains("repeated"), "{e}");
     }
 
     #[test]

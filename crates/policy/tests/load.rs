@@ -250,6 +250,7 @@ fn a_model_traced_and_exported_from_rust_loads_through_the_shared_helpers() {
         action_kind: ActionKind::Absolute,
         ensemble_size: 1,
         sha256: sha256_file(&pt).unwrap(),
+        cameras: Vec::new(),
         provenance: json!({"trained_by": "test"}),
     };
     write_sidecar(t.path(), &sidecar).unwrap();
@@ -276,6 +277,7 @@ fn sidecar_over(dir: &std::path::Path) {
         action_kind: ActionKind::Absolute,
         ensemble_size: 1,
         sha256: sha256_file(&dir.join("policy.pt")).unwrap(),
+        cameras: Vec::new(),
         provenance: json!({"trained_by": "test"}),
     };
     write_sidecar(dir, &sidecar).unwrap();
@@ -348,4 +350,73 @@ fn corrupt_model_error_has_no_cpp_stack_trace_and_a_fix_line() {
             "{msg}"
         );
     }
+}
+
+/// The Koch expectations plus camera `front` at `w` x `h`.
+fn koch_with_front(w: u32, h: u32) -> intervened_policy::PolicyExpectations {
+    let mut want = koch(30.0);
+    want.cameras = vec![intervened_policy::ImageInput {
+        name: "front".into(),
+        width: w,
+        height: h,
+    }];
+    want
+}
+
+#[test]
+fn a_python_image_policy_observing_joints_only_gives_python_numbers() {
+    let f = fixtures();
+    let mut p = Policy::load(f.policy("pixels"), &koch_with_front(12, 8)).unwrap();
+    // Joints only: the sensor features after them are not an image policy's business.
+    assert_eq!((p.obs_dim(), p.act_dim(), p.chunk_size()), (6, 6, 2));
+    assert_eq!(p.cameras().len(), 1);
+    let (obs, out) = f.probe("pixels");
+    let image: Vec<u8> = serde_json::from_value(f.report["pixels"]["image"].clone()).unwrap();
+    let mut pred = intervened_policy::Prediction::default();
+    p.infer_images_into(&obs, &[&image], &mut pred).unwrap();
+    for (s, row) in pred.chunk.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            assert!(
+                close(v, out[0][s][j]),
+                "step {s} action {j}: rust {v}, python {}",
+                out[0][s][j]
+            );
+        }
+    }
+    // The pixels matter: another image gives another action.
+    let black = vec![0u8; image.len()];
+    let mut other = intervened_policy::Prediction::default();
+    p.infer_images_into(&obs, &[&black], &mut other).unwrap();
+    assert_ne!(other.chunk, pred.chunk);
+    // Missing or wrongly sized images are errors, not a silent zero image.
+    let e = p.infer(&obs).unwrap_err().to_string();
+    assert!(e.contains("images (one per camera)"), "{e}");
+    let e = p
+        .infer_images_into(&obs, &[&image[1..]], &mut other)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image bytes"), "{e}");
+}
+
+#[test]
+fn an_image_policy_needs_the_camera_it_was_trained_on_at_its_size() {
+    let f = fixtures();
+    // No such camera on this robot.
+    let e = Policy::load(f.policy("pixels"), &koch(30.0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`cameras`") && e.contains("`front`") && e.contains("[[cameras]]"),
+        "{e}"
+    );
+    // The camera exists at another size: refused, naming both sizes.
+    let e = Policy::load(f.policy("pixels"), &koch_with_front(16, 8))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("12x8") && e.contains("16x8"), "{e}");
+    // A state policy must still observe every feature: leaving block.* out is for images only.
+    let t = f.copy("mlp");
+    edit_sidecar(t.path(), "observation_names", json!(common::OBS[..6]));
+    let e = Policy::load(t.path(), &koch(30.0)).unwrap_err().to_string();
+    assert!(e.contains("observation_names"), "{e}");
 }

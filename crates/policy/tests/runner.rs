@@ -291,3 +291,52 @@ fn expectations_and_options_follow_the_robot_config() {
     assert_eq!(o.inline_budget, cfg.policy.inline_budget);
     assert_eq!(o.temporal_ensemble_m, cfg.policy.temporal_ensemble_m);
 }
+
+#[test]
+fn an_image_policy_runs_on_the_worker_with_its_images_copied() {
+    let f = fixtures();
+    let mut want = koch(30.0);
+    want.cameras = vec![intervened_policy::ImageInput {
+        name: "front".into(),
+        width: 12,
+        height: 8,
+    }];
+    let policy = Policy::load(f.policy("pixels"), &want).unwrap();
+    let (obs, out) = f.probe("pixels");
+    let image: Vec<u8> = serde_json::from_value(f.report["pixels"]["image"].clone()).unwrap();
+    let mut o = opts(20, 0.5, 0.0);
+    o.start_on_worker = true;
+    let mut r = PolicyRunner::new(policy, o);
+    assert_eq!((r.mode(), r.image_count()), (RunnerMode::Worker, 1));
+    let obs: Vec<f64> = obs.iter().map(|&v| f64::from(v)).collect();
+    let mut goal = vec![0.0; 6];
+    let t0 = Instant::now();
+    let mut tick = 0;
+    // The first chunk's step 0 arrives a tick or more later; wait for it, stepping.
+    let mut got = false;
+    while !got && t0.elapsed() < Duration::from_secs(10) {
+        let mut scratch = image.clone();
+        got = r.step_images_into(tick, &obs, &[&scratch], &obs, &mut goal);
+        // The caller's buffer may change right after the step: the worker has its own copy.
+        scratch.fill(0);
+        tick += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(got, "no action within 10 s: {:?}", r.stats());
+    assert_eq!(r.stats().errors, 0, "{:?}", r.stats());
+    // With m = 0 the goal is the newest chunk's step for this tick: Python's step 0 or 1.
+    let matches = |s: usize| {
+        goal.iter()
+            .zip(&out[0][s])
+            .all(|(g, p)| (g - f64::from(*p)).abs() < 1e-4)
+    };
+    assert!(
+        matches(0) || matches(1),
+        "goal {goal:?} vs python {:?}",
+        out[0]
+    );
+    // A step without the image holds and counts an error.
+    assert!(!r.step_into(tick, &obs, &obs, &mut goal));
+    assert_eq!(r.stats().errors, 1);
+    r.shutdown();
+}

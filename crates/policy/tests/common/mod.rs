@@ -26,6 +26,7 @@ pub fn koch(fps: f64) -> PolicyExpectations {
         observation_names: OBS.iter().map(|s| s.to_string()).collect(),
         action_names: OBS[..6].iter().map(|s| s.to_string()).collect(),
         fps,
+        cameras: Vec::new(),
     }
 }
 

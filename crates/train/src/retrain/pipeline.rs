@@ -214,6 +214,7 @@ pub fn retrain_from_episodes(
             },
             ensemble_size: opts.ensemble,
             sha256: sha256_file(&pt).map_err(verification)?,
+            cameras: Vec::new(),
             provenance: provenance(&report, opts),
         };
         write_sidecar(stage, &sidecar).map_err(verification)?;
@@ -223,6 +224,7 @@ pub fn retrain_from_episodes(
             observation_names: sidecar.observation_names.clone(),
             action_names: sidecar.action_names.clone(),
             fps,
+            cameras: sidecar.cameras.clone(),
         };
         Policy::load(stage, &expect).map_err(verification)?;
         Ok(())
