@@ -159,6 +159,12 @@ impl FrameReader {
         }
     }
 
+    /// The frame the last [`latest_at`](Self::latest_at) saw, without looking for a newer one
+    /// (so a tick's policy input and its record name the same image). None before any frame.
+    pub fn current(&self) -> Option<&Frame> {
+        self.have_frame.then(|| self.output.output_buffer())
+    }
+
     /// Whether the capture thread has ended.
     pub fn is_stopped(&self) -> bool {
         self.shared.state.load(Ordering::Acquire) == STOPPED
@@ -219,12 +225,25 @@ impl Drop for StopGuard {
     }
 }
 
+/// Called on the capture thread with every frame just before it is published (the recorder's
+/// copy: it must not block, since the loop waits for the frame meanwhile).
+pub type FrameTap = Box<dyn FnMut(&Frame) + Send>;
+
 impl CaptureThread {
     /// Starts `camera` on a new thread named `camera-<name>`. Frames older than `max_age` read
     /// as [`Latest::Stale`]. The three frame slots are allocated here, once.
     pub fn spawn<C: Camera + 'static>(
+        camera: C,
+        max_age: Duration,
+    ) -> Result<(CaptureThread, FrameReader), CameraError> {
+        Self::spawn_tapped(camera, max_age, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), handing every frame to `tap` as well.
+    pub fn spawn_tapped<C: Camera + 'static>(
         mut camera: C,
         max_age: Duration,
+        mut tap: Option<FrameTap>,
     ) -> Result<(CaptureThread, FrameReader), CameraError> {
         let name = camera.name().to_string();
         let (w, h) = camera.size();
@@ -271,6 +290,9 @@ impl CaptureThread {
                             slot.timestamp_ns = t;
                             slot.sequence = sequence;
                             sequence += 1;
+                            if let Some(tap) = tap.as_mut() {
+                                tap(slot);
+                            }
                             input.publish();
                             shared.published.fetch_add(1, Ordering::Relaxed);
                         }
@@ -347,5 +369,96 @@ impl Drop for CaptureThread {
     fn drop(&mut self) {
         self.request_stop();
         self.join();
+    }
+}
+
+/// The writing end of a frame channel that is not a thread: whoever produces frames on its own
+/// schedule publishes them. The lockstep simulator renders each frame on the control thread
+/// between ticks, with simulated timestamps, so that a run repeats exactly.
+pub struct FramePublisher {
+    input: triple_buffer::Input<Frame>,
+    shared: Arc<Shared>,
+    sequence: u64,
+    tap: Option<FrameTap>,
+}
+
+impl std::fmt::Debug for FramePublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FramePublisher")
+            .field("sequence", &self.sequence)
+            .finish()
+    }
+}
+
+/// A frame channel for images of `width` x `height`: the three slots are allocated here, once.
+/// The reader sees [`Latest::Stopped`] once the publisher is dropped. `tap` sees every frame
+/// before it is published, as with [`CaptureThread::spawn_tapped`].
+pub fn frame_channel(
+    name: &str,
+    width: u32,
+    height: u32,
+    max_age: Duration,
+    tap: Option<FrameTap>,
+) -> (FramePublisher, FrameReader) {
+    let initial = Frame {
+        image: Image::new(width, height),
+        timestamp_ns: 0,
+        sequence: 0,
+    };
+    let (input, output) = triple_buffer::triple_buffer(&initial);
+    let shared = Arc::new(Shared {
+        state: AtomicU8::new(RUNNING),
+        stop: AtomicBool::new(false),
+        published: AtomicU64::new(0),
+        reason: Mutex::new(None),
+    });
+    let reader = FrameReader {
+        name: name.to_string(),
+        output,
+        shared: shared.clone(),
+        max_age_ns: max_age.as_nanos().min(u64::MAX as u128) as u64,
+        have_frame: false,
+    };
+    (
+        FramePublisher {
+            input,
+            shared,
+            sequence: 0,
+            tap,
+        },
+        reader,
+    )
+}
+
+impl FramePublisher {
+    /// Fills a free slot in place (its image already has the channel's size) and publishes it
+    /// with `timestamp_ns`. Allocation-free when `fill` is.
+    pub fn publish_with<E>(
+        &mut self,
+        timestamp_ns: u64,
+        fill: impl FnOnce(&mut Image) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let slot = self.input.input_buffer_mut();
+        fill(&mut slot.image)?;
+        slot.timestamp_ns = timestamp_ns;
+        slot.sequence = self.sequence;
+        self.sequence += 1;
+        if let Some(tap) = self.tap.as_mut() {
+            tap(slot);
+        }
+        self.input.publish();
+        self.shared.published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Frames published so far.
+    pub fn frames(&self) -> u64 {
+        self.sequence
+    }
+}
+
+impl Drop for FramePublisher {
+    fn drop(&mut self) {
+        self.shared.state.store(STOPPED, Ordering::Release);
     }
 }

@@ -23,7 +23,9 @@ pub mod jpeg;
 pub mod sim;
 pub mod v4l2;
 
-pub use capture::{Camera, CaptureThread, FrameReader, Latest};
+pub use capture::{
+    frame_channel, Camera, CaptureThread, FramePublisher, FrameReader, FrameTap, Latest,
+};
 pub use config::{validate_cameras, CameraConfig, CameraDevice, SimCameraPose};
 pub use error::CameraError;
 pub use image::{monotonic_now_ns, Frame, Image};

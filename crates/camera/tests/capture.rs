@@ -247,3 +247,82 @@ fn open_camera_builds_a_sim_camera_and_refuses_one_without_scenes() {
     wait_until(&mut reader, |r| r.latest().fresh().is_some());
     assert_eq!(thread.stop(), None);
 }
+
+#[test]
+fn the_tap_sees_every_frame_before_the_reader_does() {
+    let (cam, release) = Scripted::new(5, Then::Idle);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let tap: intervened_camera::FrameTap = Box::new(move |f| {
+        s.lock()
+            .unwrap()
+            .push((f.sequence, f.timestamp_ns, f.image.data[0]));
+    });
+    let (thread, mut reader) =
+        CaptureThread::spawn_tapped(cam, Duration::from_secs(3600), Some(tap)).unwrap();
+    let t0 = Instant::now();
+    while thread.frames() < 5 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let last = reader
+        .latest_at(1_000_000_000 + 4 * 33_000_000)
+        .frame()
+        .unwrap()
+        .sequence;
+    assert_eq!(last, 4);
+    let seen = seen.lock().unwrap().clone();
+    let want: Vec<(u64, u64, u8)> = (0..5)
+        .map(|k| (k, 1_000_000_000 + k * 33_000_000, k as u8))
+        .collect();
+    assert_eq!(seen, want);
+    release.store(true, Ordering::Release);
+    drop(thread);
+}
+
+#[test]
+fn a_frame_channel_publishes_in_place_with_given_times_and_stops_when_dropped() {
+    let taps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = taps.clone();
+    let (mut publisher, mut reader) = intervened_camera::frame_channel(
+        "lockstep",
+        4,
+        2,
+        Duration::from_millis(100),
+        Some(Box::new(move |_| {
+            t.fetch_add(1, Ordering::Relaxed);
+        })),
+    );
+    assert!(matches!(reader.latest_at(0), Latest::Waiting));
+    publisher
+        .publish_with(20_000_000, |img| {
+            img.data.fill(7);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    match reader.latest_at(50_000_000) {
+        Latest::Fresh { frame, age_ns } => {
+            assert_eq!(
+                (frame.image.data[0], frame.sequence, age_ns),
+                (7, 0, 30_000_000)
+            );
+            assert_eq!((frame.image.width, frame.image.height), (4, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Simulated time moves on without a new frame: stale past max_age.
+    assert!(matches!(
+        reader.latest_at(200_000_000),
+        Latest::Stale { .. }
+    ));
+    // A failed fill publishes nothing.
+    assert!(publisher
+        .publish_with(210_000_000, |_| Err("no scene"))
+        .is_err());
+    assert_eq!(reader.latest_at(210_000_000).frame().unwrap().sequence, 0);
+    assert_eq!((publisher.frames(), taps.load(Ordering::Relaxed)), (1, 1));
+    drop(publisher);
+    assert!(matches!(
+        reader.latest_at(0),
+        Latest::Stopped { last: Some(_) }
+    ));
+}
