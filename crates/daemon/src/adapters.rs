@@ -241,27 +241,25 @@ pub struct TchPolicy {
     runner: PolicyRunner,
     version: String,
     errors_seen: u64,
+    /// Config indices of the cameras an image policy reads, in its `forward` order.
+    cameras: Vec<usize>,
+    /// Observation values the model takes: the loop's observation starts with the joints, and
+    /// an image policy may take those alone.
+    obs_dim: usize,
 }
 
 impl TchPolicy {
-    pub fn new(runner: PolicyRunner, version: String) -> Self {
+    pub fn new(runner: PolicyRunner, version: String, cameras: Vec<usize>, obs_dim: usize) -> Self {
         Self {
             runner,
             version,
             errors_seen: 0,
+            cameras,
+            obs_dim,
         }
     }
-}
 
-impl PolicyDriver for TchPolicy {
-    fn step(
-        &mut self,
-        tick: u64,
-        obs: &[f64],
-        measured_q: &[f64],
-        out: &mut [f64],
-    ) -> Result<bool, String> {
-        let ready = self.runner.step_into(tick, obs, measured_q, out);
+    fn check_errors(&mut self, ready: bool) -> Result<bool, String> {
         // Counters only: nothing here allocates unless there is an error to report.
         let errors = self.runner.error_count();
         if errors > self.errors_seen {
@@ -273,6 +271,35 @@ impl PolicyDriver for TchPolicy {
                 .to_string());
         }
         Ok(ready)
+    }
+}
+
+impl PolicyDriver for TchPolicy {
+    fn step(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        measured_q: &[f64],
+        out: &mut [f64],
+    ) -> Result<bool, String> {
+        self.step_images(tick, obs, &[], measured_q, out)
+    }
+    fn cameras(&self) -> &[usize] {
+        &self.cameras
+    }
+    fn step_images(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        images: &[&[u8]],
+        measured_q: &[f64],
+        out: &mut [f64],
+    ) -> Result<bool, String> {
+        let obs = obs.get(..self.obs_dim).unwrap_or(obs);
+        let ready = self
+            .runner
+            .step_images_into(tick, obs, images, measured_q, out);
+        self.check_errors(ready)
     }
     fn starved(&mut self, tick: u64) -> Option<std::time::Duration> {
         self.runner.starved(tick)

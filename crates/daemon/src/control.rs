@@ -18,6 +18,9 @@
 //!   non-finite command holds and goes to Hold.
 //! - **recorder / disk**: the frame is dropped and counted, the fault is shown in status;
 //!   control goes on.
+//! - **camera**: see [`crate::cameras`]: a camera the running policy reads that stops or
+//!   delivers frames older than its `max_age_ms` sends the arm to Hold (a policy fault naming
+//!   the camera); the recording marks every gap.
 //! - **e-stop**: latched; torque off where `safety.on_estop = "off"`.
 //! - **no known position** (the first read has not succeeded): no goal is written at all.
 
@@ -30,6 +33,7 @@ use intervened_robot::{RobotConfig, SensorSource, TorquePolicy};
 use tracing::{error, info, warn};
 
 use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
+use crate::cameras::{CameraHealth, LoopCameras, MAX_CAMERAS};
 use crate::clock::Pacer;
 use crate::hardware::{ArmIo, ArmState};
 use crate::protocol::{Reply, Request, StopOutcome};
@@ -55,6 +59,23 @@ pub trait PolicyDriver: Send {
         measured_q: &[f64],
         out: &mut [f64],
     ) -> Result<bool, String>;
+    /// The cameras this policy reads, as indices into the robot config's `[[cameras]]`, in the
+    /// order its `forward` takes them (empty for a state policy).
+    fn cameras(&self) -> &[usize] {
+        &[]
+    }
+    /// [`step`](Self::step) with this tick's image of each camera of
+    /// [`cameras`](Self::cameras), in that order.
+    fn step_images(
+        &mut self,
+        tick: u64,
+        obs: &[f64],
+        _images: &[&[u8]],
+        measured_q: &[f64],
+        out: &mut [f64],
+    ) -> Result<bool, String> {
+        self.step(tick, obs, measured_q, out)
+    }
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
     /// How long the policy has gone without a usable action, once that exceeds its limit
@@ -170,6 +191,7 @@ pub struct ControlLoop {
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
     opts: LoopOptions,
+    cameras: LoopCameras,
 
     arbiter: Arbiter,
     filter: SafetyFilter,
@@ -220,6 +242,8 @@ pub struct ControlLoop {
     policy_starvations: u64,
     /// The policy fault that put the arm in Hold, shown in status until the arm leaves Hold.
     policy_fault: Option<String>,
+    /// The tick since which the policy has waited for a camera's first frame.
+    camera_wait_since: Option<u64>,
 }
 
 /// Everything the loop is built from.
@@ -239,6 +263,8 @@ pub struct LoopParts {
     pub status: Arc<Mutex<Status>>,
     pub stop: Arc<AtomicBool>,
     pub opts: LoopOptions,
+    /// The `[[cameras]]`, config order ([`LoopCameras::none`] without).
+    pub cameras: LoopCameras,
 }
 
 impl ControlLoop {
@@ -287,6 +313,7 @@ impl ControlLoop {
             policy_actions: 0,
             policy_starvations: 0,
             policy_fault: None,
+            camera_wait_since: None,
             cfg: p.cfg,
             arm: p.arm,
             sensors: p.sensors,
@@ -300,6 +327,7 @@ impl ControlLoop {
             status: p.status,
             stop: p.stop,
             opts: p.opts,
+            cameras: p.cameras,
         }
     }
 
@@ -462,6 +490,36 @@ impl ControlLoop {
         }
         // 6. Start the next planned episode.
         self.maybe_start_planned(tick);
+        // 6b. The newest frame of each camera, taken after the episode started (a simulated reset
+        // redraws the scene); every gap is marked in the recording.
+        if !self.cameras.is_empty() {
+            let sink = &mut self.sink;
+            let mut gaps = [None; MAX_CAMERAS];
+            self.cameras.poll(tick, |c| {
+                if let Some(slot) = gaps.get_mut(c.camera) {
+                    *slot = Some(c);
+                }
+            });
+            for c in gaps.iter().flatten() {
+                if c.from == CameraHealth::Fresh || c.to == CameraHealth::Fresh {
+                    let name = self.cameras.name(c.camera);
+                    if c.to != CameraHealth::Fresh {
+                        warn!(camera = name, health = c.to.name(), "camera gap starts");
+                    }
+                    sink.event(
+                        tick,
+                        LoopEvent::Note(format!(
+                            "camera {name}: {} -> {}{}",
+                            c.from.name(),
+                            c.to.name(),
+                            c.age_ns
+                                .map(|a| format!(" (newest frame {} ms old)", a / 1_000_000))
+                                .unwrap_or_default()
+                        )),
+                    );
+                }
+            }
+        }
         self.phase.mark(Phase::Inputs);
         // 7. Decide the goal.
         self.obs.clear();
@@ -476,7 +534,56 @@ impl ControlLoop {
             let mut failed = None;
             let mut starved = None;
             if let Some(p) = self.policy.as_mut() {
-                match p.step(tick, &self.obs, &self.state.q, &mut self.proposal) {
+                // An image policy runs only on fresh images of every camera it reads.
+                let mut images: [&[u8]; MAX_CAMERAS] = [&[]; MAX_CAMERAS];
+                let mut unusable = None;
+                let wanted = p.cameras();
+                for (slot, &c) in images.iter_mut().zip(wanted) {
+                    match self.cameras.image(c) {
+                        Some(img) => *slot = img,
+                        None => unusable = unusable.or(self.cameras.first_unusable(&[c])),
+                    }
+                }
+                let n = wanted.len().min(MAX_CAMERAS);
+                let waiting_too_long = |since: u64| {
+                    (tick.saturating_sub(since)) as f64 * period * 1e3
+                        > self.cfg.policy.action_timeout_ms as f64
+                };
+                let stepped = match unusable {
+                    // No first frame yet (a camera starting up): hold still, as for an action
+                    // not ready yet, until the action timeout.
+                    Some((_, CameraHealth::Waiting, _))
+                        if !waiting_too_long(*self.camera_wait_since.get_or_insert(tick)) =>
+                    {
+                        Ok(false)
+                    }
+                    Some((c, health, age)) => {
+                        let max_ms = self
+                            .cfg
+                            .cameras
+                            .get(c)
+                            .map(|cc| cc.max_age().as_millis())
+                            .unwrap_or(0);
+                        Err(format!(
+                            "camera {} is {}{} (max_age_ms {max_ms}): the policy reads it",
+                            self.cameras.name(c),
+                            health.name(),
+                            age.map(|a| format!(", newest frame {} ms old", a / 1_000_000))
+                                .unwrap_or_default()
+                        ))
+                    }
+                    None => {
+                        self.camera_wait_since = None;
+                        p.step_images(
+                            tick,
+                            &self.obs,
+                            images.get(..n).unwrap_or_default(),
+                            &self.state.q,
+                            &mut self.proposal,
+                        )
+                    }
+                };
+                match stepped {
                     Ok(ready) => {
                         has_proposal = ready;
                         // Only while the policy has the arm does silence matter; while the
@@ -621,6 +728,7 @@ impl ControlLoop {
                 pad_axes: &self.pad_out.axes,
                 pad_buttons: self.pad_out.buttons,
                 task: &self.features,
+                image_capture_ns: self.cameras.seen_ns(),
             });
         }
         self.phase.mark(Phase::Record);

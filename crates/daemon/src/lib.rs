@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod arbiter;
+pub mod cameras;
 pub mod clock;
 pub mod control;
 pub mod episode_sink;

@@ -39,6 +39,9 @@ pub struct FrameRecord<'a> {
     pub pad_axes: &'a [f64],
     pub pad_buttons: u32,
     pub task: &'a [f64],
+    /// Capture time (ns) of the fresh image each camera showed this tick, config order; 0 for
+    /// none. Training and export align images to ticks by it.
+    pub image_capture_ns: &'a [u64],
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ use intervened_world::HumanParams;
 use tracing::{error, info, warn};
 
 use crate::adapters::{DxlArm, Pad, TchPolicy};
+use crate::cameras::{CameraClock, LoopCameras, MAX_CAMERAS};
 use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
 use crate::control::{
     ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan,
@@ -27,6 +28,8 @@ use crate::service::{
 };
 use crate::sim_rig::{HumanMode, SimBus, SimRig};
 use crate::status::Status;
+use intervened_camera::config::CameraDevice;
+use intervened_camera::{CaptureThread, FrameReader};
 
 /// How to run.
 #[derive(Clone)]
@@ -125,13 +128,20 @@ pub fn load_policy(
     let policy =
         Policy::load(dir, &expect).with_context(|| format!("loading policy {}", dir.display()))?;
     let version = policy.sidecar().version.clone();
+    // Loading checked that the robot has every camera the policy reads.
+    let cameras = policy
+        .cameras()
+        .iter()
+        .filter_map(|c| cfg.cameras.iter().position(|cc| cc.name == c.name))
+        .collect();
+    let obs_dim = policy.obs_dim();
     let mut ro = RunnerOptions::from_config(cfg);
     if lockstep {
         ro.inline_budget = 1e6;
         ro.start_on_worker = false;
     }
     let runner = PolicyRunner::new(policy, ro);
-    Ok(Box::new(TchPolicy::new(runner, version)))
+    Ok(Box::new(TchPolicy::new(runner, version, cameras, obs_dim)))
 }
 
 /// The config's calibration, checked against it; the identity calibration where the config
@@ -261,6 +271,14 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let mut env: Option<Box<dyn Environment>> = None;
     let mut asks = None;
     let mut handles = None;
+    if cfg.cameras.len() > MAX_CAMERAS {
+        bail!(
+            "{} cameras are configured; the loop reads at most {MAX_CAMERAS}\n  fix: remove [[cameras]] entries",
+            cfg.cameras.len()
+        );
+    }
+    // Camera readers in config order: simulated ones come from the rig, the rest from V4L2.
+    let mut camera_readers: Vec<Option<FrameReader>> = cfg.cameras.iter().map(|_| None).collect();
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
             let mode = if opts.sim_human {
@@ -271,8 +289,15 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             let mut human = opts.human.clone();
             // A session plan starts episodes itself; the simulated human need not press start.
             human.press_start = opts.episodes.is_none();
-            let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
-                .map_err(anyhow::Error::msg)?;
+            let (mut rig, sensor, pad) =
+                SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
+                    .map_err(anyhow::Error::msg)?;
+            rig.set_lockstep(lockstep);
+            for (slot, cam) in camera_readers.iter_mut().zip(&cfg.cameras) {
+                if cam.device() == CameraDevice::Sim {
+                    *slot = Some(rig.add_camera(cam, None).map_err(anyhow::Error::msg)?);
+                }
+            }
             sensors.push(Box::new(sensor));
             asks = Some(rig.ask_stats());
             env = Some(Box::new(rig));
@@ -281,6 +306,47 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         }
         None => Box::new(GilrsSource::start().context("starting gamepad input")?),
     };
+    // Real cameras, each on its own capture thread.
+    let mut camera_keep: Vec<Box<dyn Send>> = Vec::new();
+    for (slot, cam) in camera_readers.iter_mut().zip(&cfg.cameras) {
+        if slot.is_some() {
+            continue;
+        }
+        if cam.device() == CameraDevice::Sim {
+            bail!(
+                "camera {}: device = \"sim\" is a rendered camera, which needs the simulated robot\n  fix: set bus.port = \"sim\", or give the camera's V4L2 device (e.g. /dev/video0)",
+                cam.name
+            );
+        }
+        if lockstep {
+            bail!(
+                "camera {}: lockstep runs in simulated time, which a real camera does not keep\n  fix: use device = \"sim\" cameras for lockstep runs",
+                cam.name
+            );
+        }
+        let camera = intervened_camera::open_camera(cam, None).with_context(|| {
+            format!(
+                "opening camera {} (`intervened doctor` lists what it supports)",
+                cam.name
+            )
+        })?;
+        let (thread, reader) = CaptureThread::spawn_tapped(camera, cam.max_age(), None)
+            .with_context(|| format!("starting camera {}", cam.name))?;
+        camera_keep.push(Box::new(thread));
+        *slot = Some(reader);
+    }
+    let camera_clock = if lockstep {
+        CameraClock::Ticks {
+            period_ns: (cfg.period_s() * 1e9).round() as u64,
+        }
+    } else {
+        CameraClock::Monotonic
+    };
+    let cameras = LoopCameras::new(
+        camera_readers.into_iter().flatten().collect(),
+        camera_clock,
+        camera_keep,
+    );
     let feature_names: Vec<String> = sensors.iter().flat_map(|s| s.names().to_vec()).collect();
     let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
     let pad = Pad::new(ctl, source);
@@ -387,6 +453,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             max_ticks: opts.max_ticks,
             task: opts.task.clone(),
         },
+        cameras,
     };
 
     // The service shell on its own tokio runtime thread.

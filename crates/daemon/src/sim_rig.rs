@@ -8,6 +8,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use intervened_camera::config::CameraConfig;
+use intervened_camera::sim::world::fill_scene;
+use intervened_camera::{frame_channel, FramePublisher, FrameReader, FrameTap, Renderer, Scene};
 use intervened_dxl_proto::{packet, x_series};
 use intervened_robot::{Calibration, RobotConfig};
 use intervened_sim::{Chain, SharedChain};
@@ -16,6 +19,7 @@ use intervened_world::{AskStats, HumanParams, SimulatedHuman, World, WorldSensor
 use tracing::warn;
 
 use crate::arbiter::Mode;
+use crate::cameras::lockstep_time_ns;
 use crate::control::{Environment, TickInfo};
 use crate::recording::{EpisodeOutcome, FailureMode};
 
@@ -49,6 +53,20 @@ pub struct SimRig {
     pub successes: u64,
     /// How well the robot asked for help (robot-gated human only), read after the run.
     asks: Arc<Mutex<AskStats>>,
+    /// Rendered cameras (`device = "sim"`), drawn after each world step on their frame
+    /// schedule, and the scene they share.
+    cameras: Vec<SimCam>,
+    scene: Scene,
+    /// Stamp frames with simulated time (lockstep) rather than the monotonic clock.
+    lockstep: bool,
+    /// The tick the loop runs next (frames drawn now are stamped with it).
+    next_tick: u64,
+}
+
+struct SimCam {
+    publisher: FramePublisher,
+    renderer: Renderer,
+    fps: u32,
 }
 
 /// A measured joint this close to a config limit (rad) is "at" it: the safety filter clamps
@@ -115,8 +133,70 @@ impl SimRig {
             at_limit: false,
             successes: 0,
             asks: Arc::default(),
+            cameras: Vec::new(),
+            scene: Scene::default(),
+            lockstep: false,
+            next_tick: 0,
         };
         Ok((rig, sensor, pad))
+    }
+
+    /// Frames carry simulated time (`crate::cameras::lockstep_time_ns`) from now on.
+    pub fn set_lockstep(&mut self, lockstep: bool) {
+        self.lockstep = lockstep;
+    }
+
+    /// A rendered camera for a `device = "sim"` entry: the loop reads it through the returned
+    /// reader; `tap` gets each frame as it is drawn (the recorder's copy).
+    pub fn add_camera(
+        &mut self,
+        cam: &CameraConfig,
+        tap: Option<FrameTap>,
+    ) -> Result<FrameReader, String> {
+        let renderer = Renderer::new(&cam.sim_pose(), cam.width, cam.height)
+            .map_err(|e| format!("camera {}: {e}", cam.name))?;
+        let (publisher, reader) =
+            frame_channel(&cam.name, cam.width, cam.height, cam.max_age(), tap);
+        self.cameras.push(SimCam {
+            publisher,
+            renderer,
+            fps: cam.fps,
+        });
+        Ok(reader)
+    }
+
+    /// Draws the cameras due at `next_tick` (each at its own frame rate, in simulated time),
+    /// or all of them with `redraw` (the world was just reset).
+    fn draw_cameras(&mut self, world: &World, next_tick: u64, redraw: bool) {
+        if self.cameras.is_empty() {
+            return;
+        }
+        let rate = self.cfg.control.rate_hz;
+        let due = |fps: u32| {
+            let frame = |t: u64| (t as f64 * f64::from(fps) / rate).floor() as u64;
+            next_tick == 0 || frame(next_tick) != frame(next_tick - 1)
+        };
+        if !redraw && !self.cameras.iter().any(|c| due(c.fps)) {
+            return;
+        }
+        if let Err(e) = fill_scene(world, &self.q, &mut self.scene) {
+            warn!("sim camera scene: {e}");
+            return;
+        }
+        let period_ns = (self.period * 1e9).round() as u64;
+        let stamp = if self.lockstep {
+            lockstep_time_ns(next_tick, period_ns)
+        } else {
+            intervened_camera::monotonic_now_ns()
+        };
+        let scene = &self.scene;
+        for c in self.cameras.iter_mut().filter(|c| redraw || due(c.fps)) {
+            let renderer = &mut c.renderer;
+            let _ = c.publisher.publish_with(stamp, |img| {
+                renderer.render(scene, img);
+                Ok::<(), ()>(())
+            });
+        }
     }
 
     /// The robot-gated human's scoring of the asks, shared with whoever reads it after the run.
@@ -167,6 +247,13 @@ impl Environment for SimRig {
                 chain.set_obstacle(id, None);
             }
         }
+        // The cameras show the reset scene from this tick on (the loop reads them after the
+        // episode starts), not the last episode's end.
+        self.q.clone_from(&home);
+        let world_handle = self.world.clone();
+        if let Ok(world) = world_handle.lock() {
+            self.draw_cameras(&world, self.next_tick, true);
+        };
     }
 
     fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome> {
@@ -176,7 +263,9 @@ impl Environment for SimRig {
         };
         chain.advance(dt);
         Self::read_q(&self.cfg, &self.cal, &chain, &mut self.q);
-        let Ok(mut world) = self.world.lock() else {
+        // A second handle, so the cameras (on `self`) can be drawn while the world is locked.
+        let world_handle = self.world.clone();
+        let Ok(mut world) = world_handle.lock() else {
             return None;
         };
         if let Err(e) = world.step(&self.q, dt) {
@@ -200,6 +289,8 @@ impl Environment for SimRig {
                 .any(|(j, q)| q - j.limits[0] < AT_LIMIT_RAD || j.limits[1] - q < AT_LIMIT_RAD);
             self.limit_ticks += u64::from(self.at_limit);
         }
+        self.next_tick = info.tick + 1;
+        self.draw_cameras(&world, self.next_tick, false);
         let features = world.features();
         let verdict = if info.in_episode && world.success() {
             self.successes += 1;

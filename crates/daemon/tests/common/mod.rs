@@ -24,3 +24,20 @@ pub fn python_policy_with(out: &Path, version: &str, step: f64, chunk: usize, it
         .unwrap();
     assert!(st.success());
 }
+
+/// Writes a Python-scripted image policy (`fixtures/python_image_policy.py`) that reads camera
+/// `camera` at `width` x `height` and nudges shoulder_pan by 0.01 rad times the image's mean
+/// brightness.
+pub fn python_image_policy(out: &Path, version: &str, camera: &str, width: u32, height: u32) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let st = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("crates/daemon/tests/fixtures/python_image_policy.py"))
+        .arg(out)
+        .arg(version)
+        .arg(camera)
+        .arg(width.to_string())
+        .arg(height.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
