@@ -308,8 +308,11 @@ fn retrain_with_cameras_publishes_a_joints_only_image_policy() {
     o.chunk = 3;
     o.max_steps = Some(20);
     o.ensemble = 2;
+    o.delta = true;
     let r = retrain_from_episodes(&o, pixel_episode_set(5)).unwrap();
     assert!(r.verify_max_abs_diff < 1e-4, "{}", r.verify_max_abs_diff);
+    assert!(r.doubt.is_some());
+    assert!(r.to_string().contains("cameras front 32x32"), "{r}");
     let sidecar = PolicySidecar::read(&r.policy_dir.join("policy.json")).unwrap();
     assert_eq!(sidecar.observation_names, joint_names());
     assert_eq!(
@@ -321,6 +324,8 @@ fn retrain_with_cameras_publishes_a_joints_only_image_policy() {
         }]
     );
     assert_eq!((sidecar.chunk_size, sidecar.ensemble_size), (3, 2));
+    assert_eq!(sidecar.action_kind, ActionKind::Delta);
+    assert_eq!(sidecar.provenance["training"]["cameras"][0]["name"], CAM);
     let policy = Policy::load(reg.path().join("current"), &expectations()).unwrap();
     assert_eq!(policy.obs_dim(), 3);
 

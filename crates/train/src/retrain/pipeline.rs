@@ -174,6 +174,7 @@ pub fn retrain_from_episodes(
         class_mass: mass,
         chunk: opts.chunk,
         ensemble: opts.ensemble,
+        cameras: outcome.policy.cameras.clone(),
         seed: opts.seed,
         steps_per_member: steps,
         device: format!("{device:?}"),

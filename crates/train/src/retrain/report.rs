@@ -30,6 +30,8 @@ pub struct RetrainReport {
     pub class_mass: ClassMass,
     pub chunk: usize,
     pub ensemble: usize,
+    /// An image policy's cameras, in `forward`'s order (empty for a state policy).
+    pub cameras: Vec<intervened_policy::ImageInput>,
     pub seed: u64,
     pub steps_per_member: usize,
     pub device: String,
@@ -112,6 +114,14 @@ impl std::fmt::Display for RetrainReport {
                 d.ask_rate * 100.0,
                 d.threshold
             )?;
+        }
+        if !self.cameras.is_empty() {
+            let cams: Vec<String> = self
+                .cameras
+                .iter()
+                .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+                .collect();
+            writeln!(f, "image policy: cameras {}, joints only", cams.join(", "))?;
         }
         write!(
             f,
