@@ -520,6 +520,9 @@ pub struct RetrainArgs {
     /// Feed observations unscaled (by default they are scaled by their mean and spread).
     #[arg(long)]
     pub no_obs_norm: bool,
+    /// Train an image policy on these cameras (in this order), observing the joints only.
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub cameras: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -598,6 +601,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
         opts.obs_noise = n;
     }
     opts.normalize_obs = !a.no_obs_norm;
+    opts.cameras = a.cameras;
     opts.quiet = a.quiet;
     repair_cut_episodes(&a.data);
     let r = intervened_train::retrain(&opts)?;

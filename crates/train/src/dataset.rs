@@ -26,6 +26,49 @@ pub struct EpisodeData {
     /// The goal (rad) actually written to the servos at each frame.
     pub goals: Vec<Vec<f32>>,
     pub labels: Vec<Label>,
+    /// The images the policy saw, one entry per camera (empty for state-only data).
+    pub cameras: Vec<CameraFrames>,
+}
+
+/// One camera's frames of an episode, aligned with [`EpisodeData::obs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraFrames {
+    /// The robot config's camera name (`[[cameras]] name`).
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// One RGB buffer per frame, row-major, `width * height * 3` bytes (what the camera
+    /// delivered at that tick).
+    pub frames: Vec<Vec<u8>>,
+}
+
+impl CameraFrames {
+    /// Bytes of one frame.
+    pub fn frame_len(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+}
+
+/// One camera's images for every sample of a [`Dataset`], stored flat: sample `i` (its
+/// [`Sample::row`]) is `data[i * frame_len .. (i + 1) * frame_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageColumn {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl ImageColumn {
+    pub fn frame_len(&self) -> usize {
+        self.width as usize * self.height as usize * 3
+    }
+
+    /// The image of one sample row.
+    pub fn frame(&self, row: usize) -> Option<&[u8]> {
+        let n = self.frame_len();
+        self.data.get(row * n..(row + 1) * n)
+    }
 }
 
 impl EpisodeData {
@@ -52,6 +95,8 @@ pub struct Sample {
     pub label: Label,
     /// Index of the episode in [`Dataset::episodes`].
     pub episode: usize,
+    /// Index of the sample in [`Dataset::samples`]: its row in [`Dataset::images`].
+    pub row: usize,
 }
 
 /// Every sample of every episode, with the dimensions they share.
@@ -65,6 +110,8 @@ pub struct Dataset {
     pub episodes: Vec<String>,
     /// The samples of each episode (they are stored contiguously, in episode order).
     pub episode_ranges: Vec<std::ops::Range<usize>>,
+    /// Per camera, the image of every sample (empty for state-only data).
+    pub images: Vec<ImageColumn>,
 }
 
 impl Dataset {
@@ -80,7 +127,28 @@ impl Dataset {
         let mut samples = Vec::new();
         let mut ids = Vec::with_capacity(episodes.len());
         let mut ranges = Vec::with_capacity(episodes.len());
+        let mut images: Vec<ImageColumn> = episodes
+            .first()
+            .map(|e| {
+                e.cameras
+                    .iter()
+                    .map(|c| ImageColumn {
+                        name: c.name.clone(),
+                        width: c.width,
+                        height: c.height,
+                        data: Vec::new(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         for (ei, ep) in episodes.iter().enumerate() {
+            check_cameras(ep, &images)?;
+            for (col, cam) in images.iter_mut().zip(&ep.cameras) {
+                col.data.reserve(cam.frames.len() * col.frame_len());
+                for f in &cam.frames {
+                    col.data.extend_from_slice(f);
+                }
+            }
             ids.push(ep.id.clone());
             let start = samples.len();
             if ep.obs.len() != ep.labels.len() || ep.goals.len() != ep.labels.len() {
@@ -132,6 +200,7 @@ impl Dataset {
                     step_mask,
                     label: ep.labels[t],
                     episode: ei,
+                    row: samples.len(),
                 });
             }
             ranges.push(start..samples.len());
@@ -144,6 +213,7 @@ impl Dataset {
             samples,
             episodes: ids,
             episode_ranges: ranges,
+            images,
         })
     }
 
@@ -183,6 +253,65 @@ impl Dataset {
             .flatten()
             .collect()
     }
+}
+
+/// Checks an episode's cameras against the dataset's (the first episode's): the same names in
+/// the same order, the same sizes, one image of the right size per frame.
+fn check_cameras(ep: &EpisodeData, want: &[ImageColumn]) -> Result<(), TrainError> {
+    let bad = |message: String| TrainError::BadEpisode {
+        episode: ep.id.clone(),
+        message,
+    };
+    let list = |names: Vec<String>| {
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let have: Vec<String> = ep
+        .cameras
+        .iter()
+        .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+        .collect();
+    let expected: Vec<String> = want
+        .iter()
+        .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+        .collect();
+    if have != expected {
+        return Err(bad(format!(
+            "has cameras [{}], the other episodes have [{}]; every episode of a dataset needs the same cameras at the same sizes",
+            list(have),
+            list(expected)
+        )));
+    }
+    for cam in &ep.cameras {
+        if cam.width == 0 || cam.height == 0 {
+            return Err(bad(format!(
+                "camera `{}` has an empty size {}x{}",
+                cam.name, cam.width, cam.height
+            )));
+        }
+        if cam.frames.len() != ep.labels.len() {
+            return Err(bad(format!(
+                "camera `{}` has {} images for {} frames; each frame needs its image",
+                cam.name,
+                cam.frames.len(),
+                ep.labels.len()
+            )));
+        }
+        let n = cam.frame_len();
+        if let Some((t, f)) = cam.frames.iter().enumerate().find(|(_, f)| f.len() != n) {
+            return Err(bad(format!(
+                "camera `{}` image {t} has {} bytes; {}x{} RGB is {n}",
+                cam.name,
+                f.len(),
+                cam.width,
+                cam.height
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Frames per label.

@@ -15,21 +15,23 @@ pub mod retrain;
 pub mod source;
 pub mod train;
 pub mod types;
+pub mod vision;
 
-pub use bench::{bench_train, bench_train_on, BenchTrain};
+pub use bench::{bench_train, bench_train_on, bench_vision_train, BenchTrain};
 pub use dataset::{
-    bootstrap_episodes, class_mass, sample_weights, split_by_episode, ClassMass, Dataset,
-    EpisodeData, Label, LabelCounts, Sample, WeightedSampler, Weighting,
+    bootstrap_episodes, class_mass, sample_weights, split_by_episode, CameraFrames, ClassMass,
+    Dataset, EpisodeData, ImageColumn, Label, LabelCounts, Sample, WeightedSampler, Weighting,
 };
 pub use error::TrainError;
-pub use model::{Mlp, ModelSpec, Normalizer, TrainedPolicy};
+pub use model::{Mlp, ModelInputs, ModelSpec, Normalizer, TrainedPolicy};
 pub use registry::{
     current_version, list_policies, next_version, publish, rollback, set_current, PolicyEntry,
 };
 pub use retrain::{
-    retrain, retrain_from_episodes, verify_export, DeviceChoice, DoubtCalibration, RetrainOptions,
-    RetrainReport, DEFAULT_CHUNK,
+    retrain, retrain_from_episodes, verify_export, verify_export_inputs, DeviceChoice,
+    DoubtCalibration, RetrainOptions, RetrainReport, DEFAULT_CHUNK,
 };
 pub use source::load_episodes;
 pub use train::{train, LossPoint, MemberReport, TrainConfig, TrainOutcome};
 pub use types::{EpisodeSet, Exclusion, LoadedEpisode, RoundMetrics};
+pub use vision::VisionNet;

@@ -6,10 +6,13 @@
 
 use std::path::Path;
 
+use intervened_policy::ImageInput;
+use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::Module, CModule, Device, Kind, Tensor};
 
-use crate::dataset::Sample;
+use crate::dataset::{Dataset, Sample};
 use crate::error::TrainError;
+use crate::vision::{VisionNet, VisionParams};
 
 /// Sizes of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,22 +177,133 @@ impl Mlp {
             })
             .collect()
     }
+}
 
-    /// A snapshot of every variable, for early stopping's "restore best".
-    pub(crate) fn snapshot(&self) -> Vec<Tensor> {
-        self.vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.detach().copy())
-            .collect()
+/// A snapshot of every variable, for early stopping's "restore best".
+pub(crate) fn snapshot(vs: &nn::VarStore) -> Vec<Tensor> {
+    vs.trainable_variables()
+        .iter()
+        .map(|t| t.detach().copy())
+        .collect()
+}
+
+pub(crate) fn restore(vs: &nn::VarStore, snap: &[Tensor]) {
+    tch::no_grad(|| {
+        for (mut v, s) in vs.trainable_variables().into_iter().zip(snap) {
+            v.copy_(s);
+        }
+    });
+}
+
+/// What the training loop needs of a network: the state MLP or the image network.
+pub(crate) trait Net {
+    fn var_store(&self) -> &nn::VarStore;
+    /// Normalised observations `[B, obs]` and, for an image net, one uint8 `[B, H, W, 3]` per
+    /// camera -> normalised action chunk `[B, chunk * act]`. `shift`: the seeded random-shift
+    /// augmentation of training (ignored by the MLP).
+    fn forward_t(&self, x: &Tensor, images: &[Tensor], shift: Option<&mut ChaCha8Rng>) -> Tensor;
+    /// Detached CPU copies of the weights: what is exported.
+    fn freeze(&self) -> FrozenNet;
+}
+
+impl Net for Mlp {
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn forward_t(&self, x: &Tensor, _: &[Tensor], _: Option<&mut ChaCha8Rng>) -> Tensor {
+        self.forward(x)
+    }
+    fn freeze(&self) -> FrozenNet {
+        FrozenNet::Mlp(self.frozen())
+    }
+}
+
+impl Net for VisionNet {
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn forward_t(&self, x: &Tensor, images: &[Tensor], shift: Option<&mut ChaCha8Rng>) -> Tensor {
+        self.params.forward(x, images, shift)
+    }
+    fn freeze(&self) -> FrozenNet {
+        FrozenNet::Vision(
+            self.params
+                .map(|t| t.detach().to_device(Device::Cpu).copy()),
+        )
+    }
+}
+
+/// One frozen ensemble member.
+pub(crate) enum FrozenNet {
+    Mlp(Vec<(Tensor, Option<Tensor>)>),
+    Vision(VisionParams),
+}
+
+impl FrozenNet {
+    /// Normalised inputs -> normalised chunk `[B, 1, chunk, act]`.
+    fn forward(&self, x: &Tensor, images: &[Tensor], spec: &ModelSpec) -> Tensor {
+        let shape = [-1, 1, spec.chunk as i64, spec.act_dim as i64];
+        match self {
+            FrozenNet::Mlp(layers) => {
+                let last = layers.len().saturating_sub(1);
+                let mut h = x.shallow_clone();
+                for (i, (w, b)) in layers.iter().enumerate() {
+                    h = h.linear(w, b.as_ref());
+                    if i < last {
+                        h = h.relu();
+                    }
+                }
+                h.view(shape)
+            }
+            FrozenNet::Vision(p) => p.forward(x, images, None).view(p.chunk_shape()),
+        }
     }
 
-    pub(crate) fn restore(&mut self, snap: &[Tensor]) {
-        tch::no_grad(|| {
-            for (mut v, s) in self.vs.trainable_variables().into_iter().zip(snap) {
-                v.copy_(s);
-            }
-        });
+    fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            FrozenNet::Mlp(layers) => layers
+                .iter()
+                .flat_map(|(w, b)| std::iter::once(w).chain(b.as_ref()))
+                .collect(),
+            FrozenNet::Vision(p) => p.tensors(),
+        }
+    }
+}
+
+/// Model inputs for a batch of rows: observations and, per camera, their images back to back
+/// (`rows * H * W * 3` bytes each, in the policy's camera order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelInputs {
+    pub obs: Vec<Vec<f32>>,
+    pub images: Vec<Vec<u8>>,
+}
+
+impl ModelInputs {
+    /// The inputs of some samples of a dataset (their observations and images).
+    pub fn from_samples(ds: &Dataset, samples: &[&Sample]) -> Self {
+        ModelInputs {
+            obs: samples.iter().map(|s| s.obs.clone()).collect(),
+            images: ds
+                .images
+                .iter()
+                .map(|col| {
+                    samples
+                        .iter()
+                        .filter_map(|s| col.frame(s.row))
+                        .flatten()
+                        .copied()
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.obs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.obs.is_empty()
     }
 }
 
@@ -198,7 +312,9 @@ impl Mlp {
 pub struct TrainedPolicy {
     pub spec: ModelSpec,
     pub norm: Normalizer,
-    members: Vec<Vec<(Tensor, Option<Tensor>)>>,
+    /// The cameras an image policy reads, in `forward`'s order (empty: a state policy).
+    pub cameras: Vec<ImageInput>,
+    members: Vec<FrozenNet>,
     obs_mean: Tensor,
     obs_std: Tensor,
     act_mean: Tensor,
@@ -206,14 +322,26 @@ pub struct TrainedPolicy {
 }
 
 impl TrainedPolicy {
+    /// A state policy from trained MLPs.
     pub fn new(spec: ModelSpec, norm: Normalizer, members: &[Mlp]) -> Self {
+        let frozen = members.iter().map(|m| FrozenNet::Mlp(m.frozen())).collect();
+        Self::from_frozen(spec, norm, Vec::new(), frozen)
+    }
+
+    pub(crate) fn from_frozen(
+        spec: ModelSpec,
+        norm: Normalizer,
+        cameras: Vec<ImageInput>,
+        members: Vec<FrozenNet>,
+    ) -> Self {
         let t = |v: &[f32]| Tensor::from_slice(v);
         TrainedPolicy {
             obs_mean: t(&norm.obs_mean),
             obs_std: t(&norm.obs_std),
             act_mean: t(&norm.act_mean),
             act_std: t(&norm.act_std),
-            members: members.iter().map(Mlp::frozen).collect(),
+            members,
+            cameras,
             spec,
             norm,
         }
@@ -223,58 +351,110 @@ impl TrainedPolicy {
         self.members.len()
     }
 
-    /// Raw observations float32 `[B, obs_dim]` (CPU) -> goals `[B, K, chunk, act_dim]`.
+    /// Raw observations float32 `[B, obs_dim]` (CPU) -> goals `[B, K, chunk, act_dim]`. A
+    /// state policy.
     pub fn forward(&self, obs: &Tensor) -> Tensor {
+        self.forward_images(obs, &[])
+    }
+
+    /// Like [`forward`](Self::forward), with one uint8 `[B, H, W, 3]` per camera: the
+    /// exported graph's `forward(state, img_0, ..)`.
+    pub fn forward_images(&self, obs: &Tensor, images: &[Tensor]) -> Tensor {
         let x = (obs - &self.obs_mean) / &self.obs_std;
         let outs: Vec<Tensor> = self
             .members
             .iter()
-            .map(|layers| {
-                let last = layers.len().saturating_sub(1);
-                let mut h = x.shallow_clone();
-                for (i, (w, b)) in layers.iter().enumerate() {
-                    h = h.linear(w, b.as_ref());
-                    if i < last {
-                        h = h.relu();
-                    }
-                }
-                h.view([-1, 1, self.spec.chunk as i64, self.spec.act_dim as i64])
-            })
+            .map(|m| m.forward(&x, images, &self.spec))
             .collect();
         Tensor::cat(&outs, 1) * &self.act_std + &self.act_mean
     }
 
-    /// Runs the policy on plain rows (each `obs_dim` long).
+    /// Runs the policy on plain rows (each `obs_dim` long). A state policy.
     pub fn predict(&self, rows: &[Vec<f32>]) -> Result<Vec<f32>, TrainError> {
-        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-        let x = Tensor::from_slice(&flat).view([rows.len() as i64, self.spec.obs_dim as i64]);
-        let y = tch::no_grad(|| self.forward(&x));
+        self.predict_inputs(&ModelInputs {
+            obs: rows.to_vec(),
+            images: Vec::new(),
+        })
+    }
+
+    /// Runs the policy on rows and their images; flat `[B, K, chunk, act]` output.
+    pub fn predict_inputs(&self, inputs: &ModelInputs) -> Result<Vec<f32>, TrainError> {
+        let (x, imgs) = self.input_tensors(inputs)?;
+        let y = tch::no_grad(|| self.forward_images(&x, &imgs));
         Ok(Vec::<f32>::try_from(y.flatten(0, -1))?)
+    }
+
+    /// The tensors `forward_images` takes, checked against the policy's sizes.
+    pub fn input_tensors(&self, inputs: &ModelInputs) -> Result<(Tensor, Vec<Tensor>), TrainError> {
+        let n = inputs.obs.len();
+        let bad = |message: String| TrainError::InvalidOption {
+            name: "model inputs",
+            message,
+        };
+        if let Some(r) = inputs.obs.iter().find(|r| r.len() != self.spec.obs_dim) {
+            return Err(bad(format!(
+                "an observation row has {} values, the policy takes {}",
+                r.len(),
+                self.spec.obs_dim
+            )));
+        }
+        if inputs.images.len() != self.cameras.len() {
+            return Err(bad(format!(
+                "{} image columns for {} cameras",
+                inputs.images.len(),
+                self.cameras.len()
+            )));
+        }
+        let flat: Vec<f32> = inputs.obs.iter().flatten().copied().collect();
+        let x = Tensor::from_slice(&flat).view([n as i64, self.spec.obs_dim as i64]);
+        let mut imgs = Vec::with_capacity(self.cameras.len());
+        for (cam, data) in self.cameras.iter().zip(&inputs.images) {
+            let (h, w) = (i64::from(cam.height), i64::from(cam.width));
+            if data.len() as i64 != n as i64 * h * w * 3 {
+                return Err(bad(format!(
+                    "camera `{}`: {} bytes for {n} rows of {w}x{h} RGB",
+                    cam.name,
+                    data.len()
+                )));
+            }
+            imgs.push(Tensor::from_slice(data).view([n as i64, h, w, 3]));
+        }
+        Ok((x, imgs))
     }
 
     /// Every weight, flattened, for reproducibility checks.
     pub fn weights(&self) -> Result<Vec<f32>, TrainError> {
         let mut out = Vec::new();
-        for layers in &self.members {
-            for (w, b) in layers {
-                out.extend(Vec::<f32>::try_from(w.flatten(0, -1))?);
-                if let Some(b) = b {
-                    out.extend(Vec::<f32>::try_from(b.flatten(0, -1))?);
-                }
+        for m in &self.members {
+            for t in m.tensors() {
+                out.extend(Vec::<f32>::try_from(t.flatten(0, -1))?);
             }
         }
         Ok(out)
     }
 
     /// Traces the forward pass into a TorchScript module and saves it (loadable with
-    /// `torch.jit.load` in Python, and `tch::CModule::load`).
+    /// `torch.jit.load` in Python, and `tch::CModule::load`). An image policy's graph takes
+    /// `(state, img_0, ..)` with uint8 `[B, H, W, 3]` images.
     pub fn export(&self, path: &Path) -> Result<(), TrainError> {
-        let example = Tensor::zeros([2, self.spec.obs_dim as i64], (Kind::Float, Device::Cpu));
+        const B: i64 = 2;
+        let mut example = vec![Tensor::zeros(
+            [B, self.spec.obs_dim as i64],
+            (Kind::Float, Device::Cpu),
+        )];
+        for c in &self.cameras {
+            // A fixed pattern, not torch's generator: exporting must not move training's seed.
+            let shape = [B, i64::from(c.height), i64::from(c.width), 3];
+            let n: i64 = shape.iter().product();
+            let img = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(251);
+            example.push(img.to_kind(Kind::Uint8).view(shape));
+        }
         let module = tch::no_grad(|| {
-            CModule::create_by_tracing("IntervenedPolicy", "forward", &[example], &mut |xs| {
-                xs.first()
-                    .map(|x| vec![self.forward(x)])
-                    .unwrap_or_default()
+            CModule::create_by_tracing("IntervenedPolicy", "forward", &example, &mut |xs| match xs
+                .split_first()
+            {
+                Some((x, imgs)) => vec![self.forward_images(x, imgs)],
+                None => Vec::new(),
             })
         })?;
         module.save(path)?;

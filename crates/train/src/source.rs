@@ -96,6 +96,8 @@ pub fn convert(
             obs,
             goals,
             labels,
+            // The episodes reader does not expose recorded images yet: state-only data.
+            cameras: Vec::new(),
         },
     }
 }

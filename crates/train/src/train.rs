@@ -4,6 +4,9 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use intervened_policy::ImageInput;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 use tracing::{debug, info};
@@ -12,7 +15,8 @@ use crate::dataset::{
     bootstrap_episodes, sample_weights, Dataset, Sample, WeightedSampler, Weighting,
 };
 use crate::error::TrainError;
-use crate::model::{Mlp, ModelSpec, Normalizer, TrainedPolicy};
+use crate::model::{restore, snapshot, Mlp, ModelSpec, Net, Normalizer, TrainedPolicy};
+use crate::vision::VisionNet;
 
 /// How to train. `Default` gives the seed recipe: hidden 256, Adam lr 3e-4, batch 256.
 #[derive(Debug, Clone)]
@@ -38,6 +42,8 @@ pub struct TrainConfig {
     /// Standard deviation of Gaussian noise added to each normalised training observation
     /// (0 = none): a cheap guard against states just off the demonstrations.
     pub obs_noise: f64,
+    /// Image policies: random-shift augmentation of training images (pad 4 px, crop back).
+    pub image_shift: bool,
     pub quiet: bool,
     pub device: Device,
 }
@@ -57,6 +63,7 @@ impl Default for TrainConfig {
             hidden: 256,
             normalize_obs: true,
             obs_noise: 0.0,
+            image_shift: true,
             quiet: false,
             device: Device::Cpu,
         }
@@ -97,6 +104,10 @@ struct Tensors {
     y: Tensor,
     /// `[N, chunk * act]`: 1 for targets to learn, 0 for steps another source produced.
     m: Tensor,
+    /// `[N]` int64: each pair's row in the dataset's image tensors.
+    rows: Tensor,
+    /// Per camera, uint8 `[dataset rows, H, W, 3]`, shared (not copied) by every set.
+    images: Vec<Tensor>,
     weights: Vec<f64>,
 }
 
@@ -114,6 +125,7 @@ impl Tensors {
         scheme: Weighting,
         norm: &Normalizer,
         chunk: usize,
+        images: &[Tensor],
         device: Device,
     ) -> Option<Tensors> {
         let labels: Vec<_> = samples.iter().map(|s| s.label).collect();
@@ -144,12 +156,27 @@ impl Tensors {
         let m = Tensor::from_slice(&mask)
             .view([kept.len() as i64, (chunk * act_dim) as i64])
             .to_device(device);
+        let rows: Vec<i64> = kept.iter().map(|(s, _)| s.row as i64).collect();
         Some(Tensors {
             x: norm.obs_tensor(&obs, device),
             y: norm.act_tensor(&act, chunk, device),
             m,
+            rows: Tensor::from_slice(&rows).to_device(device),
+            images: images.iter().map(Tensor::shallow_clone).collect(),
             weights: kept.iter().map(|(_, w)| *w).collect(),
         })
+    }
+
+    /// The images of the pairs at `idx` (`[n]` int64 indices into this set), one per camera.
+    fn gather_images(&self, idx: &Tensor) -> Vec<Tensor> {
+        if self.images.is_empty() {
+            return Vec::new();
+        }
+        let rows = self.rows.index_select(0, idx);
+        self.images
+            .iter()
+            .map(|t| t.index_select(0, &rows))
+            .collect()
     }
 
     fn len(&self) -> usize {
@@ -157,8 +184,9 @@ impl Tensors {
     }
 
     /// Weighted MSE over the whole set, in slices to bound memory.
-    fn weighted_loss(&self, mlp: &Mlp, device: Device) -> Result<f64, TrainError> {
-        const SLICE: i64 = 8192;
+    fn weighted_loss(&self, net: &dyn Net, device: Device) -> Result<f64, TrainError> {
+        // Conv activations of thousands of images would not fit in memory at once.
+        let slice: i64 = if self.images.is_empty() { 8192 } else { 256 };
         let n = self.len() as i64;
         let w = Tensor::from_slice(&self.weights)
             .to_kind(Kind::Float)
@@ -167,8 +195,10 @@ impl Tensors {
             let mut acc = 0.0;
             let mut start = 0;
             while start < n {
-                let len = SLICE.min(n - start);
-                let pred = mlp.forward(&self.x.narrow(0, start, len));
+                let len = slice.min(n - start);
+                let idx = Tensor::arange_start(start, start + len, (Kind::Int64, device));
+                let imgs = self.gather_images(&idx);
+                let pred = net.forward_t(&self.x.narrow(0, start, len), &imgs, None);
                 let per = masked_row_mse(
                     &pred,
                     &self.y.narrow(0, start, len),
@@ -239,7 +269,29 @@ pub fn train(
             message: format!("{} is not a standard deviation", cfg.obs_noise),
         });
     }
-    let val_set = Tensors::build(&ds.subset(val_eps), cfg.weighting, &norm, ds.chunk, device);
+    // The dataset's images, once, as uint8 tensors every set indexes into.
+    let images: Vec<Tensor> = ds
+        .images
+        .iter()
+        .map(|c| {
+            Tensor::from_slice(&c.data)
+                .view([-1, i64::from(c.height), i64::from(c.width), 3])
+                .to_device(device)
+        })
+        .collect();
+    let cameras: Vec<ImageInput> = ds
+        .images
+        .iter()
+        .map(|c| ImageInput {
+            name: c.name.clone(),
+            width: c.width,
+            height: c.height,
+        })
+        .collect();
+    let build = |samples: &[&Sample]| {
+        Tensors::build(samples, cfg.weighting, &norm, ds.chunk, &images, device)
+    };
+    let val_set = build(&ds.subset(val_eps));
 
     let bar = progress_bar(cfg, cfg.steps as u64 * cfg.ensemble as u64);
     let mut members = Vec::with_capacity(cfg.ensemble);
@@ -253,24 +305,34 @@ pub fn train(
         };
         let samples = ds.subset(&eps);
         // A bootstrap may miss every labelled episode; fall back to the full training set.
-        let set = match Tensors::build(&samples, cfg.weighting, &norm, ds.chunk, device) {
+        let set = match build(&samples) {
             Some(s) => s,
             None => {
                 debug!(
                     member = k,
                     "bootstrap resample has no trainable frame; using all training episodes"
                 );
-                Tensors::build(&all_train, cfg.weighting, &norm, ds.chunk, device).ok_or_else(
-                    || TrainError::InvalidOption {
-                        name: "training set",
-                        message: "no trainable frame".into(),
-                    },
-                )?
+                build(&all_train).ok_or_else(|| TrainError::InvalidOption {
+                    name: "training set",
+                    message: "no trainable frame".into(),
+                })?
             }
         };
         tch::manual_seed(member_seed as i64);
-        let mut mlp = Mlp::new(&spec, device);
-        let report = train_member(k, eps.len(), &mut mlp, &set, val_set.as_ref(), cfg, &bar)?;
+        let net: Box<dyn Net> = if cameras.is_empty() {
+            Box::new(Mlp::new(&spec, device))
+        } else {
+            Box::new(VisionNet::new(&spec, &cameras, device))
+        };
+        let report = train_member(
+            k,
+            eps.len(),
+            net.as_ref(),
+            &set,
+            val_set.as_ref(),
+            cfg,
+            &bar,
+        )?;
         info!(
             member = k,
             steps = report.steps_run,
@@ -279,12 +341,12 @@ pub fn train(
             best_val = ?report.best_val_loss,
             "member trained"
         );
-        members.push(mlp);
+        members.push(net.freeze());
         reports.push(report);
     }
     bar.finish_and_clear();
     Ok(TrainOutcome {
-        policy: TrainedPolicy::new(spec, norm, &members),
+        policy: TrainedPolicy::from_frozen(spec, norm, cameras, members),
         members: reports,
     })
 }
@@ -305,15 +367,17 @@ fn progress_bar(cfg: &TrainConfig, total: u64) -> ProgressBar {
 fn train_member(
     k: usize,
     n_eps: usize,
-    mlp: &mut Mlp,
+    net: &dyn Net,
     set: &Tensors,
     val: Option<&Tensors>,
     cfg: &TrainConfig,
     bar: &ProgressBar,
 ) -> Result<MemberReport, TrainError> {
     let device = cfg.device;
-    let mut opt = nn::Adam::default().build(&mlp.vs, cfg.lr)?;
+    let mut opt = nn::Adam::default().build(net.var_store(), cfg.lr)?;
     let mut sampler = WeightedSampler::new(&set.weights, cfg.seed.wrapping_add(1000 + k as u64))?;
+    // Its own stream: augmentation must not shift which rows are sampled.
+    let mut shift_rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(2000 + k as u64));
     let steps_per_epoch = set.len().div_ceil(cfg.batch).max(1);
     let eval_every = if cfg.eval_every > 0 {
         cfg.eval_every
@@ -321,17 +385,17 @@ fn train_member(
         steps_per_epoch.min((cfg.steps / 20).max(1))
     };
 
-    let initial_loss = set.weighted_loss(mlp, device)?;
-    let val_loss = |m: &Mlp| val.map(|v| v.weighted_loss(m, device)).transpose();
+    let initial_loss = set.weighted_loss(net, device)?;
+    let val_loss = |m: &dyn Net| val.map(|v| v.weighted_loss(m, device)).transpose();
     let mut curve = vec![LossPoint {
         step: 0,
         train: initial_loss,
-        val: val_loss(mlp)?,
+        val: val_loss(net)?,
     }];
     let mut best = curve
         .first()
         .and_then(|p| p.val)
-        .map(|v| (v, mlp.snapshot()));
+        .map(|v| (v, snapshot(net.var_store())));
     let mut bad_evals = 0usize;
     let mut stopped_early = false;
     let mut running = 0.0;
@@ -351,7 +415,9 @@ fn train_member(
         }
         let y = set.y.index_select(0, &idx);
         let m = set.m.index_select(0, &idx);
-        let loss = masked_row_mse(&mlp.forward(&x), &y, &m).mean(Kind::Float);
+        let imgs = set.gather_images(&idx);
+        let shift = cfg.image_shift.then_some(&mut shift_rng);
+        let loss = masked_row_mse(&net.forward_t(&x, &imgs, shift), &y, &m).mean(Kind::Float);
         opt.backward_step(&loss);
         let l = f64::try_from(&loss)?;
         step += 1;
@@ -366,7 +432,7 @@ fn train_member(
             last_train = running / running_n.max(1) as f64;
             running = 0.0;
             running_n = 0;
-            let v = val_loss(mlp)?;
+            let v = val_loss(net)?;
             curve.push(LossPoint {
                 step,
                 train: last_train,
@@ -380,7 +446,7 @@ fn train_member(
                 match &best {
                     Some((b, _)) if v >= *b => bad_evals += 1,
                     _ => {
-                        best = Some((v, mlp.snapshot()));
+                        best = Some((v, snapshot(net.var_store())));
                         bad_evals = 0;
                     }
                 }
@@ -398,7 +464,7 @@ fn train_member(
     }
     let best_val_loss = best.as_ref().map(|(v, _)| *v);
     if let Some((_, snap)) = &best {
-        mlp.restore(snap);
+        restore(net.var_store(), snap);
     }
     Ok(MemberReport {
         member: k,

@@ -45,6 +45,7 @@ fn delta_targets_are_future_goals_minus_the_measured_joints() {
             .map(|t| vec![t as f32 + 0.5, 2.0 * t as f32 - 0.25])
             .collect(),
         labels: vec![Label::Demo; 3],
+        cameras: Vec::new(),
     };
     let ds = Dataset::from_episodes(&[ep], 2)
         .unwrap()
@@ -66,6 +67,7 @@ fn chunk_targets_are_future_goals_padded_with_the_last() {
         obs: (0..4).map(|t| vec![t as f32]).collect(),
         goals: (0..4).map(|t| vec![10.0 + t as f32, -(t as f32)]).collect(),
         labels: vec![Label::Demo; 4],
+        cameras: Vec::new(),
     };
     let ds = Dataset::from_episodes(&[ep], 3).unwrap();
     assert_eq!((ds.obs_dim, ds.act_dim, ds.chunk), (1, 2, 3));
@@ -117,6 +119,7 @@ fn chunk_targets_stop_where_the_source_changes() {
         obs: (0..4).map(|t| vec![t as f32]).collect(),
         goals: (0..4).map(|t| vec![t as f32]).collect(),
         labels,
+        cameras: Vec::new(),
     };
     let ds = Dataset::from_episodes(&[ep], 3).unwrap();
     let masks: Vec<&[f32]> = ds.samples.iter().map(|s| s.step_mask.as_slice()).collect();

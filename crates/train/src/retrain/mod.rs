@@ -24,4 +24,4 @@ pub use crate::types::{EpisodeSet, Exclusion, LoadedEpisode, RoundMetrics};
 pub use options::{DeviceChoice, RetrainOptions, DEFAULT_CHUNK, DEFAULT_MIN_STEPS};
 pub use pipeline::{retrain, retrain_from_episodes};
 pub use report::{DoubtCalibration, RetrainReport};
-pub use verify::verify_export;
+pub use verify::{verify_export, verify_export_inputs};

@@ -87,6 +87,9 @@ pub struct RetrainOptions {
     pub normalize_obs: bool,
     /// See [`TrainConfig::obs_noise`].
     pub obs_noise: f64,
+    /// Cameras an image policy reads, in `forward`'s order (empty: a state policy). An image
+    /// policy observes the joints only: the task features (`block.*`) are dropped.
+    pub cameras: Vec<String>,
     /// No progress bar.
     pub quiet: bool,
     pub device: DeviceChoice,
@@ -116,6 +119,7 @@ impl RetrainOptions {
             ask_rate: 0.01,
             normalize_obs: true,
             obs_noise: 0.0,
+            cameras: Vec::new(),
             quiet: false,
             device: DeviceChoice::Auto,
         }
@@ -155,6 +159,11 @@ pub(super) fn check_options(opts: &RetrainOptions) -> Result<(), TrainError> {
     }
     if !(opts.obs_noise.is_finite() && opts.obs_noise >= 0.0) {
         return bad("obs_noise", "must be a non-negative standard deviation");
+    }
+    for (i, c) in opts.cameras.iter().enumerate() {
+        if c.is_empty() || opts.cameras[..i].contains(c) {
+            return bad("cameras", &format!("`{c}` is empty or listed twice"));
+        }
     }
     Ok(())
 }

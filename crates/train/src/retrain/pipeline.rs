@@ -11,17 +11,18 @@ use tracing::{info, warn};
 
 use crate::dataset::{class_mass, sample_weights, Dataset, EpisodeData, Label, LabelCounts};
 use crate::error::TrainError;
+use crate::model::ModelInputs;
 use crate::plot::plot_training;
 use crate::registry::{self, LOSS_PLOT_FILE, POLICY_FILE};
 use crate::train::{train, TrainConfig};
-use crate::types::EpisodeSet;
+use crate::types::{EpisodeSet, LoadedEpisode};
 
 use super::hashing::data_hash;
 use super::options::check_options;
 use super::provenance::provenance;
 use super::report::{calibrate_doubt, round_metrics};
 use super::selection::{select_episodes, split, summarise};
-use super::verify::{verification, verify_export};
+use super::verify::{verification, verify_export_inputs};
 use super::{RetrainOptions, RetrainReport};
 
 /// Retrains from every session under `opts.data` and publishes the result.
@@ -73,7 +74,10 @@ pub fn retrain_from_episodes(
         warn!(episode = %t, "truncated episode: using its frames up to where it was cut");
     }
 
-    let data: Vec<EpisodeData> = used.iter().map(|e| e.data.clone()).collect();
+    let data: Vec<EpisodeData> = used
+        .iter()
+        .map(|e| policy_view(e, &opts.cameras))
+        .collect::<Result<_, _>>()?;
     let ds = Dataset::from_episodes(&data, opts.chunk)?;
     let ds = if opts.delta { ds.into_delta()? } else { ds };
     let labels: Vec<Label> = ds.samples.iter().map(|s| s.label).collect();
@@ -134,6 +138,7 @@ pub fn retrain_from_episodes(
         hidden: opts.hidden,
         normalize_obs: opts.normalize_obs,
         obs_noise: opts.obs_noise,
+        image_shift: true,
         quiet: opts.quiet,
         device,
     };
@@ -145,15 +150,14 @@ pub fn retrain_from_episodes(
     } else {
         &val_eps
     };
-    let check_inputs: Vec<Vec<f32>> = ds
-        .subset(check_eps)
-        .iter()
-        .take(256)
-        .map(|s| s.obs.clone())
-        .collect();
-
-    let doubt_rows: Vec<Vec<f32>> = ds.subset(check_eps).iter().map(|s| s.obs.clone()).collect();
-    let doubt = calibrate_doubt(&outcome.policy, &doubt_rows, opts.ask_rate)?;
+    let check_samples = ds.subset(check_eps);
+    let check_inputs = ModelInputs::from_samples(
+        &ds,
+        &check_samples[..check_samples
+            .len()
+            .min(if ds.images.is_empty() { 256 } else { 32 })],
+    );
+    let doubt = calibrate_doubt(&outcome.policy, &ds, &check_samples, opts.ask_rate)?;
     let rounds = round_metrics(&used);
     let mut report = RetrainReport {
         version: String::new(),
@@ -170,6 +174,7 @@ pub fn retrain_from_episodes(
         class_mass: mass,
         chunk: opts.chunk,
         ensemble: opts.ensemble,
+        cameras: outcome.policy.cameras.clone(),
         seed: opts.seed,
         steps_per_member: steps,
         device: format!("{device:?}"),
@@ -184,7 +189,16 @@ pub fn retrain_from_episodes(
         .as_ref()
         .map(|r| r.control.rate_hz)
         .unwrap_or(reference.fps);
-    let observation_names = reference.observation_names();
+    // An image policy observes the joints only: the camera replaces the task features.
+    let observation_names = if opts.cameras.is_empty() {
+        reference.observation_names()
+    } else {
+        reference
+            .joint_names
+            .iter()
+            .map(|j| format!("{j}.pos"))
+            .collect()
+    };
     let action_names: Vec<String> = reference
         .joint_names
         .iter()
@@ -194,7 +208,7 @@ pub fn retrain_from_episodes(
     let (version, dir) = registry::publish(&opts.registry, |stage, version| {
         let pt = stage.join(POLICY_FILE);
         outcome.policy.export(&pt)?;
-        report.verify_max_abs_diff = verify_export(&outcome.policy, &pt, &check_inputs)?;
+        report.verify_max_abs_diff = verify_export_inputs(&outcome.policy, &pt, &check_inputs)?;
         plot_training(&stage.join(LOSS_PLOT_FILE), &report.members, &report.rounds)?;
         report.version = version.to_string();
         report.policy_dir = opts.registry.join(version);
@@ -214,17 +228,22 @@ pub fn retrain_from_episodes(
             },
             ensemble_size: opts.ensemble,
             sha256: sha256_file(&pt).map_err(verification)?,
-            cameras: Vec::new(),
+            cameras: outcome.policy.cameras.clone(),
             provenance: provenance(&report, opts),
         };
         write_sidecar(stage, &sidecar).map_err(verification)?;
         // Load it exactly as the daemon will: sidecar checks, hash, output shape.
+        // The robot's full observation list (joints, then task features): an image policy's
+        // joints-only layout is checked as the daemon checks it. With --robot, its cameras.
         let expect = PolicyExpectations {
             robot_type: sidecar.robot_type.clone(),
-            observation_names: sidecar.observation_names.clone(),
+            observation_names: reference.observation_names(),
             action_names: sidecar.action_names.clone(),
             fps,
-            cameras: sidecar.cameras.clone(),
+            cameras: match &opts.robot {
+                Some(r) => PolicyExpectations::for_robot(r, &[]).cameras,
+                None => sidecar.cameras.clone(),
+            },
         };
         Policy::load(stage, &expect).map_err(verification)?;
         Ok(())
@@ -239,4 +258,44 @@ pub fn retrain_from_episodes(
         "policy published"
     );
     Ok(report)
+}
+
+/// The episode as the policy sees it: a state policy gets every observation and no images; an
+/// image policy gets the joints only and the chosen cameras, in `cameras` order.
+fn policy_view(e: &LoadedEpisode, cameras: &[String]) -> Result<EpisodeData, TrainError> {
+    let mut d = e.data.clone();
+    if cameras.is_empty() {
+        d.cameras.clear();
+        return Ok(d);
+    }
+    let n_joints = e.joint_names.len();
+    for o in &mut d.obs {
+        o.truncate(n_joints);
+    }
+    let have = std::mem::take(&mut d.cameras);
+    let listed = || {
+        if have.is_empty() {
+            "no cameras".to_string()
+        } else {
+            have.iter()
+                .map(|c| format!("`{}` {}x{}", c.name, c.width, c.height))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    for name in cameras {
+        match have.iter().find(|c| &c.name == name) {
+            Some(c) => d.cameras.push(c.clone()),
+            None => {
+                return Err(TrainError::BadEpisode {
+                    episode: d.id.clone(),
+                    message: format!(
+                        "has no images from camera `{name}` (it has {}); record with that camera, or pass --cameras with cameras every episode has",
+                        listed()
+                    ),
+                })
+            }
+        }
+    }
+    Ok(d)
 }

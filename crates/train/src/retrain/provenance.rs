@@ -25,7 +25,17 @@ pub(super) fn provenance(report: &RetrainReport, opts: &RetrainOptions) -> serde
             "pre_intervention_window": opts.pre_intervention_window,
         },
         "training": {
-            "model": format!("mlp obs-{h}-relu-{h}-relu-act*chunk, normalisation in graph", h = opts.hidden),
+            "model": if report.cameras.is_empty() {
+                format!("mlp obs-{h}-relu-{h}-relu-act*chunk, normalisation in graph", h = opts.hidden)
+            } else {
+                format!(
+                    "per camera conv 3-32 k5 s2, 32-32 k3, 32-32 k3 (relu), 1x1 to {kp} keypoints, spatial softmax; with the joints, mlp {h}-relu-{h}-relu-act*chunk; uint8 images scaled in graph",
+                    kp = crate::vision::FEATURES_PER_CAMERA / 2,
+                    h = opts.hidden
+                )
+            },
+            "cameras": report.cameras,
+            "image_augmentation": if report.cameras.is_empty() { None } else { Some(format!("random shift, pad {} px replicate", crate::vision::SHIFT_PAD)) },
             "normalize_obs": opts.normalize_obs,
             "obs_noise": opts.obs_noise,
             "action_kind": if opts.delta { "delta" } else { "absolute" },

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::dataset::{ClassMass, Label, LabelCounts, Weighting};
+use crate::dataset::{Dataset, Sample};
 use crate::error::TrainError;
-use crate::model::TrainedPolicy;
+use crate::model::{ModelInputs, TrainedPolicy};
 use crate::train::MemberReport;
 use crate::types::{Exclusion, LoadedEpisode, RoundMetrics};
 
@@ -29,6 +30,8 @@ pub struct RetrainReport {
     pub class_mass: ClassMass,
     pub chunk: usize,
     pub ensemble: usize,
+    /// An image policy's cameras, in `forward`'s order (empty for a state policy).
+    pub cameras: Vec<intervened_policy::ImageInput>,
     pub seed: u64,
     pub steps_per_member: usize,
     pub device: String,
@@ -112,6 +115,14 @@ impl std::fmt::Display for RetrainReport {
                 d.threshold
             )?;
         }
+        if !self.cameras.is_empty() {
+            let cams: Vec<String> = self
+                .cameras
+                .iter()
+                .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+                .collect();
+            writeln!(f, "image policy: cameras {}, joints only", cams.join(", "))?;
+        }
         write!(
             f,
             "chunk {}, ensemble {}, device {}, export checked (max diff {:.2e}), {:.1} s",
@@ -135,7 +146,8 @@ pub struct DoubtCalibration {
 
 pub(super) fn calibrate_doubt(
     policy: &TrainedPolicy,
-    rows: &[Vec<f32>],
+    ds: &Dataset,
+    samples: &[&Sample],
     ask_rate: f64,
 ) -> Result<Option<DoubtCalibration>, TrainError> {
     let (k, chunk, act) = (
@@ -143,12 +155,14 @@ pub(super) fn calibrate_doubt(
         policy.spec.chunk,
         policy.spec.act_dim,
     );
-    if k < 2 || rows.is_empty() {
+    if k < 2 || samples.is_empty() {
         return Ok(None);
     }
-    let mut doubts = Vec::with_capacity(rows.len());
-    for batch in rows.chunks(1024) {
-        let out = policy.predict(batch)?;
+    let mut doubts = Vec::with_capacity(samples.len());
+    // Smaller batches for an image policy: its conv activations are large.
+    let batch_rows = if policy.cameras.is_empty() { 1024 } else { 128 };
+    for batch in samples.chunks(batch_rows) {
+        let out = policy.predict_inputs(&ModelInputs::from_samples(ds, batch))?;
         let per_row = k * chunk * act;
         doubts.extend(
             out.chunks_exact(per_row)

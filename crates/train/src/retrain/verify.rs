@@ -5,7 +5,7 @@ use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
 use crate::error::TrainError;
-use crate::model::TrainedPolicy;
+use crate::model::{ModelInputs, TrainedPolicy};
 
 pub(super) fn verification(e: impl std::fmt::Display) -> TrainError {
     TrainError::Verification {
@@ -21,16 +21,33 @@ pub fn verify_export(
     pt: &Path,
     inputs: &[Vec<f32>],
 ) -> Result<f64, TrainError> {
+    verify_export_inputs(
+        policy,
+        pt,
+        &ModelInputs {
+            obs: inputs.to_vec(),
+            images: Vec::new(),
+        },
+    )
+}
+
+/// [`verify_export`] for any policy: `inputs` carries an image policy's images too.
+pub fn verify_export_inputs(
+    policy: &TrainedPolicy,
+    pt: &Path,
+    inputs: &ModelInputs,
+) -> Result<f64, TrainError> {
     if inputs.is_empty() {
         return Err(verification("no inputs to check the export with"));
     }
     let module = CModule::load_on_device(pt, Device::Cpu).map_err(verification)?;
-    let flat: Vec<f32> = inputs.iter().flatten().copied().collect();
-    let x = Tensor::from_slice(&flat).view([inputs.len() as i64, policy.spec.obs_dim as i64]);
+    let (x, imgs) = policy.input_tensors(inputs).map_err(verification)?;
+    let mut args: Vec<&Tensor> = vec![&x];
+    args.extend(imgs.iter());
     let (got, want) = tch::no_grad(|| -> Result<(Tensor, Tensor), TrainError> {
         Ok((
-            module.forward_ts(&[&x]).map_err(verification)?,
-            policy.forward(&x),
+            module.forward_ts(&args).map_err(verification)?,
+            policy.forward_images(&x, &imgs),
         ))
     })?;
     let shape = [

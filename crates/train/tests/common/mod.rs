@@ -49,6 +49,7 @@ pub fn episode(session: &str, index: usize, labels: Vec<Label>, seed: u64) -> Lo
             obs,
             goals,
             labels,
+            cameras: Vec::new(),
         },
     }
 }
