@@ -139,6 +139,8 @@ fn bench_meta(session_id: &str, fps: f64) -> EpisodeMeta {
         task: "recording benchmark".into(),
         demo: true,
         started_at: unix_now_ns(),
+        cameras: Vec::new(),
+        monotonic_start_ns: None,
     }
 }
 

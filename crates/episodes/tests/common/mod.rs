@@ -18,6 +18,8 @@ pub fn meta(session: &str, idx: u32) -> EpisodeMeta {
         task: "pick up the block".into(),
         demo: false,
         started_at: 1_700_000_000_000_000_000,
+        cameras: Vec::new(),
+        monotonic_start_ns: None,
     }
 }
 
@@ -71,4 +73,82 @@ pub fn tmp() -> tempfile::TempDir {
         }
     }
     tempfile::tempdir().unwrap()
+}
+
+/// A deterministic test image: a colour gradient with a white square that moves with `i`, so
+/// consecutive images differ and a wrong frame is caught by PSNR.
+pub fn synthetic_image(i: u64, width: u32, height: u32) -> intervened_camera::Image {
+    let mut img = intervened_camera::Image::new(width, height);
+    let side = (width.min(height) / 4).max(2);
+    let sx = (i as u32 * 7) % (width - side);
+    let sy = (i as u32 * 3) % (height - side);
+    for y in 0..height {
+        for x in 0..width {
+            let k = ((y * width + x) * 3) as usize;
+            let inside = (sx..sx + side).contains(&x) && (sy..sy + side).contains(&y);
+            let px = if inside {
+                [255, 255, 255]
+            } else {
+                [
+                    (x * 255 / width) as u8,
+                    (y * 255 / height) as u8,
+                    ((i * 9) % 200) as u8 + 30,
+                ]
+            };
+            img.data[k..k + 3].copy_from_slice(&px);
+        }
+    }
+    img
+}
+
+/// Test cameras: `front` 64x48 and `wrist` 32x32, both 25 fps.
+pub fn cameras() -> Vec<intervened_episodes::CameraInfo> {
+    vec![
+        intervened_episodes::CameraInfo::new("front", 64, 48, 25.0),
+        intervened_episodes::CameraInfo::new("wrist", 32, 32, 25.0),
+    ]
+}
+
+/// Monotonic time of `t = 0` in test episodes with cameras.
+pub const MONO0: u64 = 5_000_000_000;
+
+/// Capture time of image `k` of a 25 fps test camera.
+pub fn image_ns(k: u64) -> u64 {
+    MONO0 + k * 40_000_000
+}
+
+/// Writes episode `session`/`idx` with [`cameras`]: `n` frames at 50 fps, one image per
+/// camera every other frame (written before the frame that uses it), a flush every
+/// `flush_every` frames. Returns the episode's meta.
+pub fn write_with_images(
+    root: &std::path::Path,
+    session: &str,
+    idx: u32,
+    n: u64,
+    flush_every: u64,
+) -> EpisodeMeta {
+    let mut m = meta(session, idx);
+    m.cameras = cameras();
+    m.monotonic_start_ns = Some(MONO0);
+    let mut w = intervened_episodes::EpisodeWriter::create(root, &m).unwrap();
+    for (i, f) in frames(n).iter().enumerate() {
+        let i = i as u64;
+        let k = i / 2;
+        if i % 2 == 0 {
+            for (c, cam) in m.cameras.iter().enumerate() {
+                let img = synthetic_image(k + c as u64 * 100, cam.width, cam.height);
+                let jpeg = intervened_camera::encode_jpeg(&img, 95).unwrap();
+                w.write_jpeg(c, image_ns(k), None, &jpeg).unwrap();
+            }
+        }
+        // Camera 1 has no image for the first frame.
+        let wrist = if i == 0 { 0 } else { image_ns(k) };
+        w.write_frame_with_images(f, &[image_ns(k), wrist]).unwrap();
+        if i % flush_every == flush_every - 1 {
+            w.flush().unwrap();
+        }
+    }
+    w.finish(intervened_episodes::Outcome::Success, 0, 0)
+        .unwrap();
+    m
 }
