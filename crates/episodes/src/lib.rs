@@ -22,6 +22,7 @@ pub mod recorder;
 pub mod recovery;
 pub mod summary;
 pub mod types;
+mod video;
 pub mod writer;
 
 pub use bench::{bench_record, BenchRecordOptions, BenchRecordReport};

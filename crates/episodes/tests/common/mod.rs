@@ -85,17 +85,23 @@ pub fn synthetic_image(i: u64, width: u32, height: u32) -> intervened_camera::Im
     for y in 0..height {
         for x in 0..width {
             let k = ((y * width + x) * 3) as usize;
-            let inside = (sx..sx + side).contains(&x) && (sy..sy + side).contains(&y);
-            let px = if inside {
-                [255, 255, 255]
-            } else {
-                [
-                    (x * 255 / width) as u8,
-                    (y * 255 / height) as u8,
-                    ((i * 9) % 200) as u8 + 30,
-                ]
-            };
-            img.data[k..k + 3].copy_from_slice(&px);
+            let bg = [
+                (x * 255 / width) as f64,
+                (y * 255 / height) as f64,
+                ((i * 9) % 200) as f64 + 30.0,
+            ];
+            // A soft edge (3 px), as a real lens gives: a hard one-pixel edge on a tiny image
+            // is all that 4:2:0 chroma subsampling loses, in JPEG and in video alike.
+            let (x, y) = (x as f64, y as f64);
+            let (x0, y0, s) = (sx as f64, sy as f64, side as f64);
+            let d = (x - x0)
+                .min(x0 + s - 1.0 - x)
+                .min(y - y0)
+                .min(y0 + s - 1.0 - y);
+            let a = ((d + 1.0) / 3.0).clamp(0.0, 1.0);
+            for (c, v) in bg.iter().enumerate() {
+                img.data[k + c] = (v * (1.0 - a) + 255.0 * a).round() as u8;
+            }
         }
     }
     img
@@ -118,8 +124,9 @@ pub fn image_ns(k: u64) -> u64 {
 }
 
 /// Writes episode `session`/`idx` with [`cameras`]: `n` frames at 50 fps, one image per
-/// camera every other frame (written before the frame that uses it), a flush every
-/// `flush_every` frames. Returns the episode's meta.
+/// camera every other frame (written before the frame that uses it; frame i uses image i / 2,
+/// which is [`synthetic_image`]`(i / 2 + 100 c)` for camera c), a flush every `flush_every`
+/// frames. Returns the episode's meta.
 pub fn write_with_images(
     root: &std::path::Path,
     session: &str,

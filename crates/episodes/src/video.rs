@@ -1,0 +1,224 @@
+//! Camera video for the LeRobot export: images aligned to frames, piped as raw RGB to the
+//! `ffmpeg` program, which writes H.264 (`libx264`, `yuv420p`) MP4.
+//!
+//! Why the CLI and not a library binding: Debian's `ffmpeg` package is one `apt-get install`
+//! away, needs no build-time headers, and its H.264 decodes with both of LeRobot's backends
+//! (torchcodec and PyAV). H.264 rather than LeRobot's default AV1: `libx264` is much faster
+//! on two cores, and `-g 2` keeps LeRobot's random access cheap as its AV1 setting does.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::thread::JoinHandle;
+
+use intervened_camera::{decode_jpeg, Image};
+
+use crate::error::{EpisodeError, Result};
+use crate::reader::Episode;
+
+/// The codec written, as LeRobot's `video.codec` names it (PyAV's canonical name).
+pub const VIDEO_CODEC: &str = "h264";
+pub const VIDEO_PIX_FMT: &str = "yuv420p";
+/// A keyframe every 2 frames, as LeRobot's own encoder: any frame decodes from at most one
+/// predecessor, which keeps random access in training cheap.
+const GOP: u32 = 2;
+/// Visually lossless for x264 (the PSNR test asks for 30 dB; this gives well above 40).
+const CRF: u32 = 18;
+
+/// One camera's MP4, being written by an `ffmpeg` child process.
+pub(crate) struct VideoEncoder {
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u64,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+fn ffmpeg_missing(e: &std::io::Error) -> EpisodeError {
+    EpisodeError::FfmpegMissing {
+        detail: e.to_string(),
+    }
+}
+
+impl VideoEncoder {
+    /// Starts `ffmpeg` writing `path` from raw `width` x `height` RGB frames at `fps`.
+    pub fn spawn(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
+        if width % 2 != 0 || height % 2 != 0 || width == 0 || height == 0 {
+            return Err(EpisodeError::Export(format!(
+                "{}: {width}x{height} images cannot be encoded as {VIDEO_PIX_FMT} video, which \
+                 needs even sizes; configure the camera with an even width and height",
+                path.display()
+            )));
+        }
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{width}x{height}")])
+            .args(["-framerate", &fps.to_string()])
+            .args(["-i", "pipe:0"])
+            .args(["-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-crf", &CRF.to_string(), "-g", &GOP.to_string(), "-bf", "0"])
+            .args(["-pix_fmt", VIDEO_PIX_FMT, "-an"])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ffmpeg_missing(&e))?;
+        let stdin = child.stdin.take();
+        // Drained on a thread so that a chatty ffmpeg can never block on a full pipe.
+        let stderr = child.stderr.take().map(|mut s| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = s.read_to_string(&mut text);
+                text
+            })
+        });
+        Ok(Self {
+            path: path.to_path_buf(),
+            width,
+            height,
+            frames: 0,
+            child,
+            stdin,
+            stderr,
+        })
+    }
+
+    fn failed(&mut self, what: &str) -> EpisodeError {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+        let log = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        EpisodeError::Export(format!(
+            "{}: ffmpeg {what}: {}",
+            self.path.display(),
+            log.trim()
+        ))
+    }
+
+    /// Appends one frame (`width * height * 3` RGB bytes).
+    pub fn push(&mut self, rgb: &[u8]) -> Result<()> {
+        let res = match self.stdin.as_mut() {
+            Some(s) => s.write_all(rgb),
+            None => Err(std::io::Error::other("stdin closed")),
+        };
+        match res {
+            Ok(()) => {
+                self.frames += 1;
+                Ok(())
+            }
+            Err(e) => Err(self.failed(&format!("stopped taking frames ({e})"))),
+        }
+    }
+
+    /// Closes the input and waits for the MP4 to be complete.
+    pub fn finish(mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| EpisodeError::io(&self.path, e))?;
+        if !status.success() {
+            return Err(self.failed(&format!("exited with {status}")));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for VideoEncoder {
+    fn drop(&mut self) {
+        // An export that failed elsewhere must not leave an ffmpeg behind.
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The log time the writer gave a frame at episode time `t` (see the writer's `log_time`).
+fn frame_log_time(started_at: u64, t: f64) -> u64 {
+    let offset = if t.is_finite() && t > 0.0 {
+        (t * 1e9) as u64
+    } else {
+        0
+    };
+    started_at.saturating_add(offset)
+}
+
+/// For each frame of `ep`, which image of camera `cam` (an index into
+/// `ep.images[cam].images`) it shows: the one whose capture time is the frame's
+/// `image_capture_ns`, else the newest image logged at or before the frame, else the first
+/// image. `None` only when the camera has no image at all.
+pub(crate) fn align_images(ep: &Episode, cam: usize) -> Vec<Option<usize>> {
+    let images = ep.images.get(cam).map_or(&[][..], |c| &c.images[..]);
+    let mut by_capture: Vec<usize> = (0..images.len()).collect();
+    by_capture.sort_by_key(|&i| images[i].capture_ns);
+    let mut by_log: Vec<usize> = (0..images.len()).collect();
+    by_log.sort_by_key(|&i| images[i].log_time);
+    ep.frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let stamp = ep
+                .image_capture_ns
+                .get(i)
+                .and_then(|v| v.get(cam))
+                .copied()
+                .filter(|&s| s != 0);
+            if let Some(s) = stamp {
+                if let Ok(k) = by_capture.binary_search_by_key(&s, |&j| images[j].capture_ns) {
+                    return by_capture.get(k).copied();
+                }
+            }
+            let lt = frame_log_time(ep.meta.started_at, f.t);
+            let n = by_log.partition_point(|&j| images[j].log_time <= lt);
+            by_log.get(n.saturating_sub(1)).copied()
+        })
+        .collect()
+}
+
+/// Pipes episode `ep`'s camera `cam` into `enc`, one image per frame (see [`align_images`]);
+/// frames with no image at all are black. Returns how many frames had no image.
+pub(crate) fn encode_episode(ep: &Episode, cam: usize, enc: &mut VideoEncoder) -> Result<u64> {
+    let black = vec![0u8; Image::byte_len(enc.width, enc.height)];
+    let mut decoded = Image::default();
+    let mut current: Option<usize> = None;
+    let mut missing = 0;
+    let images = ep.images.get(cam).map_or(&[][..], |c| &c.images[..]);
+    for pick in align_images(ep, cam) {
+        let Some(k) = pick else {
+            missing += 1;
+            enc.push(&black)?;
+            continue;
+        };
+        if current != Some(k) {
+            let img = &images[k];
+            decode_jpeg(&img.jpeg, &mut decoded).map_err(|e| {
+                EpisodeError::Export(format!(
+                    "{}: image captured at {} ns does not decode: {e}",
+                    ep.path.display(),
+                    img.capture_ns
+                ))
+            })?;
+            if (decoded.width, decoded.height) != (enc.width, enc.height) {
+                return Err(EpisodeError::Export(format!(
+                    "{}: an image is {}x{}, the camera is declared {}x{}",
+                    ep.path.display(),
+                    decoded.width,
+                    decoded.height,
+                    enc.width,
+                    enc.height
+                )));
+            }
+            current = Some(k);
+        }
+        enc.push(&decoded.data)?;
+    }
+    Ok(missing)
+}
