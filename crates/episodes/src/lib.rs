@@ -25,7 +25,7 @@ pub mod types;
 mod video;
 pub mod writer;
 
-pub use bench::{bench_record, BenchRecordOptions, BenchRecordReport};
+pub use bench::{bench_record, BenchCameraReport, BenchRecordOptions, BenchRecordReport};
 pub use error::{EpisodeError, Result};
 pub use format::{
     EpisodeRecord, TOPICS, TOPIC_ACTION, TOPIC_CAMERA_PREFIX, TOPIC_DIAGNOSTICS, TOPIC_EPISODE,
