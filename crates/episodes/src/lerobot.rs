@@ -57,7 +57,7 @@ use crate::layout;
 use crate::manifest::Manifest;
 use crate::reader::read_episode;
 use crate::types::{CameraInfo, ControlSource, Outcome};
-use crate::video::{encode_episode, VideoEncoder, VIDEO_CODEC, VIDEO_PIX_FMT};
+use crate::video::{encode_episode, PixelStats, VideoEncoder, VIDEO_CODEC, VIDEO_PIX_FMT};
 
 pub const CODEBASE_VERSION: &str = "v3.0";
 const CHUNKS_SIZE: u64 = 1000;
@@ -260,6 +260,8 @@ struct Accum {
     cameras: Vec<CameraInfo>,
     /// One per camera, fed episode by episode.
     videos: Vec<VideoEncoder>,
+    /// One per camera: pixel statistics over every exported frame.
+    pixel_stats: Vec<PixelStats>,
     frames_without_image: u64,
 }
 
@@ -429,8 +431,8 @@ pub fn export_lerobot(
             a.label.push(label.as_str());
         }
         a.ranges.push((from, from + n, task_index));
-        for (c, enc) in a.videos.iter_mut().enumerate() {
-            let missing = encode_episode(&ep, c, enc)?;
+        for (c, (enc, stats)) in a.videos.iter_mut().zip(&mut a.pixel_stats).enumerate() {
+            let missing = encode_episode(&ep, c, enc, stats)?;
             if missing > 0 {
                 warn!(
                     path = %path.display(),
@@ -552,6 +554,7 @@ fn new_accum(meta: &crate::types::EpisodeMeta, partial: &Path) -> Result<Accum> 
         ranges: Vec::new(),
         tasks: Vec::new(),
         cameras: meta.cameras.clone(),
+        pixel_stats: vec![PixelStats::default(); videos.len()],
         videos,
         frames_without_image: 0,
     })
@@ -666,6 +669,9 @@ fn write_dataset(
     let mut stats = Map::new();
     for f in acc.numeric() {
         stats.insert(f.name.to_string(), f.stats(0, total).to_json());
+    }
+    for (cam, px) in acc.cameras.iter().zip(&acc.pixel_stats) {
+        stats.insert(video_key(&cam.name), px.to_json(&QUANTILES));
     }
     write_json_file(&meta.join("stats.json"), &Value::Object(stats))?;
 

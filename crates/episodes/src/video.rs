@@ -183,10 +183,118 @@ pub(crate) fn align_images(ep: &Episode, cam: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// Per-channel pixel statistics of a camera's exported frames, as LeRobot keeps them for image
+/// features in `stats.json` (values scaled to [0, 1], each stat shaped `[3, 1, 1]`): exact,
+/// from a 256-bin histogram per channel.
+#[derive(Debug, Clone)]
+pub(crate) struct PixelStats {
+    hist: [[u64; 256]; 3],
+    /// Frames counted.
+    pub frames: u64,
+}
+
+impl Default for PixelStats {
+    fn default() -> Self {
+        Self {
+            hist: [[0; 256]; 3],
+            frames: 0,
+        }
+    }
+}
+
+impl PixelStats {
+    fn of_image(img: &[u8]) -> Self {
+        let mut s = Self::default();
+        for px in img.chunks_exact(3) {
+            for (c, &v) in px.iter().enumerate() {
+                s.hist[c][usize::from(v)] += 1;
+            }
+        }
+        s.frames = 1;
+        s
+    }
+
+    fn add(&mut self, o: &PixelStats) {
+        for (a, b) in self.hist.iter_mut().zip(&o.hist) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.frames += o.frames;
+    }
+
+    /// `{min, max, mean, std, q01.., count}` with LeRobot's image shapes.
+    pub fn to_json(&self, quantiles: &[(&str, f64)]) -> serde_json::Value {
+        let per_channel = |f: &dyn Fn(&[u64; 256]) -> f64| -> serde_json::Value {
+            serde_json::json!(self
+                .hist
+                .iter()
+                .map(|h| vec![vec![f(h)]])
+                .collect::<Vec<_>>())
+        };
+        let total = |h: &[u64; 256]| h.iter().sum::<u64>().max(1) as f64;
+        let mean = |h: &[u64; 256]| {
+            h.iter()
+                .enumerate()
+                .map(|(v, &n)| v as f64 * n as f64)
+                .sum::<f64>()
+                / total(h)
+                / 255.0
+        };
+        let quantile = |h: &[u64; 256], q: f64| {
+            let rank = (q * (total(h) - 1.0)).round() as u64;
+            let mut seen = 0;
+            for (v, &n) in h.iter().enumerate() {
+                seen += n;
+                if seen > rank {
+                    return v as f64 / 255.0;
+                }
+            }
+            1.0
+        };
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "min".into(),
+            per_channel(&|h| h.iter().position(|&n| n > 0).unwrap_or(0) as f64 / 255.0),
+        );
+        m.insert(
+            "max".into(),
+            per_channel(&|h| h.iter().rposition(|&n| n > 0).unwrap_or(0) as f64 / 255.0),
+        );
+        m.insert("mean".into(), per_channel(&mean));
+        m.insert(
+            "std".into(),
+            per_channel(&|h| {
+                let mu = mean(h);
+                let var = h
+                    .iter()
+                    .enumerate()
+                    .map(|(v, &n)| (v as f64 / 255.0 - mu).powi(2) * n as f64)
+                    .sum::<f64>()
+                    / total(h);
+                var.sqrt()
+            }),
+        );
+        for &(name, q) in quantiles {
+            m.insert(name.into(), per_channel(&|h| quantile(h, q)));
+        }
+        m.insert("count".into(), serde_json::json!([self.frames]));
+        serde_json::Value::Object(m)
+    }
+}
+
 /// Pipes episode `ep`'s camera `cam` into `enc`, one image per frame (see [`align_images`]);
-/// frames with no image at all are black. Returns how many frames had no image.
-pub(crate) fn encode_episode(ep: &Episode, cam: usize, enc: &mut VideoEncoder) -> Result<u64> {
+/// frames with no image at all are black. Adds every frame to `stats`. Returns how many frames
+/// had no image.
+pub(crate) fn encode_episode(
+    ep: &Episode,
+    cam: usize,
+    enc: &mut VideoEncoder,
+    stats: &mut PixelStats,
+) -> Result<u64> {
     let black = vec![0u8; Image::byte_len(enc.width, enc.height)];
+    let black_stats = PixelStats::of_image(&black);
+    let mut decoded_stats = PixelStats::default();
     let mut decoded = Image::default();
     let mut current: Option<usize> = None;
     let mut missing = 0;
@@ -195,6 +303,7 @@ pub(crate) fn encode_episode(ep: &Episode, cam: usize, enc: &mut VideoEncoder) -
         let Some(k) = pick else {
             missing += 1;
             enc.push(&black)?;
+            stats.add(&black_stats);
             continue;
         };
         if current != Some(k) {
@@ -216,9 +325,11 @@ pub(crate) fn encode_episode(ep: &Episode, cam: usize, enc: &mut VideoEncoder) -
                     enc.height
                 )));
             }
+            decoded_stats = PixelStats::of_image(&decoded.data);
             current = Some(k);
         }
         enc.push(&decoded.data)?;
+        stats.add(&decoded_stats);
     }
     Ok(missing)
 }

@@ -39,10 +39,24 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
     );
     assert_eq!(summary.frames_without_image, 0);
     let total: u64 = lengths.iter().sum();
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta/stats.json")).unwrap()).unwrap();
     for key in &summary.video_keys {
         assert!(out
             .join(format!("videos/{key}/chunk-000/file-000.mp4"))
             .is_file());
+        // LeRobot's image statistics: per channel, shaped [3, 1, 1], in [0, 1].
+        let s = &stats[key];
+        assert_eq!(s["count"], serde_json::json!([total]), "{key}: {s}");
+        for k in ["min", "max", "mean", "std", "q01", "q50", "q99"] {
+            let v: Vec<Vec<Vec<f64>>> = serde_json::from_value(s[k].clone()).unwrap();
+            assert_eq!(v.len(), 3, "{key} {k}");
+            assert!(
+                v.iter().all(|c| (0.0..=1.0).contains(&c[0][0])),
+                "{key} {k}: {v:?}"
+            );
+        }
+        assert_eq!(s["max"][0][0][0], 1.0, "the white square");
     }
 
     let dump = dir.path().join("decoded");
@@ -78,6 +92,7 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
         let (w, h) = (cam.width, cam.height);
         assert_eq!(v["shapes"][&key], serde_json::json!([3, h, w]), "{v}");
         assert_eq!(v["features"][&key]["dtype"], "video");
+        assert_eq!(v["stats_shapes"][&key], serde_json::json!([3, 1, 1]), "{v}");
         let raw = std::fs::read(dump.join(format!("{key}.rgb"))).unwrap();
         let size = Image::byte_len(w, h);
         assert_eq!(
