@@ -41,6 +41,8 @@ pub const PROFILE: &str = "intervened";
 /// its meta) and last (end, with the outcome).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Two of these per episode file, never in a hot path: boxing the meta would only churn the API.
+#[allow(clippy::large_enum_variant)]
 pub enum EpisodeRecord {
     Begin {
         meta: EpisodeMeta,

@@ -123,10 +123,17 @@ pub struct ExportSummary {
     pub skipped: Vec<(PathBuf, String)>,
     /// Exported episodes that were crash-recovered (cut short).
     pub truncated_included: usize,
-    /// Video features written (`observation.images.<camera>`), none without cameras.
+    /// Video features written (`observation.images.<camera>`), none without cameras (and then
+    /// left out of the JSON, which stays as it was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub video_keys: Vec<String>,
     /// Exported frames that had no image of some camera at all (shown black).
+    #[serde(skip_serializing_if = "is_zero")]
     pub frames_without_image: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The LeRobot feature of camera `name`.

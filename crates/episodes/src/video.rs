@@ -45,7 +45,7 @@ fn ffmpeg_missing(e: &std::io::Error) -> EpisodeError {
 impl VideoEncoder {
     /// Starts `ffmpeg` writing `path` from raw `width` x `height` RGB frames at `fps`.
     pub fn spawn(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self> {
-        if width % 2 != 0 || height % 2 != 0 || width == 0 || height == 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) || width == 0 || height == 0 {
             return Err(EpisodeError::Export(format!(
                 "{}: {width}x{height} images cannot be encoded as {VIDEO_PIX_FMT} video, which \
                  needs even sizes; configure the camera with an even width and height",

@@ -27,9 +27,8 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
     let dir = common::tmp();
     let data = dir.path().join("data");
     let lengths = [30u64, 21];
-    let mut metas = Vec::new();
     for (i, &n) in lengths.iter().enumerate() {
-        metas.push(write_with_images(&data, "v", i as u32, n, 10));
+        write_with_images(&data, "v", i as u32, n, 10);
     }
     let out = dir.path().join("dataset");
     let summary = export_lerobot(&data, &out, &ExportOptions::default()).unwrap();
@@ -59,12 +58,21 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
         assert_eq!(s["max"][0][0][0], 1.0, "the white square");
     }
 
-    let dump = dir.path().join("decoded");
-    std::fs::create_dir_all(&dump).unwrap();
+    // LeRobot's default decoder (torchcodec, falling back to PyAV where torchcodec cannot load
+    // the system's FFmpeg), then PyAV explicitly: both must see the same frames.
+    for backends in ["torchcodec,pyav", "pyav"] {
+        check_with_lerobot(&out, &dir.path().join(backends), backends, &lengths);
+    }
+}
+
+fn check_with_lerobot(out: &Path, dump: &Path, backends: &str, lengths: &[u64]) {
+    let total: u64 = lengths.iter().sum();
+    std::fs::create_dir_all(dump).unwrap();
     let o = Command::new(lerobot_python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lerobot_video_check.py"))
-        .arg(&out)
-        .arg(&dump)
+        .arg(out)
+        .arg(dump)
+        .arg(backends)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .unwrap();
@@ -102,7 +110,7 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
         );
         let mut row = 0usize;
         let mut worst = f64::INFINITY;
-        for &n in &lengths {
+        for &n in lengths {
             for i in 0..n {
                 let got = Image {
                     width: w,
@@ -131,5 +139,4 @@ fn lerobot_decodes_the_exported_video_frames_we_recorded() {
         ep_idx.iter().filter(|&&e| e == 1).count() as u64,
         lengths[1]
     );
-    let _ = metas;
 }

@@ -141,7 +141,7 @@ pub fn write_with_images(
     for (i, f) in frames(n).iter().enumerate() {
         let i = i as u64;
         let k = i / 2;
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             for (c, cam) in m.cameras.iter().enumerate() {
                 let img = synthetic_image(k + c as u64 * 100, cam.width, cam.height);
                 let jpeg = intervened_camera::encode_jpeg(&img, 95).unwrap();
