@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-time, idempotent machine setup for intervened.
 #  - system packages needed at build time: libudev-dev and pkg-config (gilrs), libclang-dev
-#    (bindgen, for the V4L2 bindings of the `v4l` crate that crates/camera uses);
+#    (bindgen, for the V4L2 bindings of the `v4l` crate that crates/camera uses); and at run
+#    time ffmpeg (`export lerobot` encodes camera images as MP4 with it; LeRobot's torchcodec
+#    decoder loads its libraries);
 #  - libtorch 2.13.0 (what tch 0.26 expects), from PyPI's torch==2.13.0 wheel, into a per-user
 #    cache outside the repository; `.libtorch` in the checkout points at it so that
 #    `.cargo/config.toml` can hand it to tch with a relative path.
@@ -27,9 +29,11 @@ pkg-config --exists libudev 2>/dev/null || need_pkgs+=(libudev-dev)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 # bindgen loads libclang at build time; Debian's libclang-dev puts it under /usr/lib/llvm-N/lib.
 compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null || need_pkgs+=(libclang-dev)
+# LeRobot export of camera video pipes frames to the ffmpeg program (H.264, libx264).
+command -v ffmpeg >/dev/null 2>&1 || need_pkgs+=(ffmpeg)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    say "installing ${need_pkgs[*]} (build-time: gilrs, bindgen for V4L2)"
+    say "installing ${need_pkgs[*]} (build-time: gilrs, bindgen for V4L2; ffmpeg: video export)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_pkgs[@]}" >/dev/null

@@ -81,12 +81,21 @@ enum What {
         #[arg(long, default_value_t = 5000)]
         iters: usize,
     },
-    /// The recorder at a fixed rate (default 500 Hz for 10 minutes): drops, latency, CPU use.
+    /// The recorder at a fixed rate (default 500 Hz for 10 minutes, with two synthetic cameras
+    /// at 640x480 and 30 fps): drops, latency, CPU use.
     Record {
         #[arg(long, default_value_t = 500.0)]
         rate: f64,
         #[arg(long, default_value_t = 600.0)]
         seconds: f64,
+        /// Synthetic cameras fed from their own threads (0: joints only).
+        #[arg(long, default_value_t = 2)]
+        cameras: usize,
+        /// Camera image size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "640x480")]
+        camera_size: String,
+        #[arg(long, default_value_t = 30.0)]
+        camera_fps: f64,
         /// Where to write (default: a temporary directory, removed afterwards).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -316,7 +325,30 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 println!("infer: seed MLP, chunk {chunk}, batch 1, 1 thread: p50 {:.1} us, p99 {:.1} us, mean {:.1} us ({iters} runs)", l.p50_us, l.p99_us, l.mean_us);
             }
         }
-        What::Record { rate, seconds, out } => {
+        What::Record {
+            rate,
+            seconds,
+            cameras,
+            camera_size,
+            camera_fps,
+            out,
+        } => {
+            let (w, h) = camera_size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                .filter(|&(w, h)| w >= 16 && h >= 16)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--camera-size {camera_size}: expected WIDTHxHEIGHT, e.g. 640x480 (at least 16x16)")
+                })?;
+            if cameras > intervened_episodes::MAX_CAMERAS {
+                anyhow::bail!(
+                    "--cameras {cameras}: at most {} cameras",
+                    intervened_episodes::MAX_CAMERAS
+                );
+            }
+            if !(camera_fps.is_finite() && camera_fps > 0.0) {
+                anyhow::bail!("--camera-fps {camera_fps}: must be positive");
+            }
             let dir = match &out {
                 Some(d) => d.clone(),
                 None => tempdir("record")?,
@@ -324,6 +356,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             let mut o = intervened_episodes::BenchRecordOptions::new(&dir);
             o.rate_hz = rate;
             o.duration = Duration::from_secs_f64(seconds);
+            o.cameras = intervened_episodes::BenchRecordOptions::cameras(cameras, w, h, camera_fps);
             // A timer on a terminal (redrawn once a second, off the measured threads).
             let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
                 "recording synthetic frames at {rate:.0} Hz for {seconds:.0} s"
@@ -350,6 +383,22 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 r.bytes_per_s / 1000.0,
                 r.flushes
             );
+            if let Some(c) = &r.cameras {
+                println!(
+                    "record cameras: {} x {}x{} at {:.0} fps: {} images sent, {} dropped {:?}, {} written, {} lost; record_image max {:.0} us; JPEG mean {:.1} kB; the recorder CPU above includes their JPEG encoding",
+                    c.cameras,
+                    c.width,
+                    c.height,
+                    c.fps,
+                    c.images_sent,
+                    c.images_dropped,
+                    c.dropped_per_camera,
+                    c.images_written,
+                    c.images_lost,
+                    c.max_record_image_us,
+                    c.mean_jpeg_bytes / 1000.0
+                );
+            }
             if out.is_none() {
                 let _ = std::fs::remove_dir_all(dir);
             }

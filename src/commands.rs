@@ -703,6 +703,15 @@ fn print_export(s: &intervened_episodes::ExportSummary) {
     for (p, why) in &s.skipped {
         println!("skipped {}: {why}", p.display());
     }
+    if !s.video_keys.is_empty() {
+        println!("video (H.264 MP4): {}", s.video_keys.join(", "));
+    }
+    if s.frames_without_image > 0 {
+        println!(
+            "{} frame(s) had no image of a camera at all and show black",
+            s.frames_without_image
+        );
+    }
     println!("LeRobotDataset v3.0 written to {}", s.out_dir.display());
     println!("load it in Python:");
     println!("  from lerobot.datasets.lerobot_dataset import LeRobotDataset");

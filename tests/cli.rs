@@ -241,6 +241,8 @@ fn recover_repairs_a_cut_file_and_reports_it() {
         task: "t".into(),
         demo: true,
         started_at: 1_700_000_000_000_000_000,
+        cameras: Vec::new(),
+        monotonic_start_ns: None,
     };
     let mut w = EpisodeWriter::create(&data, &meta).unwrap();
     let mut flushed = 0;

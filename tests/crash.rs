@@ -745,6 +745,8 @@ fn long_cut_episode(root: &Path) -> (Vec<u8>, usize) {
         task: "pick up the block".into(),
         demo: true,
         started_at: 1_700_000_000_000_000_000,
+        cameras: Vec::new(),
+        monotonic_start_ns: None,
     };
     let mut w = EpisodeWriter::create(root, &meta).unwrap();
     for i in 0..3000u64 {

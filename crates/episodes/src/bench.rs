@@ -9,16 +9,26 @@
 //! ticks of 10 ms: a 1 s run resolves only 1% of a core) and, where the kernel keeps scheduler
 //! statistics, from `/proc/self/task/<tid>/schedstat` (nanoseconds on the CPU), which is the
 //! figure reported when available. Linux only.
+//!
+//! With cameras ([`BenchRecordOptions::cameras`]), one thread per camera plays a capture
+//! thread: paced at the camera's rate, it hands a textured synthetic RGB image to
+//! [`RecorderHandle::record_image`] (which copies it into a pooled buffer and never blocks),
+//! and each frame carries the newest capture time of every camera. The recorder thread then
+//! also JPEG-encodes every image, which is what its CPU figure shows.
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use intervened_camera::{monotonic_now_ns, Image};
 
 use crate::error::{EpisodeError, Result};
 use crate::layout;
 use crate::recorder::{Recorder, RecorderHandle, RecorderOptions};
-use crate::types::{unix_now_ns, ControlSource, EpisodeMeta, Frame, Outcome};
+use crate::types::{unix_now_ns, CameraInfo, ControlSource, EpisodeMeta, Frame, Outcome};
 
 /// The kernel's USER_HZ: the unit of utime/stime in `/proc/<pid>/task/<tid>/stat` (100 on every
 /// mainstream Linux architecture).
@@ -40,6 +50,9 @@ pub struct BenchRecordOptions {
     pub flush_ms: u64,
     /// The recorder's frame queue (default: the config default).
     pub queue_frames: usize,
+    /// Cameras fed with synthetic images (default: none; [`BenchRecordOptions::default_cameras`]
+    /// is the load, two at 640x480 and 30 fps).
+    pub cameras: Vec<CameraInfo>,
 }
 
 impl BenchRecordOptions {
@@ -51,7 +64,20 @@ impl BenchRecordOptions {
             duration: Duration::from_secs(10),
             flush_ms: rec.flush_ms,
             queue_frames: rec.queue_frames,
+            cameras: Vec::new(),
         }
+    }
+
+    /// `n` cameras named `cam0`, `cam1`, ... of `width` x `height` at `fps`.
+    pub fn cameras(n: usize, width: u32, height: u32, fps: f64) -> Vec<CameraInfo> {
+        (0..n)
+            .map(|i| CameraInfo::new(format!("cam{i}"), width, height, fps))
+            .collect()
+    }
+
+    /// Two cameras at 640x480 and 30 fps.
+    pub fn default_cameras() -> Vec<CameraInfo> {
+        Self::cameras(2, 640, 480, 30.0)
     }
 }
 
@@ -90,6 +116,31 @@ pub struct BenchRecordReport {
     pub file_bytes: u64,
     /// `file_bytes` per second of recording.
     pub bytes_per_s: f64,
+    /// What the cameras did; `None` without cameras.
+    pub cameras: Option<BenchCameraReport>,
+}
+
+/// The camera part of a [`BenchRecordReport`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BenchCameraReport {
+    pub cameras: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+    /// `record_image` calls, all cameras.
+    pub images_sent: u64,
+    /// Images the queue could not take (the target is zero), all cameras.
+    pub images_dropped: u64,
+    /// Per camera, images dropped.
+    pub dropped_per_camera: Vec<u64>,
+    /// Images the recorder wrote.
+    pub images_written: u64,
+    /// Images lost after the queue (encoding or write errors).
+    pub images_lost: u64,
+    /// Worst time one `record_image` call took, copy included (us).
+    pub max_record_image_us: f64,
+    /// Mean JPEG size (bytes) in the file.
+    pub mean_jpeg_bytes: f64,
 }
 
 /// A frame shaped like the daemon's, with values that vary like real ones (full-precision
@@ -113,6 +164,99 @@ fn synthetic_frame(tick: u64, period: f64) -> Frame {
         pad_buttons: (tick / 97 % 4) as u32,
         task: (0..TASK_FEATURES).map(|k| wave(k + 11, 0.2)).collect(),
     }
+}
+
+/// A textured synthetic image (a gradient with fixed noise, so JPEG has real work) with a
+/// square that moves with `k`: drawn into `out` from `base` without allocating.
+fn synthetic_camera_image(base: &Image, k: u64, out: &mut Image) {
+    out.width = base.width;
+    out.height = base.height;
+    out.data.clear();
+    out.data.extend_from_slice(&base.data);
+    let side = base.width.min(base.height) / 5;
+    let x0 = (k as u32 * 9) % (base.width - side);
+    let y0 = (k as u32 * 5) % (base.height - side);
+    for y in y0..y0 + side {
+        let row = ((y * base.width + x0) * 3) as usize;
+        for b in &mut out.data[row..row + side as usize * 3] {
+            *b = 255 - *b / 4;
+        }
+    }
+}
+
+fn camera_base(width: u32, height: u32, seed: u64) -> Image {
+    let mut img = Image::new(width.max(8), height.max(8));
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let (w, h) = (img.width, img.height);
+    for (i, px) in img.data.chunks_exact_mut(3).enumerate() {
+        let (col, row) = (i as u32 % w, i as u32 / w);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let noise = ((x >> 61) as i32) - 4; // -4..3: a webcam's sensor noise in daylight
+        let v = |base: u32| (base as i32 + noise).clamp(0, 255) as u8;
+        px[0] = v(col * 255 / w);
+        px[1] = v(row * 255 / h);
+        px[2] = v(128);
+    }
+    img
+}
+
+/// What one camera thread saw.
+struct CameraProduced {
+    sent: u64,
+    dropped: u64,
+    max_call: Duration,
+}
+
+/// A capture thread's stand-in: images at `cam.fps` for `duration`, only `record_image`.
+fn produce_camera(
+    handle: &RecorderHandle,
+    index: usize,
+    cam: &CameraInfo,
+    duration: Duration,
+    latest: &AtomicU64,
+    start: &Barrier,
+) -> CameraProduced {
+    let base = camera_base(cam.width, cam.height, index as u64 + 1);
+    let mut img = Image::new(base.width, base.height);
+    let period = Duration::from_secs_f64(1.0 / cam.fps.max(0.1));
+    let mut out = CameraProduced {
+        sent: 0,
+        dropped: 0,
+        max_call: Duration::ZERO,
+    };
+    start.wait();
+    let t0 = Instant::now();
+    let mut k = 0u64;
+    while t0.elapsed() < duration {
+        let deadline = t0 + period.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX));
+        let now = Instant::now();
+        if deadline > now {
+            thread::sleep(deadline - now);
+        }
+        // Drawn outside the timed call, as a camera's frame is ready when it is handed over.
+        synthetic_camera_image(&base, k, &mut img);
+        let ns = monotonic_now_ns();
+        let c0 = Instant::now();
+        let res = handle.record_image(index, ns, &img);
+        out.max_call = out.max_call.max(c0.elapsed());
+        match res {
+            Ok(true) => {
+                out.sent += 1;
+                latest.store(ns, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(_) => {
+                out.sent += 1;
+                out.dropped += 1;
+            }
+        }
+        k += 1;
+    }
+    out
 }
 
 fn bench_meta(session_id: &str, fps: f64) -> EpisodeMeta {
@@ -139,6 +283,8 @@ fn bench_meta(session_id: &str, fps: f64) -> EpisodeMeta {
         task: "recording benchmark".into(),
         demo: true,
         started_at: unix_now_ns(),
+        cameras: Vec::new(),
+        monotonic_start_ns: None,
     }
 }
 
@@ -200,6 +346,8 @@ fn produce(
     meta: EpisodeMeta,
     rate_hz: f64,
     duration: Duration,
+    cameras: &[AtomicU64],
+    start: &Barrier,
 ) -> Produced {
     let period = Duration::from_secs_f64(1.0 / rate_hz);
     let n = (duration.as_secs_f64() * rate_hz).round().max(1.0) as u64;
@@ -214,6 +362,9 @@ fn produce(
     if handle.begin_episode(meta).is_err() {
         out.control_refused += 1;
     }
+    // The cameras start once the episode is open.
+    start.wait();
+    let mut stamps = vec![0u64; cameras.len()];
     let start = Instant::now();
     for tick in 0..n {
         let deadline = start + period.saturating_mul(u32::try_from(tick).unwrap_or(u32::MAX));
@@ -226,8 +377,15 @@ fn produce(
             .max(Instant::now().saturating_duration_since(deadline));
         // Built outside the timed section: the loop has its frame ready when it sends.
         let frame = synthetic_frame(tick, period.as_secs_f64());
+        for (s, c) in stamps.iter_mut().zip(cameras) {
+            *s = c.load(Ordering::Relaxed);
+        }
         let t0 = Instant::now();
-        let res = handle.record_frame(frame);
+        let res = if cameras.is_empty() {
+            handle.record_frame(frame)
+        } else {
+            handle.record_frame_with_images(&stamps, |f| *f = frame)
+        };
         let dt = t0.elapsed();
         out.latencies_ns
             .push(u64::try_from(dt.as_nanos()).unwrap_or(u64::MAX));
@@ -289,15 +447,47 @@ pub fn bench_record(opts: &BenchRecordOptions) -> Result<BenchRecordReport> {
     let cpu_start = cpu_sample(tid);
 
     let handle = recorder.handle();
-    let meta = bench_meta(&session_id, opts.rate_hz);
+    let mut meta = bench_meta(&session_id, opts.rate_hz);
+    meta.cameras = opts.cameras.clone();
+    meta.monotonic_start_ns = Some(monotonic_now_ns());
+    for cam in &opts.cameras {
+        // The queue's worth of buffers for each camera, so the run allocates nothing.
+        handle.prefill_images(
+            RecorderOptions::new(&opts.root).queue_images / opts.cameras.len().max(1) + 2,
+            cam.width,
+            cam.height,
+        );
+    }
     let (rate, duration) = (opts.rate_hz, opts.duration);
-    let producer = thread::Builder::new()
-        .name("bench-producer".into())
-        .spawn(move || produce(&handle, meta, rate, duration))
-        .map_err(|e| EpisodeError::Thread(format!("bench producer: {e}")))?;
+    let latest: Arc<Vec<AtomicU64>> =
+        Arc::new(opts.cameras.iter().map(|_| AtomicU64::new(0)).collect());
+    let start = Arc::new(Barrier::new(1 + opts.cameras.len()));
+    let mut camera_threads = Vec::new();
+    for (i, cam) in opts.cameras.iter().cloned().enumerate() {
+        let (h, latest, start) = (handle.clone(), latest.clone(), start.clone());
+        let t = thread::Builder::new()
+            .name(format!("bench-cam{i}"))
+            .spawn(move || produce_camera(&h, i, &cam, duration, &latest[i], &start))
+            .map_err(|e| EpisodeError::Thread(format!("bench camera: {e}")))?;
+        camera_threads.push(t);
+    }
+    let producer = {
+        let (latest, start) = (latest.clone(), start.clone());
+        thread::Builder::new()
+            .name("bench-producer".into())
+            .spawn(move || produce(&handle, meta, rate, duration, &latest, &start))
+            .map_err(|e| EpisodeError::Thread(format!("bench producer: {e}")))?
+    };
     let produced = producer
         .join()
         .map_err(|_| EpisodeError::Thread("bench producer panicked".into()))?;
+    let mut cams_produced = Vec::new();
+    for t in camera_threads {
+        cams_produced.push(
+            t.join()
+                .map_err(|_| EpisodeError::Thread("bench camera panicked".into()))?,
+        );
+    }
 
     // Wait for the episode's manifest: everything queued is then written, flushed and closed.
     let report = recorder
@@ -333,6 +523,33 @@ pub fn bench_record(opts: &BenchRecordOptions) -> Result<BenchRecordReport> {
     };
     let sched_pct = pct(cpu_start.0, cpu_end.0);
     let stat_pct = pct(cpu_start.1, cpu_end.1);
+    let cameras = match opts.cameras.first() {
+        None => None,
+        Some(first) => {
+            let ep = crate::reader::read_episode(&path)?;
+            let (n, bytes) = ep
+                .images
+                .iter()
+                .flat_map(|c| &c.images)
+                .fold((0u64, 0u64), |(n, b), i| (n + 1, b + i.jpeg.len() as u64));
+            Some(BenchCameraReport {
+                cameras: opts.cameras.len(),
+                width: first.width,
+                height: first.height,
+                fps: first.fps,
+                images_sent: cams_produced.iter().map(|c| c.sent).sum(),
+                images_dropped: cams_produced.iter().map(|c| c.dropped).sum(),
+                dropped_per_camera: cams_produced.iter().map(|c| c.dropped).collect(),
+                images_written: status.images_written,
+                images_lost: status.images_lost,
+                max_record_image_us: cams_produced
+                    .iter()
+                    .map(|c| c.max_call.as_secs_f64() * 1e6)
+                    .fold(0.0, f64::max),
+                mean_jpeg_bytes: if n > 0 { bytes as f64 / n as f64 } else { 0.0 },
+            })
+        }
+    };
     Ok(BenchRecordReport {
         path,
         rate_hz: opts.rate_hz,
@@ -353,6 +570,7 @@ pub fn bench_record(opts: &BenchRecordOptions) -> Result<BenchRecordReport> {
         } else {
             0.0
         },
+        cameras,
     })
 }
 
@@ -433,5 +651,32 @@ mod tests {
         assert_eq!((f.q.len(), f.task.len(), f.pad_axes.len()), (6, 4, 8));
         assert_eq!(f.proposal.as_ref().map(Vec::len), Some(6));
         assert_eq!(*f, synthetic_frame(499, 1.0 / 500.0));
+        assert!(r.cameras.is_none());
+    }
+
+    #[test]
+    fn two_small_cameras_for_a_second_drop_nothing_and_are_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = BenchRecordOptions::new(dir.path());
+        opts.duration = Duration::from_secs(1);
+        opts.rate_hz = 200.0;
+        opts.cameras = BenchRecordOptions::cameras(2, 160, 120, 30.0);
+        let r = bench_record(&opts).unwrap();
+        eprintln!("{r:#?}");
+        assert_eq!(r.frames_dropped, 0, "{r:#?}");
+        let c = r.cameras.clone().unwrap();
+        assert!(c.images_sent >= 50, "{c:#?}");
+        assert_eq!(c.images_dropped, 0, "{c:#?}");
+        assert_eq!(c.images_written, c.images_sent, "{c:#?}");
+        assert!(c.mean_jpeg_bytes > 1000.0, "{c:#?}");
+        let ep = read_episode(&r.path).unwrap();
+        assert_eq!(ep.images.len(), 2);
+        assert_eq!(
+            ep.images.iter().map(|c| c.images.len() as u64).sum::<u64>(),
+            c.images_written
+        );
+        // Frames carry the newest capture time of each camera, which is an image in the file.
+        let last = ep.image_capture_ns.last().unwrap();
+        assert!(ep.images[0].images.iter().any(|i| i.capture_ns == last[0]));
     }
 }

@@ -48,6 +48,17 @@ pub enum EpisodeError {
         got: usize,
         expected: usize,
     },
+    #[error("{path}: camera {camera} does not exist (the episode has {cameras} camera(s))")]
+    UnknownCamera {
+        path: PathBuf,
+        camera: usize,
+        cameras: usize,
+    },
+    #[error(
+        "export: video needs the `ffmpeg` program, which was not found ({detail})\n  fix: \
+         sudo apt-get install ffmpeg (or run scripts/setup.sh)"
+    )]
+    FfmpegMissing { detail: String },
     #[error("export: {0}")]
     Export(String),
     #[error("{path}: parquet: {source}")]

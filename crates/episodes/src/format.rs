@@ -1,7 +1,10 @@
 //! The on-disk MCAP layout: topics, JSON Schemas, and the JSON messages on each topic.
 //!
-//! Every message is JSON (`json` message encoding) described by a JSON Schema (`jsonschema`
-//! schema encoding), so Foxglove can show and plot any field without a plugin.
+//! Every joint, event and episode message is JSON (`json` message encoding) described by a
+//! JSON Schema (`jsonschema` schema encoding), so Foxglove can show and plot any field without
+//! a plugin. Camera images are the exception: `/camera/<name>` carries Foxglove's own
+//! `foxglove.CompressedImage` in protobuf (see [`crate::foxglove`]), which Foxglove's image
+//! panel shows natively and which keeps the JPEG bytes as bytes (no base64).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -27,6 +30,10 @@ pub const TOPICS: [&str; 7] = [
     TOPIC_DIAGNOSTICS,
 ];
 
+/// Camera `<name>`'s images are on topic `/camera/<name>` (one channel per camera, declared
+/// after [`TOPICS`] in [`crate::EpisodeMeta::cameras`] order).
+pub const TOPIC_CAMERA_PREFIX: &str = "/camera/";
+
 /// Profile string in the MCAP header.
 pub const PROFILE: &str = "intervened";
 
@@ -34,6 +41,8 @@ pub const PROFILE: &str = "intervened";
 /// its meta) and last (end, with the outcome).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Two of these per episode file, never in a hot path: boxing the meta would only churn the API.
+#[allow(clippy::large_enum_variant)]
 pub enum EpisodeRecord {
     Begin {
         meta: EpisodeMeta,
@@ -56,6 +65,10 @@ pub(crate) struct ObservationOut<'a> {
     pub qd: &'a [f64],
     pub current: &'a [f64],
     pub task: &'a [f64],
+    /// Per camera, the capture time (`CLOCK_MONOTONIC` ns) of the image the loop used at this
+    /// tick, 0 for none. Left out of episodes without cameras.
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    pub image_capture_ns: &'a [u64],
 }
 
 #[derive(Deserialize)]
@@ -71,6 +84,9 @@ pub(crate) struct ObservationIn {
     pub current: Vec<f64>,
     #[serde(deserialize_with = "de_f64_vec")]
     pub task: Vec<f64>,
+    /// Absent in files from before cameras.
+    #[serde(default)]
+    pub image_capture_ns: Vec<u64>,
 }
 
 #[derive(Serialize)]
@@ -157,6 +173,28 @@ fn object(title: &str, mut props: Value, extra: Value, required: &[&str]) -> Val
 
 /// (schema name, JSON Schema) for a topic, with this episode's names in the descriptions.
 pub(crate) fn schema_for(topic: &str, meta: &EpisodeMeta) -> (&'static str, Value) {
+    let (name, mut schema) = schema_for_topic(topic, meta);
+    // Only episodes with cameras mention images, so files without them stay as they were.
+    if topic == TOPIC_OBSERVATION && !meta.cameras.is_empty() {
+        let cams: Vec<&str> = meta.cameras.iter().map(|c| c.name.as_str()).collect();
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert(
+                "image_capture_ns".into(),
+                json!({
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 0},
+                    "description": format!(
+                        "per camera ({}): capture time (CLOCK_MONOTONIC ns) of the image used at this tick, 0 = none",
+                        cams.join(", ")
+                    )
+                }),
+            );
+        }
+    }
+    (name, schema)
+}
+
+fn schema_for_topic(topic: &str, meta: &EpisodeMeta) -> (&'static str, Value) {
     let joints = meta.joint_names.join(", ");
     let tasks = meta.task_feature_names.join(", ");
     let sources = json!({"type": "string", "enum": ["demo", "robot", "intervention"]});

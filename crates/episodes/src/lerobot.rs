@@ -1,11 +1,20 @@
-//! LeRobotDataset v3.0 export (no cameras, so no `videos/`):
+//! LeRobotDataset v3.0 export:
 //!
 //! ```text
 //! meta/info.json  meta/stats.json  meta/tasks.parquet
 //! meta/episodes/chunk-000/file-000.parquet
 //! data/chunk-000/file-000.parquet
+//! videos/observation.images.<camera>/chunk-000/file-000.mp4   (only with cameras)
 //! meta/intervened.json   (provenance: which recorded episode each exported one came from)
 //! ```
+//!
+//! Cameras become LeRobot video features `observation.images.<name>` (dtype `video`, shape
+//! `[h, w, 3]`): one MP4 per camera holding every episode back to back at the dataset's fps,
+//! one video frame per data row, and each episode's place in it in the episodes parquet
+//! (`videos/<key>/from_timestamp`, `to_timestamp`, `chunk_index`, `file_index`). Row i shows
+//! the image whose capture time the frame recorded (`image_capture_ns`), else the newest image
+//! logged at or before the frame. Encoding needs the `ffmpeg` program (see [`crate::video`]).
+//! Episodes without cameras export exactly as before: no `videos/`, `video_path` null.
 //!
 //! Data columns: `observation.state` (measured joint positions, float32[n], names
 //! `<joint>.pos`), `observation.environment_state` (task features such as the block position,
@@ -47,13 +56,15 @@ use crate::labels::{derive_labels, DEFAULT_PRE_INTERVENTION_WINDOW};
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::reader::read_episode;
-use crate::types::{ControlSource, Outcome};
+use crate::types::{CameraInfo, ControlSource, Outcome};
+use crate::video::{encode_episode, PixelStats, VideoEncoder, VIDEO_CODEC, VIDEO_PIX_FMT};
 
 pub const CODEBASE_VERSION: &str = "v3.0";
 const CHUNKS_SIZE: u64 = 1000;
 const DATA_FILES_SIZE_IN_MB: u64 = 100;
 const VIDEO_FILES_SIZE_IN_MB: u64 = 500;
 const DATA_PATH: &str = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet";
+const VIDEO_PATH: &str = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 const QUANTILES: [(&str, f64); 5] = [
     ("q01", 0.01),
     ("q10", 0.10),
@@ -112,6 +123,22 @@ pub struct ExportSummary {
     pub skipped: Vec<(PathBuf, String)>,
     /// Exported episodes that were crash-recovered (cut short).
     pub truncated_included: usize,
+    /// Video features written (`observation.images.<camera>`), none without cameras (and then
+    /// left out of the JSON, which stays as it was).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub video_keys: Vec<String>,
+    /// Exported frames that had no image of some camera at all (shown black).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frames_without_image: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The LeRobot feature of camera `name`.
+pub fn video_key(name: &str) -> String {
+    format!("observation.images.{name}")
 }
 
 /// A numeric feature, flattened row-major, kept as f64 for statistics.
@@ -237,6 +264,12 @@ struct Accum {
     /// Per episode: `[from, to)` rows and task index.
     ranges: Vec<(usize, usize, i64)>,
     tasks: Vec<String>,
+    cameras: Vec<CameraInfo>,
+    /// One per camera, fed episode by episode.
+    videos: Vec<VideoEncoder>,
+    /// One per camera: pixel statistics over every exported frame.
+    pixel_stats: Vec<PixelStats>,
+    frames_without_image: u64,
 }
 
 impl Accum {
@@ -296,6 +329,12 @@ pub fn export_lerobot(
     let mut skipped = Vec::new();
     let mut exported = Vec::new();
     let mut acc: Option<Accum> = None;
+    // Videos are encoded into the partial dataset while episodes are read (an episode's images
+    // are held in memory only while it is exported).
+    let partial = with_suffix(out_dir, ".partial");
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(|e| EpisodeError::io(&partial, e))?;
+    }
     for (path, manifest) in collect_episodes(data_root, opts)? {
         if manifest.outcome == Outcome::Discarded {
             skipped.push((path, "discarded".to_string()));
@@ -322,29 +361,21 @@ pub fn export_lerobot(
             continue;
         }
         let meta = &ep.meta;
-        let a = acc.get_or_insert_with(|| Accum {
-            joint_names: meta.joint_names.clone(),
-            task_feature_names: meta.task_feature_names.clone(),
-            fps: meta.fps,
-            robot_type: meta.robot_type.clone(),
-            state: NumFeature::new("observation.state", meta.joint_names.len()),
-            env: NumFeature::new(
-                "observation.environment_state",
-                meta.task_feature_names.len(),
-            ),
-            action: NumFeature::new("action", meta.joint_names.len()),
-            timestamp: NumFeature::new("timestamp", 1),
-            frame_index: NumFeature::new("frame_index", 1),
-            episode_index: NumFeature::new("episode_index", 1),
-            index: NumFeature::new("index", 1),
-            task_index: NumFeature::new("task_index", 1),
-            done: NumFeature::new("next.done", 1),
-            intervention: NumFeature::new("intervention", 1),
-            control_source: Vec::new(),
-            label: Vec::new(),
-            ranges: Vec::new(),
-            tasks: Vec::new(),
-        });
+        if acc.is_none() {
+            acc = Some(new_accum(meta, &partial)?);
+        }
+        let Some(a) = acc.as_mut() else {
+            continue;
+        };
+        if !same_cameras(&meta.cameras, &a.cameras) {
+            return Err(EpisodeError::Export(format!(
+                "{}: cameras {:?} differ from the first episode's ({:?}); export those \
+                 sessions separately",
+                path.display(),
+                camera_list(&meta.cameras),
+                camera_list(&a.cameras)
+            )));
+        }
         if meta.joint_names != a.joint_names
             || meta.task_feature_names != a.task_feature_names
             || (meta.fps - a.fps).abs() > 1e-9
@@ -407,6 +438,18 @@ pub fn export_lerobot(
             a.label.push(label.as_str());
         }
         a.ranges.push((from, from + n, task_index));
+        for (c, (enc, stats)) in a.videos.iter_mut().zip(&mut a.pixel_stats).enumerate() {
+            let missing = encode_episode(&ep, c, enc, stats)?;
+            if missing > 0 {
+                warn!(
+                    path = %path.display(),
+                    camera = %meta.cameras[c].name,
+                    frames = missing,
+                    "camera has no image at all in this episode: exported black"
+                );
+                a.frames_without_image += missing;
+            }
+        }
         exported.push(ExportedEpisode {
             episode_index,
             session_id: meta.session_id.clone(),
@@ -417,16 +460,21 @@ pub fn export_lerobot(
             intervention_steps: ep.manifest.intervention_steps,
         });
     }
-    let Some(acc) = acc else {
+    let Some(mut acc) = acc else {
         return Err(EpisodeError::Export(format!(
             "no episodes to export under {}",
             data_root.display()
         )));
     };
-
-    let partial = with_suffix(out_dir, ".partial");
-    if partial.exists() {
-        fs::remove_dir_all(&partial).map_err(|e| EpisodeError::io(&partial, e))?;
+    for enc in std::mem::take(&mut acc.videos) {
+        let frames = enc.frames;
+        enc.finish()?;
+        if frames as usize != acc.control_source.len() {
+            return Err(EpisodeError::Export(format!(
+                "video has {frames} frames for {} rows",
+                acc.control_source.len()
+            )));
+        }
     }
     write_dataset(&partial, &acc, &exported, opts)?;
     if out_dir.exists() {
@@ -450,6 +498,8 @@ pub fn export_lerobot(
         episodes: exported,
         tasks: acc.tasks,
         skipped,
+        video_keys: acc.cameras.iter().map(|c| video_key(&c.name)).collect(),
+        frames_without_image: acc.frames_without_image,
     };
     info!(
         out = %out_dir.display(),
@@ -460,6 +510,61 @@ pub fn export_lerobot(
         "exported LeRobotDataset v3.0"
     );
     Ok(summary)
+}
+
+fn camera_list(c: &[CameraInfo]) -> Vec<String> {
+    c.iter()
+        .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+        .collect()
+}
+
+/// Same names and sizes in the same order (the capture rate may differ).
+fn same_cameras(a: &[CameraInfo], b: &[CameraInfo]) -> bool {
+    camera_list(a) == camera_list(b)
+}
+
+fn new_accum(meta: &crate::types::EpisodeMeta, partial: &Path) -> Result<Accum> {
+    let mut videos = Vec::new();
+    for cam in &meta.cameras {
+        let dir = partial
+            .join("videos")
+            .join(video_key(&cam.name))
+            .join("chunk-000");
+        mkdirs(&dir)?;
+        videos.push(VideoEncoder::spawn(
+            &dir.join("file-000.mp4"),
+            cam.width,
+            cam.height,
+            meta.fps,
+        )?);
+    }
+    Ok(Accum {
+        joint_names: meta.joint_names.clone(),
+        task_feature_names: meta.task_feature_names.clone(),
+        fps: meta.fps,
+        robot_type: meta.robot_type.clone(),
+        state: NumFeature::new("observation.state", meta.joint_names.len()),
+        env: NumFeature::new(
+            "observation.environment_state",
+            meta.task_feature_names.len(),
+        ),
+        action: NumFeature::new("action", meta.joint_names.len()),
+        timestamp: NumFeature::new("timestamp", 1),
+        frame_index: NumFeature::new("frame_index", 1),
+        episode_index: NumFeature::new("episode_index", 1),
+        index: NumFeature::new("index", 1),
+        task_index: NumFeature::new("task_index", 1),
+        done: NumFeature::new("next.done", 1),
+        intervention: NumFeature::new("intervention", 1),
+        control_source: Vec::new(),
+        label: Vec::new(),
+        ranges: Vec::new(),
+        tasks: Vec::new(),
+        cameras: meta.cameras.clone(),
+        pixel_stats: vec![PixelStats::default(); videos.len()],
+        videos,
+        frames_without_image: 0,
+    })
 }
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
@@ -524,6 +629,32 @@ fn write_dataset(
     } else {
         json!(acc.fps)
     };
+    // What LeRobot's `get_video_info` reads back from the MP4.
+    for cam in &acc.cameras {
+        features.insert(
+            video_key(&cam.name),
+            json!({
+                "dtype": "video",
+                "shape": [cam.height, cam.width, 3],
+                "names": ["height", "width", "channels"],
+                "info": {
+                    "video.height": cam.height,
+                    "video.width": cam.width,
+                    "video.codec": VIDEO_CODEC,
+                    "video.pix_fmt": VIDEO_PIX_FMT,
+                    "video.is_depth_map": false,
+                    "video.fps": fps,
+                    "video.channels": 3,
+                    "has_audio": false,
+                },
+            }),
+        );
+    }
+    let video_path = if acc.cameras.is_empty() {
+        Value::Null
+    } else {
+        json!(VIDEO_PATH)
+    };
     let info = json!({
         "codebase_version": CODEBASE_VERSION,
         "robot_type": acc.robot_type,
@@ -536,7 +667,7 @@ fn write_dataset(
         "fps": fps,
         "splits": {"train": format!("0:{}", eps.len())},
         "data_path": DATA_PATH,
-        "video_path": Value::Null,
+        "video_path": video_path,
         "features": features,
     });
     write_json_file(&meta.join("info.json"), &info)?;
@@ -545,6 +676,9 @@ fn write_dataset(
     let mut stats = Map::new();
     for f in acc.numeric() {
         stats.insert(f.name.to_string(), f.stats(0, total).to_json());
+    }
+    for (cam, px) in acc.cameras.iter().zip(&acc.pixel_stats) {
+        stats.insert(video_key(&cam.name), px.to_json(&QUANTILES));
     }
     write_json_file(&meta.join("stats.json"), &Value::Object(stats))?;
 
@@ -560,6 +694,14 @@ fn write_dataset(
         "observation.environment_state": acc.task_feature_names,
         "episodes": eps,
     });
+    let mut provenance = provenance;
+    if !acc.cameras.is_empty() {
+        provenance["cameras"] = json!(acc.cameras);
+        provenance["video_alignment"] = json!(
+            "row i shows the image whose capture time the frame recorded (image_capture_ns), \
+             else the newest image logged at or before the frame"
+        );
+    }
     write_json_file(&meta.join("intervened.json"), &provenance)
 }
 
@@ -749,6 +891,32 @@ fn write_episodes(path: &Path, acc: &Accum, eps: &[ExportedEpisode]) -> Result<(
     );
     for name in ["meta/episodes/chunk_index", "meta/episodes/file_index"] {
         int(name, vec![0; n], &mut fields, &mut cols);
+    }
+    // Each episode's place in its camera's MP4: all episodes back to back, one video frame per
+    // row, so an episode starts at its first row's time.
+    for cam in &acc.cameras {
+        let key = video_key(&cam.name);
+        for what in ["chunk_index", "file_index"] {
+            int(
+                &format!("videos/{key}/{what}"),
+                vec![0; n],
+                &mut fields,
+                &mut cols,
+            );
+        }
+        for (what, end) in [("from_timestamp", false), ("to_timestamp", true)] {
+            let ts: Float64Array = acc
+                .ranges
+                .iter()
+                .map(|&(from, to, _)| Some((if end { to } else { from }) as f64 / acc.fps))
+                .collect();
+            fields.push(Field::new(
+                format!("videos/{key}/{what}"),
+                DataType::Float64,
+                true,
+            ));
+            cols.push(Arc::new(ts));
+        }
     }
     // Per-episode stats, flattened as LeRobot does: stats/<feature>/<stat> = list<double>.
     let per_ep: Vec<Vec<(&'static str, Stats)>> = acc

@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod error;
 mod format;
+pub mod foxglove;
 pub mod labels;
 pub mod layout;
 pub mod lerobot;
@@ -21,22 +22,23 @@ pub mod recorder;
 pub mod recovery;
 pub mod summary;
 pub mod types;
+mod video;
 pub mod writer;
 
-pub use bench::{bench_record, BenchRecordOptions, BenchRecordReport};
+pub use bench::{bench_record, BenchCameraReport, BenchRecordOptions, BenchRecordReport};
 pub use error::{EpisodeError, Result};
 pub use format::{
-    EpisodeRecord, TOPICS, TOPIC_ACTION, TOPIC_DIAGNOSTICS, TOPIC_EPISODE, TOPIC_EVENTS,
-    TOPIC_GAMEPAD, TOPIC_OBSERVATION, TOPIC_PROPOSAL,
+    EpisodeRecord, TOPICS, TOPIC_ACTION, TOPIC_CAMERA_PREFIX, TOPIC_DIAGNOSTICS, TOPIC_EPISODE,
+    TOPIC_EVENTS, TOPIC_GAMEPAD, TOPIC_OBSERVATION, TOPIC_PROPOSAL,
 };
 pub use labels::{derive_labels, takeover_indices, DEFAULT_PRE_INTERVENTION_WINDOW};
 pub use layout::{episode_path, new_session_id, next_episode_index, session_dir};
 pub use lerobot::{export_lerobot, ExportOptions, ExportSummary};
 pub use manifest::{Manifest, ManifestBuilder};
-pub use reader::{read_episode, Episode, REPAIR_METADATA};
+pub use reader::{read_episode, CameraImages, Episode, RecordedImage, REPAIR_METADATA};
 pub use recorder::{
-    EpisodeReport, Recorder, RecorderHandle, RecorderMsg, RecorderOptions, RecorderStatus,
-    SendRejected, StaticEvent, FRAME_POOL,
+    CameraGapReason, EpisodeReport, ImageMsg, ImageStamps, Recorder, RecorderHandle, RecorderMsg,
+    RecorderOptions, RecorderStatus, SendRejected, StaticEvent, FRAME_POOL, MAX_CAMERAS,
 };
 pub use recovery::{
     recover_all, recover_episode, recover_session_dir, repair_episode_file, repair_temp_path,
@@ -44,7 +46,7 @@ pub use recovery::{
 };
 pub use summary::{list_sessions, summarize_session, Counts, DataSummary, SessionSummary};
 pub use types::{
-    ControlSource, DiagnosticsRecord, EpisodeMeta, Event, EventRecord, FailureCounts, FailureMode,
-    Frame, Label, LoopDiagnostics, Outcome,
+    CameraInfo, ControlSource, DiagnosticsRecord, EpisodeMeta, Event, EventRecord, FailureCounts,
+    FailureMode, Frame, Label, LoopDiagnostics, Outcome,
 };
 pub use writer::{EpisodeWriter, WriterOptions};

@@ -13,15 +13,36 @@ use tracing::warn;
 
 use crate::error::{EpisodeError, Result};
 use crate::format::{
-    ActionIn, EpisodeRecord, GamepadIn, ObservationIn, ProposalIn, TOPIC_ACTION, TOPIC_DIAGNOSTICS,
-    TOPIC_EPISODE, TOPIC_EVENTS, TOPIC_GAMEPAD, TOPIC_OBSERVATION, TOPIC_PROPOSAL,
+    ActionIn, EpisodeRecord, GamepadIn, ObservationIn, ProposalIn, TOPIC_ACTION,
+    TOPIC_CAMERA_PREFIX, TOPIC_DIAGNOSTICS, TOPIC_EPISODE, TOPIC_EVENTS, TOPIC_GAMEPAD,
+    TOPIC_OBSERVATION, TOPIC_PROPOSAL,
 };
+use crate::foxglove;
 use crate::labels::derive_labels;
 use crate::layout;
 use crate::manifest::{Manifest, ManifestBuilder};
 use crate::types::{
-    ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, FailureMode, Frame, Label, Outcome,
+    CameraInfo, ControlSource, DiagnosticsRecord, EpisodeMeta, EventRecord, FailureMode, Frame,
+    Label, Outcome,
 };
+
+/// One recorded camera image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedImage {
+    /// Capture time, `CLOCK_MONOTONIC` ns (the message's `timestamp`).
+    pub capture_ns: u64,
+    /// MCAP log time (ns), on the frames' timeline.
+    pub log_time: u64,
+    /// The JPEG file.
+    pub jpeg: Vec<u8>,
+}
+
+/// A camera's images in an episode, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraImages {
+    pub camera: CameraInfo,
+    pub images: Vec<RecordedImage>,
+}
 
 /// A whole episode in memory.
 #[derive(Debug, Clone)]
@@ -31,6 +52,12 @@ pub struct Episode {
     pub frames: Vec<Frame>,
     pub events: Vec<EventRecord>,
     pub diagnostics: Vec<DiagnosticsRecord>,
+    /// Per frame (same index as `frames`), per camera of `meta.cameras`: the capture time of
+    /// the image the loop used at that tick, 0 for none; an empty list when the frame carries
+    /// none (episodes without cameras, older files).
+    pub image_capture_ns: Vec<Vec<u64>>,
+    /// Per camera of `meta.cameras` (same order), its images.
+    pub images: Vec<CameraImages>,
     /// The manifest on disk, or (for an unrecovered file) one computed from the frames.
     pub manifest: Manifest,
     /// The file was cut short (no end record or no MCAP footer).
@@ -53,6 +80,10 @@ impl Episode {
 pub(crate) struct Scan {
     pub meta: Option<EpisodeMeta>,
     pub frames: Vec<Frame>,
+    /// Per frame, as [`Episode::image_capture_ns`].
+    pub image_capture_ns: Vec<Vec<u64>>,
+    /// Per camera topic, the images read.
+    pub images: BTreeMap<String, Vec<RecordedImage>>,
     pub events: Vec<EventRecord>,
     pub diagnostics: Vec<DiagnosticsRecord>,
     /// Outcome and dropped-frame count from the end record, if it was reached.
@@ -124,6 +155,7 @@ fn has_footer(buf: &[u8]) -> bool {
 struct Assembler {
     scan: Scan,
     current: Option<Frame>,
+    current_images: Vec<u64>,
     has_action: bool,
 }
 
@@ -132,16 +164,20 @@ impl Assembler {
         if let Some(f) = self.current.take() {
             if self.has_action {
                 self.scan.frames.push(f);
+                self.scan
+                    .image_capture_ns
+                    .push(std::mem::take(&mut self.current_images));
             }
         }
         self.has_action = false;
     }
 
-    fn message(&mut self, topic: &str, data: &[u8]) {
+    fn message(&mut self, topic: &str, log_time: u64, data: &[u8]) {
         let ok = match topic {
             TOPIC_OBSERVATION => match serde_json::from_slice::<ObservationIn>(data) {
                 Ok(o) => {
                     self.finish_frame();
+                    self.current_images = o.image_capture_ns;
                     self.current = Some(Frame {
                         tick: o.tick,
                         t: o.t,
@@ -222,6 +258,23 @@ impl Assembler {
                 }
                 Err(_) => false,
             },
+            t if t.starts_with(TOPIC_CAMERA_PREFIX) => {
+                match <foxglove::CompressedImage as prost::Message>::decode(data) {
+                    Ok(m) => {
+                        self.scan
+                            .images
+                            .entry(t.to_string())
+                            .or_default()
+                            .push(RecordedImage {
+                                capture_ns: m.timestamp.as_ref().map_or(0, foxglove::timestamp_ns),
+                                log_time,
+                                jpeg: m.data,
+                            });
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
             // Unknown topics (added by later versions or other tools) are skipped.
             _ => true,
         };
@@ -437,7 +490,7 @@ fn scan_impl(buf: &[u8], mut raw: Option<&mut Raw>) -> Scan {
                 asm.scan.messages += 1;
                 asm.scan.last_log_time = asm.scan.last_log_time.max(Some(header.log_time));
                 if let Some(t) = topics.get(&header.channel_id).cloned() {
-                    asm.message(&t, &data);
+                    asm.message(&t, header.log_time, &data);
                 }
                 if let Some(r) = raw.as_deref_mut() {
                     r.groups.push(vec![(header, data.into_owned())]);
@@ -454,7 +507,7 @@ fn scan_impl(buf: &[u8], mut raw: Option<&mut Raw>) -> Scan {
                                 asm.scan.last_log_time =
                                     asm.scan.last_log_time.max(Some(h.log_time));
                                 if let Some(t) = topics.get(&h.channel_id).cloned() {
-                                    asm.message(&t, &d);
+                                    asm.message(&t, h.log_time, &d);
                                 }
                                 if raw.is_some() {
                                     group.push((h, d));
@@ -595,10 +648,21 @@ pub fn read_episode(path: &Path) -> Result<Episode> {
         }
     };
     let truncated = manifest.truncated || !scan.complete();
+    let mut by_topic = scan.images;
+    let images = meta
+        .cameras
+        .iter()
+        .map(|c| CameraImages {
+            images: by_topic.remove(&c.topic()).unwrap_or_default(),
+            camera: c.clone(),
+        })
+        .collect();
     Ok(Episode {
         path: path.to_path_buf(),
         meta,
         frames: scan.frames,
+        image_capture_ns: scan.image_capture_ns,
+        images,
         events: scan.events,
         diagnostics: scan.diagnostics,
         manifest,

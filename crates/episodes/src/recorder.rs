@@ -6,17 +6,24 @@
 //! (begin/end, events, diagnostics) may use, so an episode's end is not lost to a burst of
 //! frames, and order is kept (one channel).
 //!
+//! Camera images travel on the same channel, so they stay in order with the episode's begin
+//! and end, but they have their own budget (`queue_images`): a burst of images never takes a
+//! joint frame's slot, and images that do not fit are dropped and counted per camera. The
+//! caller's image is copied into a pooled buffer (no allocation once the pool is warm); JPEG
+//! encoding happens on the recorder thread.
+//!
 //! Disk faults (full disk, unwritable directory) are reported through [`RecorderStatus`]
 //! (`disk_ok`, `write_errors`, `last_error`) and a tracing error; the recorder keeps draining
 //! the queue so the loop is unaffected, and never touches what was already flushed.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use intervened_camera::{encode_jpeg_into, Image};
 use intervened_robot::RecordingConfig;
 use tracing::{debug, error, info, warn};
 
@@ -35,6 +42,10 @@ pub enum RecorderMsg {
     /// Open a new episode file. An episode still open is ended as `Aborted` first.
     BeginEpisode(Box<EpisodeMeta>),
     Frame(Box<Frame>),
+    /// A frame with, per camera, the capture time of the image the loop used at its tick.
+    FrameWithImages(Box<Frame>, ImageStamps),
+    /// A camera image, JPEG-encoded and written by the recorder thread.
+    Image(Box<ImageMsg>),
     Event(EventRecord),
     /// An event made of static parts, turned into an [`Event`] on the recorder thread (so
     /// the control thread formats nothing).
@@ -63,6 +74,69 @@ pub enum StaticEvent {
     },
     /// [`Event::SafetyClamp`]: how many joints were clamped to a limit and to the step limit.
     SafetyClamp { limit: u32, step: u32 },
+    /// [`Event::CameraGap`] for camera `camera` (its index in [`EpisodeMeta::cameras`]; the
+    /// recorder writes its name).
+    CameraGap {
+        camera: u16,
+        reason: CameraGapReason,
+    },
+}
+
+/// Why a camera's images stop ([`Event::CameraGap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraGapReason {
+    /// Its newest image is older than the configured limit.
+    Stale,
+    /// Its capture thread ended.
+    Stopped,
+}
+
+impl CameraGapReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// The most cameras one episode may have (frames carry their image stamps inline).
+pub const MAX_CAMERAS: usize = 8;
+
+/// Per camera, the capture time (`CLOCK_MONOTONIC` ns, 0 = none) of the image the loop used at
+/// one tick. Inline, so that sending a frame with it allocates nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageStamps {
+    ns: [u64; MAX_CAMERAS],
+    len: u8,
+}
+
+impl ImageStamps {
+    /// The first [`MAX_CAMERAS`] values of `ns`.
+    pub fn new(ns: &[u64]) -> Self {
+        let mut s = Self::default();
+        let n = ns.len().min(MAX_CAMERAS);
+        s.ns[..n].copy_from_slice(&ns[..n]);
+        s.len = n as u8;
+        s
+    }
+
+    pub fn as_slice(&self) -> &[u64] {
+        &self.ns[..usize::from(self.len)]
+    }
+}
+
+/// One camera image on its way to the recorder thread (a pooled buffer).
+#[derive(Debug, Clone, Default)]
+pub struct ImageMsg {
+    /// Index in [`EpisodeMeta::cameras`].
+    pub camera: usize,
+    /// Capture time, `CLOCK_MONOTONIC` ns.
+    pub capture_ns: u64,
+    /// Episode time to log it at; `None`: from `capture_ns` (see
+    /// [`EpisodeMeta::monotonic_start_ns`]).
+    pub t: Option<f64>,
+    pub image: Image,
 }
 
 impl StaticEvent {
@@ -76,6 +150,10 @@ impl StaticEvent {
             StaticEvent::SafetyClamp { limit, step } => Event::SafetyClamp {
                 joint: String::new(),
                 reason: format!("{limit} joint(s) at a limit, {step} at the step limit"),
+            },
+            StaticEvent::CameraGap { camera, reason } => Event::CameraGap {
+                camera: format!("#{camera}"),
+                reason: reason.as_str().into(),
             },
         }
     }
@@ -95,6 +173,11 @@ pub struct RecorderOptions {
     pub queue_frames: usize,
     /// Extra queue slots only non-frame messages may use.
     pub control_reserve: usize,
+    /// Camera images (all cameras together) the queue holds before images are dropped.
+    pub queue_images: usize,
+    /// JPEG quality (1..=100) of recorded images. Default 85: below 90 the encoder subsamples
+    /// chroma (4:2:0), which halves its work against 4:4:4 for little visible loss.
+    pub jpeg_quality: u8,
     /// Run [`recover_all`] in [`Recorder::spawn`], before any new episode is opened.
     pub recover_on_start: bool,
     pub writer: WriterOptions,
@@ -108,6 +191,8 @@ impl RecorderOptions {
             flush_ms: d.flush_ms,
             queue_frames: d.queue_frames,
             control_reserve: 64,
+            queue_images: 32,
+            jpeg_quality: 85,
             recover_on_start: true,
             writer: WriterOptions::default(),
         }
@@ -137,6 +222,14 @@ struct Shared {
     disk_error: AtomicBool,
     recording: AtomicBool,
     running: AtomicBool,
+    /// Cameras of the episode the loop last began (0 once it ends): images for a camera below
+    /// it are queued, others discarded without counting as lost.
+    cameras_open: AtomicUsize,
+    /// Images sent and not yet taken off the queue by the recorder thread.
+    images_in_flight: AtomicUsize,
+    images_dropped: [AtomicU64; MAX_CAMERAS],
+    images_written: AtomicU64,
+    images_lost: AtomicU64,
     // Only the recorder thread and status readers touch this, never the control loop.
     last_error: Mutex<Option<String>>,
 }
@@ -168,6 +261,14 @@ pub struct RecorderStatus {
     pub episodes_failed: u64,
     pub flushes: u64,
     pub last_error: Option<String>,
+    /// Camera images written.
+    pub images_written: u64,
+    /// Camera images the queue could not take (all cameras; per camera:
+    /// [`RecorderHandle::dropped_images`]).
+    pub images_dropped: u64,
+    /// Camera images that reached the recorder but not the disk (write or encoding error,
+    /// unknown camera).
+    pub images_lost: u64,
 }
 
 impl Shared {
@@ -188,6 +289,9 @@ impl Shared {
             episodes_failed: r(&self.episodes_failed),
             flushes: r(&self.flushes),
             last_error: self.last_error.lock().ok().and_then(|g| g.clone()),
+            images_written: r(&self.images_written),
+            images_dropped: self.images_dropped.iter().map(r).sum(),
+            images_lost: r(&self.images_lost),
         }
     }
 
@@ -218,6 +322,10 @@ pub struct RecorderHandle {
     /// Written frames come back here to be filled again, so recording does not allocate.
     pool: Receiver<Box<Frame>>,
     pool_tx: Sender<Box<Frame>>,
+    image_capacity: usize,
+    /// Written images' buffers come back here, like frames.
+    image_pool: Receiver<Box<ImageMsg>>,
+    image_pool_tx: Sender<Box<ImageMsg>>,
 }
 
 /// Why a message was not queued.
@@ -233,8 +341,14 @@ impl RecorderHandle {
     /// Queue a message without blocking. Frames are dropped once `queue_frames` are waiting;
     /// other messages may also use the reserve. Every drop is counted.
     pub fn try_send(&self, msg: RecorderMsg) -> Result<(), SendRejected> {
-        let is_frame = matches!(msg, RecorderMsg::Frame(_));
-        if is_frame && self.tx.len() >= self.frame_capacity {
+        let is_frame = matches!(
+            msg,
+            RecorderMsg::Frame(_) | RecorderMsg::FrameWithImages(..)
+        );
+        if let RecorderMsg::Image(img) = msg {
+            return self.send_image(img);
+        }
+        if is_frame && self.frames_queued() >= self.frame_capacity {
             self.count_drop(true, SendRejected::Full);
             return Err(SendRejected::Full);
         }
@@ -257,6 +371,172 @@ impl RecorderHandle {
         }
     }
 
+    /// Frames (and control messages) waiting: the queue less the images in it.
+    fn frames_queued(&self) -> usize {
+        self.tx
+            .len()
+            .saturating_sub(self.shared.images_in_flight.load(Ordering::Relaxed))
+    }
+
+    fn send_image(&self, img: Box<ImageMsg>) -> Result<(), SendRejected> {
+        let camera = img.camera;
+        let in_flight = self.shared.images_in_flight.fetch_add(1, Ordering::Relaxed);
+        let res = if in_flight >= self.image_capacity {
+            Err(SendRejected::Full)
+        } else {
+            let dropped_before = self.shared.frames_dropped.load(Ordering::Relaxed);
+            self.tx
+                .try_send(Envelope {
+                    msg: RecorderMsg::Image(img),
+                    dropped_before,
+                })
+                .map_err(|e| {
+                    let (env, why) = match e {
+                        TrySendError::Full(env) => (env, SendRejected::Full),
+                        TrySendError::Disconnected(env) => (env, SendRejected::Stopped),
+                    };
+                    // Back to the pool: a full queue must not cost a buffer.
+                    if let RecorderMsg::Image(b) = env.msg {
+                        let _ = self.image_pool_tx.try_send(b);
+                    }
+                    why
+                })
+        };
+        if let Err(why) = res {
+            self.shared.images_in_flight.fetch_sub(1, Ordering::Relaxed);
+            let slot = self.shared.images_dropped.get(camera.min(MAX_CAMERAS - 1));
+            let n = slot.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed) + 1);
+            if n.is_power_of_two() {
+                error!(
+                    camera,
+                    dropped = n,
+                    "RECORDER {why}: camera images are being dropped"
+                );
+            }
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// Queues one camera image for the open episode, for a capture thread to call on every
+    /// frame it captures: `image` is copied into a pooled buffer (no allocation once the pool
+    /// is warm, see [`RecorderHandle::prefill_images`]), then queued without blocking; the
+    /// recorder thread JPEG-encodes and writes it on `/camera/<name>` with `capture_ns`
+    /// (`CLOCK_MONOTONIC`) as its timestamp, logged at `started_at + (capture_ns -
+    /// monotonic_start_ns)`. `camera` is the index in the episode's [`EpisodeMeta::cameras`].
+    ///
+    /// `Ok(true)`: queued. `Ok(false)`: no episode with that camera is open, discarded (not a
+    /// loss). `Err`: the queue had no room; dropped and counted for that camera.
+    pub fn record_image(
+        &self,
+        camera: usize,
+        capture_ns: u64,
+        image: &Image,
+    ) -> Result<bool, SendRejected> {
+        self.queue_image(camera, capture_ns, None, image)
+    }
+
+    /// [`RecorderHandle::record_image`], logged at episode time `t` (seconds, the frames'
+    /// base): for callers whose capture clock is not `CLOCK_MONOTONIC` (lockstep simulation).
+    pub fn record_image_at(
+        &self,
+        camera: usize,
+        capture_ns: u64,
+        t: f64,
+        image: &Image,
+    ) -> Result<bool, SendRejected> {
+        self.queue_image(camera, capture_ns, Some(t), image)
+    }
+
+    fn queue_image(
+        &self,
+        camera: usize,
+        capture_ns: u64,
+        t: Option<f64>,
+        image: &Image,
+    ) -> Result<bool, SendRejected> {
+        if camera >= self.shared.cameras_open.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        // Checked before a buffer is taken and filled: a full queue costs no copy.
+        if self.shared.images_in_flight.load(Ordering::Relaxed) >= self.image_capacity {
+            let n = self.shared.images_dropped[camera.min(MAX_CAMERAS - 1)]
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if n.is_power_of_two() {
+                error!(
+                    camera,
+                    dropped = n,
+                    "RECORDER queue full: camera images are being dropped"
+                );
+            }
+            return Err(SendRejected::Full);
+        }
+        let mut msg = self.image_pool.try_recv().unwrap_or_default();
+        msg.camera = camera;
+        msg.capture_ns = capture_ns;
+        msg.t = t;
+        msg.image.width = image.width;
+        msg.image.height = image.height;
+        msg.image.data.clear();
+        msg.image.data.extend_from_slice(&image.data);
+        self.send_image(msg).map(|()| true)
+    }
+
+    /// Puts `n` image buffers of `width` x `height` into the pool (call before capture runs;
+    /// `n` up to `queue_images` and a few more are useful).
+    pub fn prefill_images(&self, n: usize, width: u32, height: u32) {
+        for _ in 0..n {
+            let msg = Box::new(ImageMsg {
+                image: Image::new(width, height),
+                ..ImageMsg::default()
+            });
+            if self.image_pool_tx.try_send(msg).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Images of camera `camera` the queue could not take, since the recorder started.
+    pub fn dropped_images(&self, camera: usize) -> u64 {
+        self.shared
+            .images_dropped
+            .get(camera)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Queues `fill`'s frame with, per camera of the episode, the capture time of the image
+    /// the loop used at this tick (0 = none): like [`RecorderHandle::record_frame_with`],
+    /// allocation-free once the pool is filled.
+    pub fn record_frame_with_images(
+        &self,
+        image_capture_ns: &[u64],
+        fill: impl FnOnce(&mut Frame),
+    ) -> Result<(), SendRejected> {
+        if self.frames_queued() >= self.frame_capacity {
+            self.count_drop(true, SendRejected::Full);
+            return Err(SendRejected::Full);
+        }
+        let mut frame = self.pool.try_recv().unwrap_or_default();
+        fill(&mut frame);
+        self.try_send(RecorderMsg::FrameWithImages(
+            frame,
+            ImageStamps::new(image_capture_ns),
+        ))
+    }
+
+    /// Marks that camera `camera` stopped delivering at this tick ([`Event::CameraGap`]).
+    pub fn camera_gap(
+        &self,
+        tick: u64,
+        t: f64,
+        camera: usize,
+        reason: CameraGapReason,
+    ) -> Result<(), SendRejected> {
+        let camera = u16::try_from(camera).unwrap_or(u16::MAX);
+        self.static_event(tick, t, StaticEvent::CameraGap { camera, reason })
+    }
+
     fn count_drop(&self, is_frame: bool, why: SendRejected) {
         let counter = if is_frame {
             &self.shared.frames_dropped
@@ -274,8 +554,17 @@ impl RecorderHandle {
         }
     }
 
+    /// Opens an episode; its cameras are `meta.cameras` (set `meta.monotonic_start_ns` too,
+    /// so images land on the frames' timeline).
     pub fn begin_episode(&self, meta: EpisodeMeta) -> Result<(), SendRejected> {
-        self.try_send(RecorderMsg::BeginEpisode(Box::new(meta)))
+        let cameras = meta.cameras.len().min(MAX_CAMERAS);
+        // Closed while the begin is queued, so no image of the old episode follows it.
+        self.shared.cameras_open.store(0, Ordering::Relaxed);
+        let res = self.try_send(RecorderMsg::BeginEpisode(Box::new(meta)));
+        if res.is_ok() {
+            self.shared.cameras_open.store(cameras, Ordering::Relaxed);
+        }
+        res
     }
 
     pub fn record_frame(&self, frame: Frame) -> Result<(), SendRejected> {
@@ -288,7 +577,7 @@ impl RecorderHandle {
     pub fn record_frame_with(&self, fill: impl FnOnce(&mut Frame)) -> Result<(), SendRejected> {
         // `try_send` checks this too; checking before a frame is taken from the pool keeps a
         // full queue from throwing pooled frames away.
-        if self.tx.len() >= self.frame_capacity {
+        if self.frames_queued() >= self.frame_capacity {
             self.count_drop(true, SendRejected::Full);
             return Err(SendRejected::Full);
         }
@@ -322,7 +611,7 @@ impl RecorderHandle {
     }
 
     pub fn end_episode(&self, outcome: Outcome) -> Result<(), SendRejected> {
-        self.try_send(RecorderMsg::EndEpisode(outcome, None))
+        self.end_episode_with(outcome, None)
     }
 
     /// Like [`RecorderHandle::end_episode`], recording why a failed episode failed.
@@ -331,6 +620,8 @@ impl RecorderHandle {
         outcome: Outcome,
         failure: Option<FailureMode>,
     ) -> Result<(), SendRejected> {
+        // Images sent from now on belong to no episode.
+        self.shared.cameras_open.store(0, Ordering::Relaxed);
         self.try_send(RecorderMsg::EndEpisode(outcome, failure))
     }
 
@@ -393,9 +684,12 @@ impl Recorder {
             RecoveryReport::default()
         };
         let frame_capacity = opts.queue_frames.max(1);
-        let (tx, rx) = bounded(frame_capacity + opts.control_reserve.max(2));
+        let image_capacity = opts.queue_images.max(1);
+        let (tx, rx) = bounded(frame_capacity + opts.control_reserve.max(2) + image_capacity);
         let (report_tx, reports) = unbounded();
         let (pool_tx, pool) = bounded(frame_capacity);
+        // Room for every image in flight plus the ones being filled by capture threads.
+        let (image_pool_tx, image_pool) = bounded(image_capacity + MAX_CAMERAS);
         shared.running.store(true, Ordering::Relaxed);
         let worker = Worker {
             opts,
@@ -404,6 +698,8 @@ impl Recorder {
             reports: report_tx,
             open: None,
             pool: pool_tx.clone(),
+            image_pool: image_pool_tx.clone(),
+            jpeg: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("recorder".into())
@@ -416,6 +712,9 @@ impl Recorder {
                 frame_capacity,
                 pool,
                 pool_tx,
+                image_capacity,
+                image_pool,
+                image_pool_tx,
             },
             thread: Some(thread),
             reports,
@@ -474,6 +773,8 @@ impl Drop for Recorder {
 struct OpenEpisode {
     /// `None` when the file could not be created: frames are drained and counted as lost.
     writer: Option<EpisodeWriter>,
+    /// Camera names, for gap events.
+    cameras: Vec<String>,
     path: PathBuf,
     dropped_at_start: u64,
     lost: u64,
@@ -494,6 +795,9 @@ struct Worker {
     reports: Sender<EpisodeReport>,
     open: Option<OpenEpisode>,
     pool: Sender<Box<Frame>>,
+    image_pool: Sender<Box<ImageMsg>>,
+    /// JPEG output, reused for every image.
+    jpeg: Vec<u8>,
 }
 
 impl Worker {
@@ -546,16 +850,36 @@ impl Worker {
                 }
                 self.begin_episode(&meta, dropped_before);
             }
-            RecorderMsg::Frame(mut frame) => {
-                self.frame(&frame);
-                // Back to the loop's pool. A proposal buffer is put back too, so a frame
-                // without one followed by one with one does not allocate on the loop.
-                if frame.proposal.is_none() {
-                    frame.proposal = Some(Vec::with_capacity(frame.goal.len()));
-                }
-                let _ = self.pool.try_send(frame);
+            RecorderMsg::Frame(frame) => self.frame_msg(frame, &[]),
+            RecorderMsg::FrameWithImages(frame, stamps) => self.frame_msg(frame, stamps.as_slice()),
+            RecorderMsg::Image(img) => {
+                self.shared.images_in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.image(&img);
+                let _ = self.image_pool.try_send(img);
+            }
+            RecorderMsg::StaticEvent {
+                tick,
+                t,
+                event: StaticEvent::CameraGap { camera, reason },
+            } => {
+                let name = self
+                    .open
+                    .as_ref()
+                    .and_then(|o| o.cameras.get(usize::from(camera)))
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{camera}"));
+                let e = EventRecord {
+                    tick,
+                    t,
+                    event: Event::CameraGap {
+                        camera: name,
+                        reason: reason.as_str().into(),
+                    },
+                };
+                self.with_writer("event", |w| w.write_event(&e))
             }
             RecorderMsg::Event(e) => self.with_writer("event", |w| w.write_event(&e)),
+
             RecorderMsg::StaticEvent { tick, t, event } => {
                 let e = EventRecord {
                     tick,
@@ -571,6 +895,52 @@ impl Worker {
                 self.end_episode(outcome, failure, dropped_before)
             }
             RecorderMsg::Shutdown => {}
+        }
+    }
+
+    fn frame_msg(&mut self, mut frame: Box<Frame>, image_capture_ns: &[u64]) {
+        self.frame(&frame, image_capture_ns);
+        // Back to the loop's pool. A proposal buffer is put back too, so a frame without one
+        // followed by one with one does not allocate on the loop.
+        if frame.proposal.is_none() {
+            frame.proposal = Some(Vec::with_capacity(frame.goal.len()));
+        }
+        let _ = self.pool.try_send(frame);
+    }
+
+    fn image(&mut self, img: &ImageMsg) {
+        let Some(open) = self.open.as_mut() else {
+            // Sent just before an end was queued: not part of any episode.
+            return;
+        };
+        let lost = |shared: &Shared| shared.images_lost.fetch_add(1, Ordering::Relaxed);
+        let Some(w) = open.writer.as_mut().filter(|_| open.healthy) else {
+            lost(&self.shared);
+            return;
+        };
+        if let Err(e) = encode_jpeg_into(&img.image, self.opts.jpeg_quality, &mut self.jpeg) {
+            let n = lost(&self.shared) + 1;
+            if n.is_power_of_two() {
+                error!(camera = img.camera, lost = n, "image not recorded: {e}");
+            }
+            return;
+        }
+        match w.write_jpeg(img.camera, img.capture_ns, img.t, &self.jpeg) {
+            Ok(()) => {
+                self.shared.images_written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e @ EpisodeError::UnknownCamera { .. }) => {
+                let n = lost(&self.shared) + 1;
+                if n.is_power_of_two() {
+                    error!(lost = n, "image refused: {e}");
+                }
+            }
+            Err(e) => {
+                open.healthy = false;
+                lost(&self.shared);
+                self.shared.recording.store(false, Ordering::Relaxed);
+                self.shared.report_error("writing image", &e);
+            }
         }
     }
 
@@ -591,6 +961,7 @@ impl Worker {
         self.shared.recording.store(healthy, Ordering::Relaxed);
         self.open = Some(OpenEpisode {
             writer,
+            cameras: meta.cameras.iter().map(|c| c.name.clone()).collect(),
             path,
             dropped_at_start,
             lost: 0,
@@ -598,7 +969,7 @@ impl Worker {
         });
     }
 
-    fn frame(&mut self, frame: &Frame) {
+    fn frame(&mut self, frame: &Frame, image_capture_ns: &[u64]) {
         let Some(open) = self.open.as_mut() else {
             self.shared
                 .frames_outside_episode
@@ -610,7 +981,7 @@ impl Worker {
             self.shared.frames_lost.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match w.write_frame(frame) {
+        match w.write_frame_with_images(frame, image_capture_ns) {
             Ok(()) => {
                 self.shared.frames_written.fetch_add(1, Ordering::Relaxed);
             }

@@ -125,6 +125,45 @@ pub struct EpisodeMeta {
     pub demo: bool,
     /// Wall-clock start, Unix time in nanoseconds (MCAP log times are offset from it).
     pub started_at: u64,
+    /// The cameras recorded in this episode, one image channel each (`/camera/<name>`), in the
+    /// order image calls and [`crate::RecorderHandle::record_frame_with_images`] index them.
+    /// Absent (and not written) for episodes without cameras, so those files are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cameras: Vec<CameraInfo>,
+    /// `CLOCK_MONOTONIC` nanoseconds at the episode's `t = 0` (the clock camera capture
+    /// timestamps use). An image's MCAP log time is `started_at + (capture_ns -
+    /// monotonic_start_ns)`, on the same timeline as the frames' `started_at + t`; without it,
+    /// images need an explicit `t` ([`crate::RecorderHandle::record_image_at`]) or are stamped
+    /// with the newest log time written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monotonic_start_ns: Option<u64>,
+}
+
+/// One camera of an episode: its images go to the MCAP channel `/camera/<name>` as
+/// `foxglove.CompressedImage` (JPEG), and to LeRobot as `observation.images.<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraInfo {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// The nominal capture rate.
+    pub fps: f64,
+}
+
+impl CameraInfo {
+    pub fn new(name: impl Into<String>, width: u32, height: u32, fps: f64) -> Self {
+        Self {
+            name: name.into(),
+            width,
+            height,
+            fps,
+        }
+    }
+
+    /// The MCAP topic of this camera's images.
+    pub fn topic(&self) -> String {
+        format!("{}{}", crate::format::TOPIC_CAMERA_PREFIX, self.name)
+    }
 }
 
 impl EpisodeMeta {
@@ -147,6 +186,8 @@ impl EpisodeMeta {
             task: task.into(),
             demo: false,
             started_at: unix_now_ns(),
+            cameras: Vec::new(),
+            monotonic_start_ns: None,
         }
     }
 }
@@ -185,6 +226,10 @@ pub enum Event {
     EStop { reason: String },
     /// Free text.
     Note { message: String },
+    /// A camera stopped delivering fresh images from this tick on: `reason` is `stale` (its
+    /// newest image is older than the limit) or `stopped` (its capture thread ended). Images
+    /// on `/camera/<camera>` are missing until it delivers again.
+    CameraGap { camera: String, reason: String },
 }
 
 /// An event with the tick and episode time it happened at.

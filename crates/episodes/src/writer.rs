@@ -25,6 +25,7 @@ use crate::error::{EpisodeError, Result};
 use crate::format::{
     self, ActionOut, EpisodeRecord, GamepadOut, ObservationOut, ProposalOut, TOPICS,
 };
+use crate::foxglove;
 use crate::layout;
 use crate::manifest::{Manifest, ManifestBuilder};
 use crate::types::{DiagnosticsRecord, EpisodeMeta, EventRecord, FailureMode, Frame, Outcome};
@@ -105,6 +106,11 @@ pub struct EpisodeWriter {
     sync_handle: File,
     channels: [u16; TOPICS.len()],
     sequences: [u32; TOPICS.len()],
+    /// Per camera of `meta.cameras`: channel id and sequence.
+    camera_channels: Vec<(u16, u32)>,
+    /// Reused for every image, so writing one allocates nothing once warm.
+    image_msg: foxglove::CompressedImage,
+    images_written: u64,
     buf: Vec<u8>,
     builder: ManifestBuilder,
     opts: WriterOptions,
@@ -190,6 +196,27 @@ impl EpisodeWriter {
                 .add_channel(schema_id, topic, "json", &md)
                 .map_err(|e| EpisodeError::mcap(&path, e))?;
         }
+        let mut camera_channels = Vec::with_capacity(meta.cameras.len());
+        if !meta.cameras.is_empty() {
+            let schema_id = mcap
+                .add_schema(
+                    foxglove::SCHEMA_NAME,
+                    "protobuf",
+                    &foxglove::descriptor_set(),
+                )
+                .map_err(|e| EpisodeError::mcap(&path, e))?;
+            for cam in &meta.cameras {
+                let md = BTreeMap::from([
+                    ("width".to_string(), cam.width.to_string()),
+                    ("height".to_string(), cam.height.to_string()),
+                    ("fps".to_string(), cam.fps.to_string()),
+                ]);
+                let id = mcap
+                    .add_channel(schema_id, &cam.topic(), "protobuf", &md)
+                    .map_err(|e| EpisodeError::mcap(&path, e))?;
+                camera_channels.push((id, 0));
+            }
+        }
 
         let mut w = Self {
             path,
@@ -198,6 +225,12 @@ impl EpisodeWriter {
             sync_handle,
             channels,
             sequences: [0; TOPICS.len()],
+            camera_channels,
+            image_msg: foxglove::CompressedImage {
+                format: foxglove::FORMAT_JPEG.to_string(),
+                ..foxglove::CompressedImage::default()
+            },
+            images_written: 0,
             buf: Vec::with_capacity(4096),
             builder: ManifestBuilder::new(),
             opts,
@@ -293,8 +326,23 @@ impl EpisodeWriter {
     /// Append one frame (observation, action, proposal if any, gamepad). A frame of the wrong
     /// shape is refused without harming the writer.
     pub fn write_frame(&mut self, f: &Frame) -> Result<()> {
+        self.write_frame_with_images(f, &[])
+    }
+
+    /// [`EpisodeWriter::write_frame`], with, per camera of the episode, the capture time
+    /// (`CLOCK_MONOTONIC` ns, 0 = none) of the image the loop used at this tick: export and
+    /// training align images to ticks with it. Empty, or one value per camera.
+    pub fn write_frame_with_images(&mut self, f: &Frame, image_capture_ns: &[u64]) -> Result<()> {
         self.check_failed()?;
         self.check_shape(f)?;
+        if !image_capture_ns.is_empty() && image_capture_ns.len() != self.meta.cameras.len() {
+            return Err(EpisodeError::FrameShape {
+                tick: f.tick,
+                field: "image_capture_ns",
+                got: image_capture_ns.len(),
+                expected: self.meta.cameras.len(),
+            });
+        }
         let obs = ObservationOut {
             tick: f.tick,
             t: f.t,
@@ -302,6 +350,7 @@ impl EpisodeWriter {
             qd: &f.qd,
             current: &f.current,
             task: &f.task,
+            image_capture_ns,
         };
         self.write_json(OBSERVATION, f.t, &obs)?;
         let act = ActionOut {
@@ -329,6 +378,71 @@ impl EpisodeWriter {
         };
         self.write_json(GAMEPAD, f.t, &pad)?;
         self.builder.push(f.tick, f.t, f.source);
+        if self.pending_bytes >= self.opts.max_chunk_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Images written so far (every camera).
+    pub fn images(&self) -> u64 {
+        self.images_written
+    }
+
+    /// The MCAP log time of an image: at episode time `t` when given, else from its capture
+    /// time and [`EpisodeMeta::monotonic_start_ns`], else the newest log time written.
+    pub fn image_log_time(&self, capture_ns: u64, t: Option<f64>) -> u64 {
+        match (t, self.meta.monotonic_start_ns) {
+            (Some(t), _) => self.log_time(t),
+            (None, Some(origin)) => self
+                .meta
+                .started_at
+                .saturating_add(capture_ns.saturating_sub(origin)),
+            (None, None) => self.last_log_time.max(self.meta.started_at),
+        }
+    }
+
+    /// Append one JPEG image of camera `camera` (its index in [`EpisodeMeta::cameras`]) as a
+    /// `foxglove.CompressedImage` on `/camera/<name>`, stamped with `capture_ns` and logged at
+    /// [`EpisodeWriter::image_log_time`].
+    pub fn write_jpeg(
+        &mut self,
+        camera: usize,
+        capture_ns: u64,
+        t: Option<f64>,
+        jpeg: &[u8],
+    ) -> Result<()> {
+        self.check_failed()?;
+        let Some(cam) = self.meta.cameras.get(camera) else {
+            return Err(EpisodeError::UnknownCamera {
+                path: self.path.clone(),
+                camera,
+                cameras: self.meta.cameras.len(),
+            });
+        };
+        let log_time = self.image_log_time(capture_ns, t);
+        self.image_msg.timestamp = Some(foxglove::timestamp(capture_ns));
+        self.image_msg.frame_id.clear();
+        self.image_msg.frame_id.push_str(&cam.name);
+        self.image_msg.data.clear();
+        self.image_msg.data.extend_from_slice(jpeg);
+        self.buf.clear();
+        prost::Message::encode(&self.image_msg, &mut self.buf)
+            .map_err(|e| EpisodeError::Thread(format!("protobuf encoding: {e}")))?;
+        let Some((channel_id, seq)) = self.camera_channels.get_mut(camera) else {
+            return Err(EpisodeError::Thread(format!(
+                "no channel for camera {camera}"
+            )));
+        };
+        *seq = seq.wrapping_add(1);
+        let header = MessageHeader {
+            channel_id: *channel_id,
+            sequence: *seq,
+            log_time,
+            publish_time: log_time,
+        };
+        self.write_message(&header)?;
+        self.images_written += 1;
         if self.pending_bytes >= self.opts.max_chunk_bytes {
             self.flush()?;
         }
@@ -377,7 +491,6 @@ impl EpisodeWriter {
     ) -> Result<()> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, msg).map_err(|e| EpisodeError::json(&self.path, e))?;
-        self.last_log_time = self.last_log_time.max(log_time);
         let (Some(&channel_id), Some(seq)) =
             (self.channels.get(topic), self.sequences.get_mut(topic))
         else {
@@ -392,8 +505,14 @@ impl EpisodeWriter {
             log_time,
             publish_time: log_time,
         };
+        self.write_message(&header)
+    }
+
+    /// Writes `self.buf` as the message `header` describes.
+    fn write_message(&mut self, header: &MessageHeader) -> Result<()> {
+        self.last_log_time = self.last_log_time.max(header.log_time);
         let res = match self.mcap.as_mut() {
-            Some(m) => m.write_to_known_channel(&header, &self.buf),
+            Some(m) => m.write_to_known_channel(header, &self.buf),
             None => Err(mcap::McapError::AttemptedWriteAfterFailure),
         };
         match res {

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{frames, meta};
+use common::{frames, meta, synthetic_image, write_with_images};
 use intervened_episodes::{
     episode_path, export_lerobot, ControlSource, EpisodeWriter, Event, EventRecord, ExportOptions,
     Outcome,
@@ -424,4 +424,77 @@ fn python_mcap_reads_every_recovered_file() {
         "mcap strict: {} files, {messages} messages, 0 bad",
         paths.len()
     );
+}
+
+const MCAP_IMAGES_SCRIPT: &str = r#"
+import io, json, sys
+from mcap.reader import make_reader
+from mcap_protobuf.decoder import DecoderFactory
+from PIL import Image
+out = {"channels": {}, "images": {}}
+with open(sys.argv[1], "rb") as f:
+    r = make_reader(f, decoder_factories=[DecoderFactory()])
+    s = r.get_summary()
+    for c in s.channels.values():
+        sc = s.schemas[c.schema_id]
+        out["channels"][c.topic] = {"encoding": c.message_encoding, "schema": sc.name,
+                                    "schema_encoding": sc.encoding, "metadata": dict(c.metadata)}
+    out["stats_counts"] = {s.channels[k].topic: v for k, v in s.statistics.channel_message_counts.items()}
+    for schema, channel, message, msg in r.iter_decoded_messages(topics=["/camera/front", "/camera/wrist"]):
+        img = Image.open(io.BytesIO(msg.data))
+        img.load()
+        px = list(img.convert("RGB").getdata())
+        out["images"].setdefault(channel.topic, []).append({
+            "type": type(msg).DESCRIPTOR.full_name,
+            "stamp_ns": msg.timestamp.seconds * 10**9 + msg.timestamp.nanos,
+            "log_time": message.log_time, "frame_id": msg.frame_id, "format": msg.format,
+            "pil_format": img.format, "size": list(img.size),
+            "rgb": [v for p in px for v in p],
+        })
+print(json.dumps(out))
+"#;
+
+/// The official Python `mcap` reader with `mcap-protobuf-support` opens an episode with two
+/// cameras through its summary and decodes every image as a `foxglove.CompressedImage`;
+/// Pillow decodes each JPEG to the image we recorded.
+#[test]
+fn python_mcap_decodes_camera_images_as_foxglove_compressed_image() {
+    let dir = common::tmp();
+    let m = write_with_images(dir.path(), "cam", 0, 40, 10);
+    let path = episode_path(dir.path(), "cam", 0);
+    let v = run_python(MCAP_IMAGES_SCRIPT, &[&path]);
+    for (c, cam) in m.cameras.iter().enumerate() {
+        let topic = format!("/camera/{}", cam.name);
+        let ch = &v["channels"][&topic];
+        assert_eq!(ch["schema"], "foxglove.CompressedImage", "{topic}: {ch}");
+        assert_eq!(ch["encoding"], "protobuf", "{topic}");
+        assert_eq!(ch["schema_encoding"], "protobuf", "{topic}");
+        assert_eq!(ch["metadata"]["width"], cam.width.to_string());
+        assert_eq!(v["stats_counts"][&topic], 20, "{topic}");
+        let imgs = v["images"][&topic].as_array().unwrap();
+        assert_eq!(imgs.len(), 20, "{topic}");
+        for (k, img) in imgs.iter().enumerate() {
+            let k = k as u64;
+            assert_eq!(img["type"], "foxglove.CompressedImage");
+            assert_eq!(img["stamp_ns"], common::image_ns(k));
+            assert_eq!(img["log_time"], m.started_at + k * 40_000_000);
+            assert_eq!(img["frame_id"], cam.name.as_str());
+            assert_eq!(
+                (&img["format"], &img["pil_format"]),
+                (&"jpeg".into(), &"JPEG".into())
+            );
+            assert_eq!(img["size"], serde_json::json!([cam.width, cam.height]));
+            let rgb: Vec<u8> = serde_json::from_value(img["rgb"].clone()).unwrap();
+            let got = intervened_camera::Image {
+                width: cam.width,
+                height: cam.height,
+                data: rgb,
+            };
+            let want = synthetic_image(k + c as u64 * 100, cam.width, cam.height);
+            let p = intervened_camera::psnr(&want, &got);
+            assert!(p >= 30.0, "{topic} image {k}: PSNR {p:.1} dB");
+        }
+    }
+    // The joint channels are there as always.
+    assert_eq!(v["stats_counts"]["/observation"], 40);
 }
