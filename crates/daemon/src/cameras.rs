@@ -174,6 +174,11 @@ impl LoopCameras {
             .map(|f| f.image.data.as_slice())
     }
 
+    /// The newest frame of `camera` whatever its health, if it ever delivered one.
+    pub fn frame(&self, camera: usize) -> Option<&intervened_camera::Frame> {
+        self.readers.get(camera).and_then(FrameReader::current)
+    }
+
     /// The first of `cameras` without a fresh image, with its health and frame age.
     pub fn first_unusable(&self, cameras: &[usize]) -> Option<(usize, CameraHealth, Option<u64>)> {
         cameras.iter().copied().find_map(|c| {

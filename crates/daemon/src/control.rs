@@ -500,23 +500,32 @@ impl ControlLoop {
                     *slot = Some(c);
                 }
             });
-            for c in gaps.iter().flatten() {
-                if c.from == CameraHealth::Fresh || c.to == CameraHealth::Fresh {
-                    let name = self.cameras.name(c.camera);
-                    if c.to != CameraHealth::Fresh {
-                        warn!(camera = name, health = c.to.name(), "camera gap starts");
+            // The first frame of an episode uses images taken before it began: record them.
+            if self.arbiter.in_episode() && tick == self.episode_start_tick {
+                for c in 0..self.cameras.len() {
+                    if let Some(f) = self.cameras.frame(c) {
+                        sink.episode_image(c, f);
                     }
-                    sink.event(
-                        tick,
-                        LoopEvent::Note(format!(
-                            "camera {name}: {} -> {}{}",
-                            c.from.name(),
-                            c.to.name(),
-                            c.age_ns
-                                .map(|a| format!(" (newest frame {} ms old)", a / 1_000_000))
-                                .unwrap_or_default()
-                        )),
-                    );
+                }
+            }
+            for c in gaps.iter().flatten() {
+                let name = self.cameras.name(c.camera);
+                match c.to {
+                    CameraHealth::Stale | CameraHealth::Stopped => {
+                        warn!(camera = name, health = c.to.name(), "camera gap starts");
+                        sink.event(
+                            tick,
+                            LoopEvent::CameraGap {
+                                camera: c.camera,
+                                stopped: c.to == CameraHealth::Stopped,
+                            },
+                        );
+                    }
+                    CameraHealth::Fresh if c.from != CameraHealth::Waiting => {
+                        info!(camera = name, "camera gap ends");
+                        sink.event(tick, LoopEvent::Note(format!("camera {name}: fresh again")));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -3,13 +3,15 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use intervened_camera::FrameTap;
 use intervened_episodes::{
-    new_session_id, EpisodeMeta, Event, Frame, Outcome, Recorder, RecorderHandle, RecorderOptions,
-    StaticEvent, FRAME_POOL,
+    new_session_id, CameraGapReason, CameraInfo, EpisodeMeta, Event, Frame, Outcome, Recorder,
+    RecorderHandle, RecorderOptions, StaticEvent, FRAME_POOL,
 };
 use intervened_robot::RobotConfig;
 use tracing::{error, info};
 
+use crate::cameras::lockstep_time_ns;
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
@@ -25,6 +27,8 @@ pub struct EpisodeSink {
     period: f64,
     episodes: u64,
     lockstep: bool,
+    /// The open episode's `monotonic_start_ns` (images up to it came before the episode).
+    camera_origin_ns: u64,
 }
 
 impl EpisodeSink {
@@ -72,6 +76,10 @@ impl EpisodeSink {
             ..Frame::default()
         };
         handle.prefill_frames(FRAME_POOL, &template);
+        // Image buffers for the camera taps: after these, recording an image allocates nothing.
+        for cam in &cfg.cameras {
+            handle.prefill_images(IMAGES_PER_CAMERA, cam.width, cam.height);
+        }
         // Session ids are UTC seconds; runs started within one second get a suffix.
         let base = session_id.unwrap_or_else(new_session_id);
         let mut session_id = base.clone();
@@ -92,13 +100,27 @@ impl EpisodeSink {
             period: cfg.period_s(),
             episodes: 0,
             lockstep,
+            camera_origin_ns: 0,
         })
     }
 
     pub fn session_id(&self) -> &str {
         &self.session_id
     }
+
+    /// What camera `camera` (config index) calls with each frame it captures: the recorder
+    /// copies it into a pooled buffer and encodes it on its own thread. Never blocks.
+    pub fn image_tap(&self, camera: usize) -> FrameTap {
+        let handle = self.handle.clone();
+        Box::new(move |f| {
+            // A full queue drops the image and counts it; no episode open discards it.
+            let _ = handle.record_image(camera, f.timestamp_ns, &f.image);
+        })
+    }
 }
+
+/// Pooled image buffers per camera (the recorder's image queue holds 32 in all).
+const IMAGES_PER_CAMERA: usize = 8;
 
 fn source(s: ControlSource) -> intervened_episodes::ControlSource {
     match s {
@@ -132,6 +154,15 @@ fn fill_frame(out: &mut Frame, f: &FrameRecord<'_>) {
 }
 
 impl FrameSink for EpisodeSink {
+    fn episode_image(&mut self, camera: usize, frame: &intervened_camera::Frame) {
+        // Later images came through the camera's tap already.
+        if frame.timestamp_ns <= self.camera_origin_ns {
+            let _ = self
+                .handle
+                .record_image(camera, frame.timestamp_ns, &frame.image);
+        }
+    }
+
     fn begin_episode(
         &mut self,
         tick: u64,
@@ -149,12 +180,33 @@ impl FrameSink for EpisodeSink {
         if self.lockstep {
             meta.started_at = (tick as f64 * self.period * 1e9).round() as u64;
         }
+        if !self.cfg.cameras.is_empty() {
+            meta.cameras = self
+                .cfg
+                .cameras
+                .iter()
+                .map(|c| CameraInfo::new(&c.name, c.width, c.height, f64::from(c.fps)))
+                .collect();
+            // Images are logged at started_at + (capture time - this): the frames' timeline.
+            self.camera_origin_ns = if self.lockstep {
+                lockstep_time_ns(tick, (self.period * 1e9).round() as u64)
+            } else {
+                intervened_camera::monotonic_now_ns()
+            };
+            meta.monotonic_start_ns = Some(self.camera_origin_ns);
+        }
         self.handle.begin_episode(meta).map_err(|e| e.to_string())
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {
         // A full queue drops the frame; the recorder counts it (see `dropped`).
-        let _ = self.handle.record_frame_with(|out| fill_frame(out, &f));
+        if f.image_capture_ns.is_empty() {
+            let _ = self.handle.record_frame_with(|out| fill_frame(out, &f));
+        } else {
+            let _ = self
+                .handle
+                .record_frame_with_images(f.image_capture_ns, |out| fill_frame(out, &f));
+        }
     }
 
     fn event(&mut self, tick: u64, e: LoopEvent) {
@@ -188,6 +240,15 @@ impl FrameSink for EpisodeSink {
                 fatal: false,
             },
             LoopEvent::PolicyLoaded(v) => Event::PolicyLoaded { version: v },
+            LoopEvent::CameraGap { camera, stopped } => {
+                let reason = if stopped {
+                    CameraGapReason::Stopped
+                } else {
+                    CameraGapReason::Stale
+                };
+                let _ = self.handle.camera_gap(tick, t, camera, reason);
+                return;
+            }
             LoopEvent::Note(m) => Event::Note { message: m },
         };
         let _ = self.handle.event(tick, t, ev);

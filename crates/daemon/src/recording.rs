@@ -48,13 +48,24 @@ pub struct FrameRecord<'a> {
 pub enum LoopEvent {
     Mode(Transition),
     Fault(String),
-    Clamp { limit: u32, step: u32 },
+    Clamp {
+        limit: u32,
+        step: u32,
+    },
     PolicyLoaded(String),
     Note(String),
+    /// A camera (config index) stopped delivering fresh frames: stale, or its capture ended.
+    CameraGap {
+        camera: usize,
+        stopped: bool,
+    },
 }
 
 /// The recorder as the loop sees it. Every method returns at once.
 pub trait FrameSink: Send {
+    /// A camera's image from before the episode began that the episode's first frame uses
+    /// (the cameras' own taps only record images while an episode is open).
+    fn episode_image(&mut self, _camera: usize, _frame: &intervened_camera::Frame) {}
     /// Opens episode `index`, starting at `tick` (event times are measured from it).
     fn begin_episode(
         &mut self,

@@ -268,7 +268,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
 
     // The world, the simulated human and the gamepad.
     let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
-    let mut env: Option<Box<dyn Environment>> = None;
+    let mut rig: Option<SimRig> = None;
     let mut asks = None;
     let mut handles = None;
     if cfg.cameras.len() > MAX_CAMERAS {
@@ -289,64 +289,17 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             let mut human = opts.human.clone();
             // A session plan starts episodes itself; the simulated human need not press start.
             human.press_start = opts.episodes.is_none();
-            let (mut rig, sensor, pad) =
-                SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
-                    .map_err(anyhow::Error::msg)?;
-            rig.set_lockstep(lockstep);
-            for (slot, cam) in camera_readers.iter_mut().zip(&cfg.cameras) {
-                if cam.device() == CameraDevice::Sim {
-                    *slot = Some(rig.add_camera(cam, None).map_err(anyhow::Error::msg)?);
-                }
-            }
+            let (mut r, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
+                .map_err(anyhow::Error::msg)?;
+            r.set_lockstep(lockstep);
             sensors.push(Box::new(sensor));
-            asks = Some(rig.ask_stats());
-            env = Some(Box::new(rig));
+            asks = Some(r.ask_stats());
+            rig = Some(r);
             handles = Some((b.chain.clone(), pad.clone()));
             Box::new(pad)
         }
         None => Box::new(GilrsSource::start().context("starting gamepad input")?),
     };
-    // Real cameras, each on its own capture thread.
-    let mut camera_keep: Vec<Box<dyn Send>> = Vec::new();
-    for (slot, cam) in camera_readers.iter_mut().zip(&cfg.cameras) {
-        if slot.is_some() {
-            continue;
-        }
-        if cam.device() == CameraDevice::Sim {
-            bail!(
-                "camera {}: device = \"sim\" is a rendered camera, which needs the simulated robot\n  fix: set bus.port = \"sim\", or give the camera's V4L2 device (e.g. /dev/video0)",
-                cam.name
-            );
-        }
-        if lockstep {
-            bail!(
-                "camera {}: lockstep runs in simulated time, which a real camera does not keep\n  fix: use device = \"sim\" cameras for lockstep runs",
-                cam.name
-            );
-        }
-        let camera = intervened_camera::open_camera(cam, None).with_context(|| {
-            format!(
-                "opening camera {} (`intervened doctor` lists what it supports)",
-                cam.name
-            )
-        })?;
-        let (thread, reader) = CaptureThread::spawn_tapped(camera, cam.max_age(), None)
-            .with_context(|| format!("starting camera {}", cam.name))?;
-        camera_keep.push(Box::new(thread));
-        *slot = Some(reader);
-    }
-    let camera_clock = if lockstep {
-        CameraClock::Ticks {
-            period_ns: (cfg.period_s() * 1e9).round() as u64,
-        }
-    } else {
-        CameraClock::Monotonic
-    };
-    let cameras = LoopCameras::new(
-        camera_readers.into_iter().flatten().collect(),
-        camera_clock,
-        camera_keep,
-    );
     let feature_names: Vec<String> = sensors.iter().flat_map(|s| s.names().to_vec()).collect();
     let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
     let pad = Pad::new(ctl, source);
@@ -382,7 +335,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
 
     // The recorder.
     let mut session_id = None;
-    let sink: Box<dyn FrameSink> = if opts.record {
+    let episode_sink = if opts.record {
         let s = EpisodeSink::start(
             &cfg,
             &data_root,
@@ -392,10 +345,59 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         )
         .map_err(anyhow::Error::msg)?;
         session_id = Some(s.session_id().to_string());
-        Box::new(s)
+        Some(s)
     } else {
-        Box::new(NullSink)
+        None
     };
+    // The cameras, each frame tapped for the recorder: rendered ones from the rig, real ones
+    // each on its own capture thread.
+    let mut camera_keep: Vec<Box<dyn Send>> = Vec::new();
+    for (i, (slot, cam)) in camera_readers.iter_mut().zip(&cfg.cameras).enumerate() {
+        let tap = episode_sink.as_ref().map(|s| s.image_tap(i));
+        if let (Some(r), CameraDevice::Sim) = (rig.as_mut(), cam.device()) {
+            *slot = Some(r.add_camera(cam, tap).map_err(anyhow::Error::msg)?);
+            continue;
+        }
+        if cam.device() == CameraDevice::Sim {
+            bail!(
+                "camera {}: device = \"sim\" is a rendered camera, which needs the simulated robot\n  fix: set bus.port = \"sim\", or give the camera's V4L2 device (e.g. /dev/video0)",
+                cam.name
+            );
+        }
+        if lockstep {
+            bail!(
+                "camera {}: lockstep runs in simulated time, which a real camera does not keep\n  fix: use device = \"sim\" cameras for lockstep runs",
+                cam.name
+            );
+        }
+        let camera = intervened_camera::open_camera(cam, None).with_context(|| {
+            format!(
+                "opening camera {} (`intervened doctor` lists what it supports)",
+                cam.name
+            )
+        })?;
+        let (thread, reader) = CaptureThread::spawn_tapped(camera, cam.max_age(), tap)
+            .with_context(|| format!("starting camera {}", cam.name))?;
+        camera_keep.push(Box::new(thread));
+        *slot = Some(reader);
+    }
+    let camera_clock = if lockstep {
+        CameraClock::Ticks {
+            period_ns: (cfg.period_s() * 1e9).round() as u64,
+        }
+    } else {
+        CameraClock::Monotonic
+    };
+    let cameras = LoopCameras::new(
+        camera_readers.into_iter().flatten().collect(),
+        camera_clock,
+        camera_keep,
+    );
+    let sink: Box<dyn FrameSink> = match episode_sink {
+        Some(s) => Box::new(s),
+        None => Box::new(NullSink),
+    };
+    let env: Option<Box<dyn Environment>> = rig.map(|r| Box::new(r) as Box<dyn Environment>);
 
     let pacer: Box<dyn Pacer> = if lockstep {
         Box::new(LockstepPacer::new(cfg.period_s()))

@@ -55,6 +55,27 @@ fn a_rendered_camera_drives_an_image_policy_in_lockstep() {
     let files = intervened_episodes::layout::episode_files(&session).unwrap();
     assert_eq!(files.len(), 1);
     let ep = intervened_episodes::read_episode(&files[0].1).unwrap();
+    // The rendered images are in the file, 30 fps in simulated time, and every frame names
+    // the image its policy step saw.
+    assert_eq!(ep.meta.cameras.len(), 1);
+    assert_eq!(ep.images.len(), 1);
+    let imgs = &ep.images[0].images;
+    let secs = ep.frames.len() as f64 / 50.0;
+    assert!(
+        (imgs.len() as f64 - 30.0 * secs).abs() <= 2.0,
+        "{} images in {secs} s",
+        imgs.len()
+    );
+    assert_eq!(ep.image_capture_ns.len(), ep.frames.len());
+    for (i, stamps) in ep.image_capture_ns.iter().enumerate() {
+        let ns = stamps[0];
+        assert!(ns > 0, "frame {i} saw no image");
+        assert!(
+            imgs.iter().any(|im| im.capture_ns == ns),
+            "frame {i}'s image ({ns}) is not in the file"
+        );
+    }
+    // An image is never from the future of the frame that used it (log times on one timeline).
     let first = ep.frames.first().unwrap().goal[0];
     let last = ep.frames.last().unwrap().goal[0];
     assert!(last - first > 0.05, "shoulder_pan moved {first} -> {last}");
