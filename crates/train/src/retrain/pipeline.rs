@@ -27,7 +27,8 @@ use super::{RetrainOptions, RetrainReport};
 
 /// Retrains from every session under `opts.data` and publishes the result.
 pub fn retrain(opts: &RetrainOptions) -> Result<RetrainReport, TrainError> {
-    let set = crate::source::load_episodes(&opts.data, opts.pre_intervention_window)?;
+    let set =
+        crate::source::load_episodes(&opts.data, opts.pre_intervention_window, &opts.cameras)?;
     retrain_from_episodes(opts, set)
 }
 
