@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 
 use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
 use crate::clock::Pacer;
+use crate::fault::{ActiveFault, ArmFault, Fault, FaultKind, HoldReason, PolicyFault};
 use crate::hardware::{ArmIo, ArmState};
 use crate::protocol::{Reply, Request, StopOutcome};
 use crate::recording::{
@@ -54,7 +55,7 @@ pub trait PolicyDriver: Send {
         obs: &[f64],
         measured_q: &[f64],
         out: &mut [f64],
-    ) -> Result<bool, String>;
+    ) -> Result<bool, PolicyFault>;
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
     /// How long the policy has gone without a usable action, once that exceeds its limit
@@ -78,19 +79,6 @@ pub trait Environment: Send {
     fn failure_mode(&self) -> Option<FailureMode> {
         None
     }
-}
-
-/// What kind of fault sent the arm to Hold: it decides what clears it and what status shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The bus or a servo: resume is refused until the bus answers cleanly again.
-    Bus,
-    /// The policy failed, emitted garbage, or went too long without an action.
-    Policy,
-    /// The gamepad went away.
-    Gamepad,
-    /// A command the safety filter could not make safe.
-    Command,
 }
 
 /// What the environment is told each tick.
@@ -200,7 +188,8 @@ pub struct ControlLoop {
     reseed: bool,
     known_position: bool,
     bus_fail_streak: u32,
-    bus_fault: bool,
+    /// The bus fault that holds the arm, as status shows it, until the bus answers cleanly.
+    bus_fault: Option<ActiveFault>,
     torque_off: bool,
     timing: LoopTiming,
     /// This tick's time per phase.
@@ -219,7 +208,7 @@ pub struct ControlLoop {
     policy_actions: u64,
     policy_starvations: u64,
     /// The policy fault that put the arm in Hold, shown in status until the arm leaves Hold.
-    policy_fault: Option<String>,
+    policy_fault: Option<ActiveFault>,
 }
 
 /// Everything the loop is built from.
@@ -269,7 +258,7 @@ impl ControlLoop {
             reseed: true,
             known_position: false,
             bus_fail_streak: 0,
-            bus_fault: false,
+            bus_fault: None,
             torque_off: false,
             timing: LoopTiming::default(),
             phase: PhaseClock::start(),
@@ -386,8 +375,8 @@ impl ControlLoop {
         match read {
             Ok(()) => {
                 self.bus_fail_streak = 0;
-                if self.bus_fault && self.state.alerts.iter().all(|a| a.is_none()) {
-                    self.bus_fault = false;
+                if self.bus_fault.is_some() && self.state.alerts.iter().all(|a| a.is_none()) {
+                    self.bus_fault = None;
                     info!(
                         "bus answers again; staying in {:?} until a person resumes",
                         self.arbiter.mode()
@@ -408,16 +397,19 @@ impl ControlLoop {
                     .enumerate()
                     .find_map(|(i, a)| a.map(|b| (i, b)))
                 {
-                    let name = self
+                    let (id, joint) = self
                         .cfg
                         .joints
                         .get(i)
-                        .map(|j| j.name.as_str())
-                        .unwrap_or("?");
+                        .map(|j| (j.id, j.name.clone().into()))
+                        .unwrap_or((0, "?".into()));
                     self.fault(
                         tick,
-                        FaultKind::Bus,
-                        format!("servo {name} hardware alert 0x{bits:02x}"),
+                        Fault::Arm(ArmFault::Servo {
+                            id,
+                            joint,
+                            alert: bits,
+                        }),
                     );
                 }
             }
@@ -428,7 +420,7 @@ impl ControlLoop {
                     warn!(tick, "bus read failed: {e}");
                 }
                 if self.bus_fail_streak == self.cfg.safety.fault_ticks {
-                    self.fault(tick, FaultKind::Bus, format!("bus: {e}"));
+                    self.fault(tick, Fault::Arm(e));
                 }
             }
         }
@@ -493,18 +485,15 @@ impl ControlLoop {
             }
             if mode == Mode::Autonomous {
                 if let Some(e) = failed {
-                    self.fault(tick, FaultKind::Policy, format!("policy: {e}"));
+                    self.fault(tick, Fault::Policy(e));
                 } else if let Some(waited) = starved {
                     self.policy_starvations += 1;
                     self.fault(
                         tick,
-                        FaultKind::Policy,
-                        format!(
-                            "policy: no usable action for {} ms (policy.action_timeout_ms = {}); \
-                             the model is too slow for this rate or its worker died",
-                            waited.as_millis(),
-                            self.cfg.policy.action_timeout_ms
-                        ),
+                        Fault::Policy(PolicyFault::Starved {
+                            waited_ms: waited.as_millis(),
+                            limit_ms: self.cfg.policy.action_timeout_ms,
+                        }),
                     );
                 }
             }
@@ -574,7 +563,7 @@ impl ControlLoop {
             .filter
             .apply(&self.cmd, &self.last_goal, &self.state.q, &mut self.goal);
         if outcome.non_finite {
-            self.fault(tick, FaultKind::Command, "non-finite command".into());
+            self.fault(tick, Fault::NonFiniteCommand);
         }
         if outcome.clamped() {
             self.sink.event(
@@ -704,18 +693,27 @@ impl ControlLoop {
         Some(t)
     }
 
-    fn fault(&mut self, tick: u64, kind: FaultKind, why: String) {
+    fn fault(&mut self, tick: u64, fault: Fault) {
         let active = matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening);
         if active {
-            warn!("fault: {why}; holding");
+            warn!("fault: {fault}; holding");
         }
-        match kind {
-            FaultKind::Bus => self.bus_fault = true,
-            FaultKind::Policy if active => self.policy_fault = Some(why.clone()),
+        let shown = || {
+            Some(ActiveFault {
+                kind: fault.kind(),
+                message: fault.to_string(),
+            })
+        };
+        match fault.kind() {
+            FaultKind::Bus => self.bus_fault = shown(),
+            FaultKind::Policy if active => self.policy_fault = shown(),
             _ => {}
         }
-        self.sink.event(tick, LoopEvent::Fault(why.clone()));
-        if self.transition(tick, Trigger::Hold(why)).is_some() {
+        self.sink.event(tick, LoopEvent::Fault(fault.clone()));
+        if self
+            .transition(tick, Trigger::Hold(HoldReason::Fault(fault)))
+            .is_some()
+        {
             // The person holding the pad must know the arm stopped by itself.
             self.pad.rumble_fault();
         }
@@ -750,7 +748,7 @@ impl ControlLoop {
             }
             Intent::GamepadLost => {
                 if matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening) {
-                    self.fault(tick, FaultKind::Gamepad, "gamepad lost".into());
+                    self.fault(tick, Fault::GamepadLost);
                 }
             }
             Intent::GamepadConnected(pad) => info!(%pad, "gamepad connected"),
@@ -777,11 +775,11 @@ impl ControlLoop {
                 }
             }
             Request::Hold {} => self
-                .transition(tick, Trigger::Hold("operator hold".into()))
+                .transition(tick, Trigger::Hold(HoldReason::Operator))
                 .map(|_| ())
                 .ok_or_else(|| format!("cannot hold from {:?}", self.arbiter.mode())),
             Request::Resume {} => {
-                if self.bus_fault {
+                if self.bus_fault.is_some() {
                     Err("the bus fault is still active; fix it first (see status.faults)".into())
                 } else if !self.arbiter.is_demo() && self.policy.is_none() {
                     Err("no policy is loaded".into())
@@ -952,37 +950,21 @@ impl ControlLoop {
         (s.lost_frames, s.lost_episodes) = self.sink.lost();
         s.overruns = self.timing.overruns;
         s.q.clone_from(&self.state.q);
-        s.healthy = self.known_position && !self.bus_fault && self.bus_fail_streak == 0;
+        s.healthy = self.known_position && self.bus_fault.is_none() && self.bus_fail_streak == 0;
         let policy_version = self.policy.as_ref().map(|p| p.version());
         if s.policy_version.as_deref() != policy_version {
             s.policy_version = policy_version.map(str::to_string);
         }
-        let mut faults_changed = false;
-        let want_bus = self.bus_fault;
-        let has_bus = s.faults.iter().any(|f| f == "bus");
-        if want_bus != has_bus {
-            faults_changed = true;
-        }
-        let rec = self.sink.fault();
-        let has_rec = s.faults.iter().any(|f| f.starts_with("recording"));
-        if rec.is_some() != has_rec {
-            faults_changed = true;
-        }
-        let has_policy = s.faults.iter().find(|f| f.starts_with("policy"));
-        if has_policy.map(String::as_str) != self.policy_fault.as_deref() {
-            faults_changed = true;
-        }
-        if faults_changed {
+        // Compared first and rebuilt only when a fault appears, goes or changes.
+        let rec = self.sink.fault().map(|r| ActiveFault {
+            kind: FaultKind::Recorder,
+            message: format!("recording: {r}"),
+        });
+        let want = [&self.bus_fault, &self.policy_fault, &rec];
+        if !s.faults.iter().eq(want.iter().filter_map(|f| f.as_ref())) {
             s.faults.clear();
-            if want_bus {
-                s.faults.push("bus".into());
-            }
-            if let Some(p) = &self.policy_fault {
-                s.faults.push(p.clone());
-            }
-            if let Some(r) = rec {
-                s.faults.push(format!("recording: {r}"));
-            }
+            s.faults
+                .extend(want.iter().filter_map(|f| f.as_ref()).cloned());
         }
         s.policy_actions = self.policy_actions;
         s.policy_starvations = self.policy_starvations;

@@ -1,6 +1,8 @@
 //! The arm as the control loop sees it: joint space in radians, behind a small trait so the loop
 //! is the same over a real bus, the emulated bus on a pty, and unit tests.
 
+use crate::fault::ArmFault;
+
 /// The measured state of every joint, in config order. Reused every tick (no allocation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmState {
@@ -29,13 +31,13 @@ impl ArmState {
 /// their bounded retries allow.
 pub trait ArmIo: Send {
     /// Reads the arm into `out`. On error `out.q` keeps the last good values.
-    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), String>;
+    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), ArmFault>;
     /// Writes goal positions (rad). Only the control loop's safety filter calls this.
-    fn write(&mut self, goals: &[f64]) -> Result<(), String>;
-    fn set_torque(&mut self, on: bool) -> Result<(), String>;
+    fn write(&mut self, goals: &[f64]) -> Result<(), ArmFault>;
+    fn set_torque(&mut self, on: bool) -> Result<(), ArmFault>;
     /// Returns once everything written so far has reached the arm (lockstep simulation
     /// advances the world only after the tick's goals were applied).
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), ArmFault> {
         Ok(())
     }
     /// Time spent waiting for the arm's replies since it was opened (the loop charges the

@@ -6,6 +6,7 @@ pub mod arbiter;
 pub mod clock;
 pub mod control;
 pub mod episode_sink;
+pub mod fault;
 pub mod hardware;
 pub mod protocol;
 pub mod recording;

@@ -323,8 +323,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
             feature_names.clone(),
             opts.session_id.clone(),
             lockstep,
-        )
-        .map_err(anyhow::Error::msg)?;
+        )?;
         session_id = Some(s.session_id().to_string());
         Box::new(s)
     } else {
