@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::control::PolicyDriver;
 use crate::fault::{ArmFault, PolicyFault};
 use crate::hardware::{ArmIo, ArmState};
+use crate::safety::SafeGoal;
 use crate::teleop::{GamepadInput, PadTick};
 
 /// The Dynamixel arm (real bus or the emulator's pty).
@@ -101,7 +102,7 @@ impl ArmIo for DxlArm {
         }
     }
 
-    fn write(&mut self, goals: &[f64]) -> Result<(), ArmFault> {
+    fn write(&mut self, goals: &SafeGoal) -> Result<(), ArmFault> {
         if self.gone_ticks > 0 {
             return Err(ArmFault::PortGone);
         }

@@ -37,7 +37,7 @@ use crate::protocol::{Reply, Request, StopOutcome};
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
-use crate::safety::SafetyFilter;
+use crate::safety::{SafeGoal, SafetyFilter};
 use crate::service::Command;
 use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
 use crate::status::Status;
@@ -170,8 +170,8 @@ pub struct ControlLoop {
     proposal: Vec<f64>,
     pad_out: PadTick,
     /// The filtered goal written this tick.
-    goal: Vec<f64>,
-    last_goal: Vec<f64>,
+    goal: SafeGoal,
+    last_goal: SafeGoal,
     /// Ticks of handback blending left, and its length.
     ramp_left: u32,
     ramp_ticks: u32,
@@ -235,6 +235,7 @@ impl ControlLoop {
         let n = p.cfg.joints.len();
         let nf: usize = p.sensors.iter().map(|s| s.names().len()).sum();
         let filter = SafetyFilter::new(p.limits, p.cfg.safety.max_step_rad);
+        let (goal, last_goal) = (filter.new_goal(), filter.new_goal());
         Self {
             arbiter: Arbiter::new(),
             filter,
@@ -244,7 +245,7 @@ impl ControlLoop {
             cmd: vec![0.0; n],
             proposal: vec![0.0; n],
             pad_out: PadTick::default(),
-            goal: vec![0.0; n],
+            goal,
             ramp_left: 0,
             // A quarter second of blending at handback.
             ramp_ticks: (p.cfg.control.rate_hz * 0.25).round().max(1.0) as u32,
@@ -254,7 +255,7 @@ impl ControlLoop {
             timing_takeover_read: crate::stats::LatencyHistogram::new(),
             takeover_pending: None,
             takeovers_untimed: 0,
-            last_goal: vec![0.0; n],
+            last_goal,
             reseed: true,
             known_position: false,
             bus_fail_streak: 0,
@@ -385,8 +386,7 @@ impl ControlLoop {
                         .event(tick, LoopEvent::Note("bus recovered".into()));
                 }
                 if self.reseed {
-                    self.last_goal.copy_from_slice(&self.state.q);
-                    self.filter.clamp_to_limits(&mut self.last_goal);
+                    self.filter.seed(&self.state.q, &mut self.last_goal);
                     self.reseed = false;
                     self.known_position = true;
                 }
@@ -532,14 +532,14 @@ impl ControlLoop {
         if self.arbiter.mode() == Mode::Autonomous && self.ramp_left > 0 {
             // alpha runs 0 (the handback tick: exactly the previous goal) up towards 1.
             let alpha = 1.0 - self.ramp_left as f64 / self.ramp_ticks.max(1) as f64;
-            for (g, l) in self.cmd.iter_mut().zip(&self.last_goal) {
+            for (g, l) in self.cmd.iter_mut().zip(self.last_goal.iter()) {
                 *g = l + alpha * (*g - l);
             }
             if self.ramp_left == self.ramp_ticks {
                 let jump = self
                     .cmd
                     .iter()
-                    .zip(&self.last_goal)
+                    .zip(self.last_goal.iter())
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
                 self.max_handback_jump = self.max_handback_jump.max(jump);
@@ -582,7 +582,7 @@ impl ControlLoop {
                 self.bus_errors += 1;
                 warn!("goal write failed: {e}");
             }
-            self.last_goal.copy_from_slice(&self.goal);
+            self.last_goal.copy_from(&self.goal);
             // Takeover latency: the button press -> the first human goal on the wire, and the
             // tick that read the press -> that goal.
             if self.arbiter.mode() == Mode::Intervening {

@@ -2,6 +2,7 @@
 //! is the same over a real bus, the emulated bus on a pty, and unit tests.
 
 use crate::fault::ArmFault;
+use crate::safety::SafeGoal;
 
 /// The measured state of every joint, in config order. Reused every tick (no allocation).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +33,8 @@ impl ArmState {
 pub trait ArmIo: Send {
     /// Reads the arm into `out`. On error `out.q` keeps the last good values.
     fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), ArmFault>;
-    /// Writes goal positions (rad). Only the control loop's safety filter calls this.
-    fn write(&mut self, goals: &[f64]) -> Result<(), ArmFault>;
+    /// Writes goal positions (rad). Only a goal the safety filter made can be written.
+    fn write(&mut self, goals: &SafeGoal) -> Result<(), ArmFault>;
     fn set_torque(&mut self, on: bool) -> Result<(), ArmFault>;
     /// Returns once everything written so far has reached the arm (lockstep simulation
     /// advances the world only after the tick's goals were applied).
