@@ -117,7 +117,7 @@ impl ArmIo for DxlArm {
         self.arm.bus().reply_wait()
     }
 
-    fn sync(&mut self) -> Result<(), ArmFault> {
+    fn barrier(&mut self) -> Result<(), ArmFault> {
         // A ping is answered only after every byte before it was handled: a barrier.
         let id = self.arm.ids().first().copied().unwrap_or(1);
         self.arm

@@ -12,20 +12,20 @@ use intervened_dxl::Arm;
 use intervened_policy::{Policy, PolicyExpectations, PolicyRunner, RunnerOptions};
 use intervened_robot::{Calibration, RobotConfig, SensorSource, TakeoverMode};
 use intervened_teleop::{GamepadSource, GilrsSource, TeleopController};
+#[cfg(feature = "sim")]
 use intervened_world::HumanParams;
 use tracing::{error, info, warn};
 
 use crate::adapters::{DxlArm, Pad, TchPolicy};
-use crate::clock::{try_pin_cpu, try_realtime_priority, LockstepPacer, Pacer, RealtimePacer};
+use crate::clock::{LockstepPacer, Pacer, RealtimePacer};
 use crate::control::{
-    ControlLoop, Environment, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan,
+    ControlLoop, LoopOptions, LoopParts, LoopReport, PolicyDriver, SessionPlan, TickHook,
 };
 use crate::episode_sink::EpisodeSink;
 use crate::recording::{FrameSink, NullSink};
 use crate::service::{
     lock_pid_file, notify_loop, registry_current, serve_socket, Command, ControlSocket, LockError,
 };
-use crate::sim_rig::{HumanMode, SimBus, SimRig};
 use crate::status::Status;
 
 /// How to run.
@@ -44,7 +44,9 @@ pub struct RunOptions {
     /// Episodes are teleoperated demonstrations.
     pub demo: bool,
     /// The simulated human drives the virtual gamepad (simulated bus only).
+    #[cfg(feature = "sim")]
     pub sim_human: bool,
+    #[cfg(feature = "sim")]
     pub human: HumanParams,
     /// Run the simulator in real time instead of lockstep.
     pub realtime: bool,
@@ -56,6 +58,7 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Simulated bus only: receives handles to the emulated chain and the virtual gamepad
     /// before the loop starts, so tests can inject faults and press buttons.
+    #[cfg(feature = "sim")]
     pub sim_handles: Option<Sender<SimHandles>>,
     /// Name the session instead of using the UTC start time.
     pub session_id: Option<String>,
@@ -66,6 +69,7 @@ pub struct RunOptions {
 }
 
 /// What a test can reach inside a simulated run.
+#[cfg(feature = "sim")]
 #[derive(Clone)]
 pub struct SimHandles {
     pub chain: intervened_sim::SharedChain,
@@ -83,13 +87,16 @@ impl Default for RunOptions {
             policy: None,
             episodes: None,
             demo: false,
+            #[cfg(feature = "sim")]
             sim_human: false,
+            #[cfg(feature = "sim")]
             human: HumanParams::default(),
             realtime: false,
             record: true,
             max_ticks: None,
             task: "pick up the block".into(),
             seed: None,
+            #[cfg(feature = "sim")]
             sim_handles: None,
             session_id: None,
             inference: None,
@@ -106,8 +113,10 @@ pub struct RunReport {
     pub policy_version: Option<String>,
     pub wall_s: f64,
     /// On the simulator with a robot-gated human: how well the robot asked for help.
+    #[cfg(feature = "sim")]
     pub asks: Option<intervened_world::AskStats>,
     /// On the simulated bus: the emulator's counters (injected faults included).
+    #[cfg(feature = "sim")]
     pub sim_stats: Option<intervened_sim::ServerStats>,
 }
 
@@ -147,13 +156,6 @@ pub fn load_calibration(cfg: &RobotConfig) -> Result<(Calibration, PathBuf)> {
     }
 }
 
-/// A CPU other than the control thread's for the emulator: the next one, when there are two
-/// or more and the control thread is pinned.
-fn other_cpu(control: Option<usize>) -> Option<usize> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).ok()?;
-    control.filter(|_| n > 1).map(|c| (c + 1) % n)
-}
-
 /// One daemon per data root: an flock on `<root>/intervened.lock`, held until the process
 /// ends. Two daemons recording into one root would write the same episode files.
 pub fn lock_data_root(root: &Path) -> Result<std::fs::File> {
@@ -183,6 +185,13 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     let (cal, cal_path) = load_calibration(&cfg)?;
     let limits = cal.joint_limits(&cfg, &cal_path)?;
     let sim = cfg.bus.is_sim();
+    #[cfg(not(feature = "sim"))]
+    if sim {
+        bail!(
+            "bus.port = \"sim\" needs the simulated robot, and this build has none (feature `sim`)"
+        );
+    }
+    #[cfg(feature = "sim")]
     if opts.sim_human && !sim {
         bail!("--sim-human needs the simulated bus (bus.port = \"sim\")");
     }
@@ -205,38 +214,19 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     // Simulated time advances tick by tick (no sleeping) unless real time is asked for.
     let lockstep = sim && cfg.sim.lockstep && !opts.realtime;
     // The bus: the emulator on a pty for "sim", else the configured device.
+    #[cfg(feature = "sim")]
     let sim_bus = if sim {
-        // In real time with a real-time control thread, the emulator gets the same class on
-        // another core, so its own scheduling is not mistaken for the daemon's.
-        let on_thread_start = match cfg.control.realtime_priority {
-            Some(p) if !lockstep => {
-                let cpu = other_cpu(cfg.control.cpu);
-                Some(intervened_sim::ThreadStart(Arc::new(move || {
-                    if let Some(c) = cpu {
-                        if let Err(w) = try_pin_cpu(c) {
-                            warn!("emulator: {w}");
-                        }
-                    }
-                    if let Err(w) = try_realtime_priority(p) {
-                        warn!("emulator: {w}");
-                    }
-                })))
-            }
-            _ => None,
-        };
-        let options = intervened_sim::ServerOptions {
-            on_thread_start,
-            ..Default::default()
-        }
-        .with_faults(&cfg.sim.faults);
-        Some(SimBus::start_with(&cfg, options).context("starting the servo emulator")?)
+        Some(sim::start_bus(&cfg, lockstep)?)
     } else {
         None
     };
+    #[cfg(feature = "sim")]
     let port: PathBuf = match &sim_bus {
         Some(b) => b.server.path(),
         None => PathBuf::from(&cfg.bus.port),
     };
+    #[cfg(not(feature = "sim"))]
+    let port = PathBuf::from(&cfg.bus.port);
     let arm = Arm::open(&cfg, cal.clone(), &port).with_context(|| {
         format!(
             "opening the arm on {} (run `intervened doctor --config ...` for a checklist)",
@@ -256,31 +246,30 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     // nothing moves), and the loop's first goal is the measured position.
     arm.arm_mut().set_torque(true).context("enabling torque")?;
 
-    // The world, the simulated human and the gamepad.
+    // The gamepad; on the simulator also the world (a task sensor and the loop's tick hook)
+    // and the simulated human on a virtual pad.
+    // Only the simulator fills these (a real robot has no task sensors yet).
+    #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
     let mut sensors: Vec<Box<dyn SensorSource>> = Vec::new();
-    let mut env: Option<Box<dyn Environment>> = None;
-    let mut asks = None;
-    let mut handles = None;
+    #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
+    let mut hook: Option<Box<dyn TickHook>> = None;
+    #[cfg(feature = "sim")]
+    let (mut asks, mut handles) = (None, None);
+    #[cfg(feature = "sim")]
     let source: Box<dyn GamepadSource> = match &sim_bus {
         Some(b) => {
-            let mode = if opts.sim_human {
-                HumanMode::On
-            } else {
-                HumanMode::Off
-            };
-            let mut human = opts.human.clone();
-            // A session plan starts episodes itself; the simulated human need not press start.
-            human.press_start = opts.episodes.is_none();
-            let (rig, sensor, pad) = SimRig::new(&cfg, cal.clone(), b.chain.clone(), mode, human)
-                .map_err(anyhow::Error::msg)?;
-            sensors.push(Box::new(sensor));
-            asks = Some(rig.ask_stats());
-            env = Some(Box::new(rig));
-            handles = Some((b.chain.clone(), pad.clone()));
-            Box::new(pad)
+            let side = sim::attach(&cfg, &cal, b, &opts)?;
+            sensors.push(side.sensor);
+            hook = Some(side.hook);
+            asks = Some(side.asks);
+            handles = Some((b.chain.clone(), side.pad.clone()));
+            Box::new(side.pad)
         }
         None => Box::new(GilrsSource::start().context("starting gamepad input")?),
     };
+    #[cfg(not(feature = "sim"))]
+    let source: Box<dyn GamepadSource> =
+        Box::new(GilrsSource::start().context("starting gamepad input")?);
     let feature_names: Vec<String> = sensors.iter().flat_map(|s| s.names().to_vec()).collect();
     let ctl = TeleopController::from_robot_config(&cfg).context("gamepad mapping")?;
     let pad = Pad::new(ctl, source);
@@ -352,6 +341,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     st.session_id = session_id.clone().unwrap_or_default();
     st.policy_version = policy_version.clone();
     let status = Arc::new(Mutex::new(st));
+    #[cfg(feature = "sim")]
     if let (Some(tx), Some((chain, pad))) = (&opts.sim_handles, handles) {
         let _ = tx.send(SimHandles {
             chain,
@@ -377,7 +367,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         policy_updates: pol_rx,
         sink,
         pacer,
-        env,
+        hook,
         commands: cmd_rx,
         status: status.clone(),
         stop: stop.clone(),
@@ -438,7 +428,9 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
     if shell.join().is_err() {
         error!("service shell panicked");
     }
+    #[cfg(feature = "sim")]
     let sim_stats = sim_bus.as_ref().map(|b| b.server.stats());
+    #[cfg(feature = "sim")]
     drop(sim_bus);
     Ok(RunReport {
         loop_report,
@@ -446,7 +438,9 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         data_root,
         policy_version,
         wall_s: started.elapsed().as_secs_f64(),
+        #[cfg(feature = "sim")]
         asks: asks.and_then(|a| a.lock().ok().map(|a| *a)),
+        #[cfg(feature = "sim")]
         sim_stats,
     })
 }
@@ -592,4 +586,86 @@ async fn signals(stop: Arc<AtomicBool>, commands: Sender<Command>, mut watch: Po
 /// Ready-made receiver for tests that assemble a loop by hand.
 pub fn no_policy_updates() -> Receiver<Box<dyn PolicyDriver>> {
     bounded(1).1
+}
+
+/// The simulated robot's assembly: the emulator on a pty, the rig (world, simulated human) as
+/// the loop's tick hook, the virtual pad.
+#[cfg(feature = "sim")]
+mod sim {
+    use std::sync::{Arc, Mutex};
+
+    use anyhow::{Context, Result};
+    use intervened_robot::{Calibration, RobotConfig, SensorSource};
+    use intervened_sim_rig::{HumanMode, SimBus, SimRig};
+    use intervened_teleop::VirtualGamepad;
+    use tracing::warn;
+
+    use super::RunOptions;
+    use crate::clock::{try_pin_cpu, try_realtime_priority};
+    use crate::control::TickHook;
+
+    /// A CPU other than the control thread's for the emulator: the next one, when there are two
+    /// or more and the control thread is pinned.
+    fn other_cpu(control: Option<usize>) -> Option<usize> {
+        let n = std::thread::available_parallelism().map(|n| n.get()).ok()?;
+        control.filter(|_| n > 1).map(|c| (c + 1) % n)
+    }
+
+    pub(super) fn start_bus(cfg: &RobotConfig, lockstep: bool) -> Result<SimBus> {
+        // In real time with a real-time control thread, the emulator gets the same class on
+        // another core, so its own scheduling is not mistaken for the daemon's.
+        let on_thread_start = match cfg.control.realtime_priority {
+            Some(p) if !lockstep => {
+                let cpu = other_cpu(cfg.control.cpu);
+                Some(intervened_sim::ThreadStart(Arc::new(move || {
+                    if let Some(c) = cpu {
+                        if let Err(w) = try_pin_cpu(c) {
+                            warn!("emulator: {w}");
+                        }
+                    }
+                    if let Err(w) = try_realtime_priority(p) {
+                        warn!("emulator: {w}");
+                    }
+                })))
+            }
+            _ => None,
+        };
+        let options = intervened_sim::ServerOptions {
+            on_thread_start,
+            ..Default::default()
+        }
+        .with_faults(&cfg.sim.faults);
+        SimBus::start_with(cfg, options).context("starting the servo emulator")
+    }
+
+    pub(super) struct SimSide {
+        pub sensor: Box<dyn SensorSource>,
+        pub hook: Box<dyn TickHook>,
+        pub pad: VirtualGamepad,
+        pub asks: Arc<Mutex<intervened_world::AskStats>>,
+    }
+
+    pub(super) fn attach(
+        cfg: &RobotConfig,
+        cal: &Calibration,
+        bus: &SimBus,
+        opts: &RunOptions,
+    ) -> Result<SimSide> {
+        let mode = if opts.sim_human {
+            HumanMode::On
+        } else {
+            HumanMode::Off
+        };
+        let mut human = opts.human.clone();
+        // A session plan starts episodes itself; the simulated human need not press start.
+        human.press_start = opts.episodes.is_none();
+        let (rig, sensor, pad) = SimRig::new(cfg, cal.clone(), bus.chain.clone(), mode, human)
+            .map_err(anyhow::Error::msg)?;
+        Ok(SimSide {
+            sensor: Box::new(sensor),
+            asks: rig.ask_stats(),
+            hook: Box::new(rig),
+            pad,
+        })
+    }
 }

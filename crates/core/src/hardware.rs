@@ -36,9 +36,10 @@ pub trait ArmIo: Send {
     /// Writes goal positions (rad). Only a goal the safety filter made can be written.
     fn write(&mut self, goals: &SafeGoal) -> Result<(), ArmFault>;
     fn set_torque(&mut self, on: bool) -> Result<(), ArmFault>;
-    /// Returns once everything written so far has reached the arm (lockstep simulation
-    /// advances the world only after the tick's goals were applied).
-    fn sync(&mut self) -> Result<(), ArmFault> {
+    /// Returns once everything written so far has reached the arm. The loop never calls it; a
+    /// lockstep simulator's tick hook does, to advance the world only after the tick's goals
+    /// were applied.
+    fn barrier(&mut self) -> Result<(), ArmFault> {
         Ok(())
     }
     /// Time spent waiting for the arm's replies since it was opened (the loop charges the

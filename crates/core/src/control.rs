@@ -33,16 +33,17 @@ use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
 use crate::clock::Pacer;
 use crate::fault::{ActiveFault, ArmFault, Fault, FaultKind, HoldReason, PolicyFault};
 use crate::hardware::{ArmIo, ArmState};
+use crate::protocol::Command;
 use crate::protocol::{Reply, Request, StopOutcome};
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
 use crate::safety::{SafeGoal, SafetyFilter};
-use crate::service::Command;
-use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
+use crate::stats::{
+    involuntary_switches, thread_cpu_time, LoopTiming, Phase, PhaseClock, SlowTick,
+};
 use crate::status::Status;
 use crate::teleop::{GamepadInput, PadTick};
-use intervened_dxl::bench::thread_cpu_time;
 use intervened_teleop::Intent;
 
 /// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
@@ -67,13 +68,17 @@ pub trait PolicyDriver: Send {
     fn version(&self) -> &str;
 }
 
-/// The simulator's side of a tick: advances the world after the goals are written, lets the
-/// simulated human act, and judges the episode. Absent on a real robot.
-pub trait Environment: Send {
-    /// Resets the world for an episode (the arm is put back at its start pose).
+/// Whatever must move in step with the loop beside the robot, plugged in from outside the core
+/// (the simulated world of `intervened-sim-rig`: it advances the world after the goals are
+/// written, lets the simulated human act, and judges the episode). Absent on a real robot.
+pub trait TickHook: Send {
+    /// Resets for an episode (the simulator puts the arm back at its start pose; the loop then
+    /// re-seeds its goal from the next read).
     fn prepare_episode(&mut self, index: u64);
-    /// Called once per tick after the goals are written.
-    fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome>;
+    /// Called once per tick after the goals are written, the frame recorded and status
+    /// published, with the arm (a lockstep simulator waits on `ArmIo::barrier` before it
+    /// advances). A verdict ends the episode on the next tick.
+    fn after_tick(&mut self, arm: &mut dyn ArmIo, info: &TickInfo) -> Option<EpisodeOutcome>;
     /// Why the episode now ending failed, when the environment can tell (asked only for
     /// failures, before `prepare_episode` resets it).
     fn failure_mode(&self) -> Option<FailureMode> {
@@ -81,7 +86,7 @@ pub trait Environment: Send {
     }
 }
 
-/// What the environment is told each tick.
+/// What the hook is told each tick.
 #[derive(Debug, Clone, Copy)]
 pub struct TickInfo {
     pub tick: u64,
@@ -153,7 +158,7 @@ pub struct ControlLoop {
     policy_updates: Receiver<Box<dyn PolicyDriver>>,
     sink: Box<dyn FrameSink>,
     pacer: Box<dyn Pacer>,
-    env: Option<Box<dyn Environment>>,
+    hook: Option<Box<dyn TickHook>>,
     commands: Receiver<Command>,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
@@ -223,7 +228,7 @@ pub struct LoopParts {
     pub policy_updates: Receiver<Box<dyn PolicyDriver>>,
     pub sink: Box<dyn FrameSink>,
     pub pacer: Box<dyn Pacer>,
-    pub env: Option<Box<dyn Environment>>,
+    pub hook: Option<Box<dyn TickHook>>,
     pub commands: Receiver<Command>,
     pub status: Arc<Mutex<Status>>,
     pub stop: Arc<AtomicBool>,
@@ -285,7 +290,7 @@ impl ControlLoop {
             policy_updates: p.policy_updates,
             sink: p.sink,
             pacer: p.pacer,
-            env: p.env,
+            hook: p.hook,
             commands: p.commands,
             status: p.status,
             stop: p.stop,
@@ -308,8 +313,8 @@ impl ControlLoop {
 
     /// Runs until stopped (SIGTERM), the plan is done, or `max_ticks`.
     pub fn run(mut self) -> LoopReport {
-        if let Some(env) = self.env.as_mut() {
-            env.prepare_episode(0);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.prepare_episode(0);
         }
         let mut tick: u64 = 0;
         // The tick before the current wait: an overrun is that tick running past the deadline.
@@ -624,11 +629,8 @@ impl ControlLoop {
             demo: self.arbiter.is_demo(),
             episode_time: (tick.saturating_sub(self.episode_start_tick)) as f64 * period,
         };
-        if let Some(env) = self.env.as_mut() {
-            if let Err(e) = self.arm.sync() {
-                warn!("bus barrier failed: {e}");
-            }
-            if let Some(o) = env.after_tick(&info) {
+        if let Some(hook) = self.hook.as_mut() {
+            if let Some(o) = hook.after_tick(self.arm.as_mut(), &info) {
                 if self.arbiter.in_episode() {
                     self.pending_outcome = Some(o);
                 }
@@ -892,7 +894,7 @@ impl ControlLoop {
             return;
         }
         let failure = match outcome {
-            EpisodeOutcome::Failure => self.env.as_ref().and_then(|e| e.failure_mode()),
+            EpisodeOutcome::Failure => self.hook.as_ref().and_then(|h| h.failure_mode()),
             _ => None,
         };
         self.sink.end_episode(tick, outcome, failure);
@@ -900,8 +902,8 @@ impl ControlLoop {
         self.pad.set_demo(false);
         self.outcomes.push(outcome);
         self.episode_index += 1;
-        if let Some(env) = self.env.as_mut() {
-            env.prepare_episode(self.episode_index);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.prepare_episode(self.episode_index);
             self.reseed = true;
         }
     }
