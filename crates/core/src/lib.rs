@@ -9,6 +9,7 @@
 pub mod arbiter;
 pub mod clock;
 pub mod control;
+pub mod dummy;
 pub mod fault;
 pub mod hardware;
 pub mod protocol;
