@@ -621,7 +621,7 @@ impl ControlLoop {
         // 10. Status for the shell (never waits on it).
         self.publish(tick, doubt);
         self.phase.mark(Phase::Status);
-        // 11. Let the simulated world and human move.
+        // 11. The tick hook, where there is one (the simulated world and human move).
         let info = TickInfo {
             tick,
             mode: self.arbiter.mode(),
