@@ -1,6 +1,9 @@
 //! End to end on the simulated robot, through the binary: the emulated servo chain on a pty,
 //! the simulated human on the virtual gamepad, the recorder, the retrain job and the daemon.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

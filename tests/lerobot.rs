@@ -1,6 +1,9 @@
 //! A dataset exported from a simulated session loads in LeRobot's own loader (lerobot 0.4.4,
 //! installed by scripts/setup.sh --test in its own venv), with matching counts.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

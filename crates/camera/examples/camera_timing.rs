@@ -6,6 +6,9 @@
 //! such as the JPEG codecs at opt-level 2). With OUT_DIR, also writes the rendered frames
 //! there as JPEGs to look at.
 
+// A hand-run example: a panic here stops the measurement. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use intervened_camera::sim::world::scene_from_world;

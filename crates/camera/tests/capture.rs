@@ -1,5 +1,8 @@
 //! The capture thread and the reader: fresh, stale, waiting, stopped, panics, stop on request.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,7 +10,9 @@ use intervened_teleop::{
 use tracing::{info, warn};
 
 use crate::control::PolicyDriver;
+use crate::fault::{ArmFault, PolicyFault};
 use crate::hardware::{ArmIo, ArmState};
+use crate::safety::SafeGoal;
 use crate::teleop::{GamepadInput, PadTick};
 
 /// The Dynamixel arm (real bus or the emulator's pty).
@@ -40,18 +42,18 @@ impl DxlArm {
 }
 
 impl ArmIo for DxlArm {
-    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), String> {
+    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), ArmFault> {
         if self.gone_ticks > 0 {
             self.gone_ticks += 1;
             if !self.gone_ticks.is_multiple_of(RECONNECT_EVERY) {
-                return Err("serial port gone (adapter unplugged?)".into());
+                return Err(ArmFault::PortGone);
             }
             match self.arm.reconnect() {
                 Ok(()) => {
                     info!("bus reconnected");
                     self.gone_ticks = 0;
                 }
-                Err(e) => return Err(format!("reconnect failed: {e}")),
+                Err(e) => return Err(ArmFault::reconnect(e)),
             }
         }
         self.arm.read_into(tick, &mut self.reading);
@@ -78,13 +80,11 @@ impl ArmIo for DxlArm {
                 }
                 Err(ServoFault::PortGone) => {
                     self.gone_ticks = 1;
-                    return Err("serial port gone (adapter unplugged?)".into());
+                    return Err(ArmFault::PortGone);
                 }
                 Err(e) => {
                     failed += 1;
-                    first_err.get_or_insert_with(|| {
-                        format!("servo {}: {e}", self.arm.ids().get(i).copied().unwrap_or(0))
-                    });
+                    first_err.get_or_insert((self.arm.ids().get(i).copied().unwrap_or(0), *e));
                 }
             }
         }
@@ -97,34 +97,34 @@ impl ArmIo for DxlArm {
         }
         match first_err {
             // One silent servo fails the tick: a joint we cannot see is a joint we cannot hold safely.
-            Some(e) => Err(format!("{failed} servo(s) failed: {e}")),
+            Some((id, e)) => Err(ArmFault::servos(failed, id, e)),
             None => Ok(()),
         }
     }
 
-    fn write(&mut self, goals: &[f64]) -> Result<(), String> {
+    fn write(&mut self, goals: &SafeGoal) -> Result<(), ArmFault> {
         if self.gone_ticks > 0 {
-            return Err("serial port gone".into());
+            return Err(ArmFault::PortGone);
         }
-        self.arm.write_goals(goals).map_err(|e| e.to_string())
+        self.arm.write_goals(goals).map_err(ArmFault::bus)
     }
 
-    fn set_torque(&mut self, on: bool) -> Result<(), String> {
-        self.arm.set_torque(on).map_err(|e| e.to_string())
+    fn set_torque(&mut self, on: bool) -> Result<(), ArmFault> {
+        self.arm.set_torque(on).map_err(ArmFault::bus)
     }
 
     fn bus_wait(&self) -> std::time::Duration {
         self.arm.bus().reply_wait()
     }
 
-    fn sync(&mut self) -> Result<(), String> {
+    fn barrier(&mut self) -> Result<(), ArmFault> {
         // A ping is answered only after every byte before it was handled: a barrier.
         let id = self.arm.ids().first().copied().unwrap_or(1);
         self.arm
             .bus_mut()
             .ping(id)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(ArmFault::bus)
     }
 }
 
@@ -259,16 +259,17 @@ impl TchPolicy {
         }
     }
 
-    fn check_errors(&mut self, ready: bool) -> Result<bool, String> {
+    fn check_errors(&mut self, ready: bool) -> Result<bool, PolicyFault> {
         // Counters only: nothing here allocates unless there is an error to report.
         let errors = self.runner.error_count();
         if errors > self.errors_seen {
             self.errors_seen = errors;
-            return Err(self
-                .runner
-                .last_error()
-                .unwrap_or("policy error")
-                .to_string());
+            return Err(PolicyFault::Inference(
+                self.runner
+                    .last_error()
+                    .unwrap_or("policy error")
+                    .to_string(),
+            ));
         }
         Ok(ready)
     }
@@ -281,7 +282,7 @@ impl PolicyDriver for TchPolicy {
         obs: &[f64],
         measured_q: &[f64],
         out: &mut [f64],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PolicyFault> {
         self.step_images(tick, obs, &[], measured_q, out)
     }
     fn cameras(&self) -> &[usize] {
@@ -294,7 +295,7 @@ impl PolicyDriver for TchPolicy {
         images: &[&[u8]],
         measured_q: &[f64],
         out: &mut [f64],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PolicyFault> {
         let obs = obs.get(..self.obs_dim).unwrap_or(obs);
         let ready = self
             .runner

@@ -12,6 +12,7 @@ use intervened_robot::RobotConfig;
 use tracing::{error, info};
 
 use crate::cameras::lockstep_time_ns;
+use crate::fault::RecorderFault;
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
@@ -42,7 +43,7 @@ impl EpisodeSink {
         feature_names: Vec<String>,
         session_id: Option<String>,
         lockstep: bool,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RecorderFault> {
         let mut opts = RecorderOptions::from_config(&cfg.recording);
         opts.root = root.to_path_buf();
         if lockstep {
@@ -52,8 +53,10 @@ impl EpisodeSink {
             // is completed at its end.
             opts.flush_ms = 3_600_000;
         }
-        let recorder =
-            Recorder::spawn(opts).map_err(|e| format!("recorder under {}: {e}", root.display()))?;
+        let recorder = Recorder::spawn(opts).map_err(|e| RecorderFault::Start {
+            root: root.display().to_string(),
+            cause: std::sync::Arc::new(e),
+        })?;
         let rec = recorder.recovery();
         let repaired = rec.repaired().count();
         if !rec.recovered.is_empty() || repaired > 0 {
@@ -170,7 +173,7 @@ impl FrameSink for EpisodeSink {
         demo: bool,
         policy_version: Option<String>,
         task: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecorderFault> {
         self.episode_start_tick = tick;
         let mut meta =
             EpisodeMeta::for_robot(&self.cfg, self.session_id.clone(), index as u32, task);
@@ -195,7 +198,9 @@ impl FrameSink for EpisodeSink {
             };
             meta.monotonic_start_ns = Some(self.camera_origin_ns);
         }
-        self.handle.begin_episode(meta).map_err(|e| e.to_string())
+        self.handle
+            .begin_episode(meta)
+            .map_err(RecorderFault::refused)
     }
 
     fn frame(&mut self, f: FrameRecord<'_>) {
@@ -236,7 +241,7 @@ impl FrameSink for EpisodeSink {
             }
             LoopEvent::Fault(m) => Event::Fault {
                 component: "loop".into(),
-                message: m,
+                message: m.to_string(),
                 fatal: false,
             },
             LoopEvent::PolicyLoaded(v) => Event::PolicyLoaded { version: v },
@@ -275,16 +280,16 @@ impl FrameSink for EpisodeSink {
         (self.handle.lost_frames(), self.handle.failed_episodes())
     }
 
-    fn fault(&self) -> Option<String> {
+    fn fault(&self) -> Option<RecorderFault> {
         if self.handle.disk_ok() {
             None
         } else {
-            Some(
+            Some(RecorderFault::Disk(
                 self.handle
                     .status()
                     .last_error
                     .unwrap_or_else(|| "disk error".into()),
-            )
+            ))
         }
     }
 

@@ -1,20 +1,20 @@
-//! The intervened control daemon: the fixed-rate control thread, arbitration between the
-//! policy and the human, the safety filter every goal passes, and the service shell around it.
+//! The intervened daemon: the concrete adapters behind the control core's ports (the Dynamixel
+//! arm, the gamepad, the tch policy, the MCAP recorder), the runtime that assembles them, and
+//! the service shell (control socket, systemd, signals, the policy registry).
+//!
+//! The loop itself, arbitration, the safety filter and the ports live in `intervened-core`;
+//! they are re-exported here under their old paths. The simulated robot (`intervened-sim-rig`)
+//! is assembled only with the `sim` feature.
+
+pub use intervened_core::{
+    arbiter, cameras, clock, control, fault, hardware, protocol, recording, rt, safety, stats,
+    status, teleop,
+};
 
 pub mod adapters;
-pub mod arbiter;
-pub mod cameras;
-pub mod clock;
-pub mod control;
 pub mod episode_sink;
-pub mod hardware;
-pub mod protocol;
-pub mod recording;
-pub mod rt;
 pub mod runtime;
-pub mod safety;
 pub mod service;
-pub mod sim_rig;
-pub mod stats;
-pub mod status;
-pub mod teleop;
+/// The simulated robot (feature `sim`).
+#[cfg(feature = "sim")]
+pub use intervened_sim_rig as sim_rig;

@@ -19,11 +19,7 @@ use tracing::{debug, error, info, warn};
 use crate::protocol::{parse_request, Reply, Request, MAX_LINE};
 use crate::status::Status;
 
-/// A request for the control thread, with where to send its reply.
-pub struct Command {
-    pub request: Request,
-    pub reply: tokio::sync::oneshot::Sender<Reply>,
-}
+pub use intervened_core::protocol::Command;
 
 /// Reads the latest status without ever waiting on the control thread for long.
 pub fn snapshot(status: &Mutex<Status>) -> Option<Status> {

@@ -7,6 +7,9 @@
 //! Inference runs on its worker thread, as `policy.inference = "worker"` (the default) has it;
 //! with `"auto"` a fast model runs inline, and libtorch allocates inside every forward pass.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;

@@ -1,5 +1,8 @@
 //! The bus and the arm against the Protocol 2.0 emulator on a pty.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

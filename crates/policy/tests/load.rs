@@ -1,6 +1,9 @@
 //! Loading Python-exported policies: parity with Python, ensemble mean and doubt, and the
 //! errors a broken or mismatched policy gives.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{edit_sidecar, fixtures, koch};

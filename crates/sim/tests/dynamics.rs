@@ -1,5 +1,8 @@
 //! Servo dynamics: first-order tracking, velocity cap, torque off, limits, obstacles.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{koch_specs, transact, wr};

@@ -3,6 +3,9 @@
 //! read, sync write and bulk read. The script asserts what it reads; this test asserts what
 //! it wrote.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -4,6 +4,9 @@
 //! `cargo run --release -p intervened-train --example vision_timing` (debug builds of this
 //! workspace are optimised too, so `cargo run` without `--release` measures the same).
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use intervened_policy::{
     bench_infer, sha256_file, write_sidecar, ActionKind, Policy, PolicyExpectations, PolicySidecar,
     FORMAT_VERSION,

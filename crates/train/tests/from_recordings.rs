@@ -1,6 +1,9 @@
 //! End to end from MCAP recordings: the episodes crate writes sessions, `retrain` reads them,
 //! and the published policy loads in the policy crate as the daemon loads it.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use intervened_episodes::{ControlSource, EpisodeMeta, EpisodeWriter, Frame, Outcome};

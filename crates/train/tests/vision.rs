@@ -1,6 +1,9 @@
 //! Image policies: a task only the pixels can solve, export and reload (Rust and Python), the
 //! retrain pipeline with `cameras`, and the dataset's checks on images.
 
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

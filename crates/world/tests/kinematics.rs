@@ -1,3 +1,6 @@
+// A test: a panic here is a failed test. (The workspace lints forbid these on robot paths.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::f64::consts::FRAC_PI_2;

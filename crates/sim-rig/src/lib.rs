@@ -5,6 +5,9 @@
 //! In lockstep, each tick after the goals are written the rig advances the servos and the
 //! world by one control period, then lets the simulated human look and move the sticks.
 //! The same seed therefore gives the same episode, bit for bit.
+//!
+//! The rig sits outside the control core: it plugs into the loop as a [`TickHook`], and the
+//! daemon assembles it only for `bus.port = "sim"` (its `sim` feature).
 
 use std::sync::{Arc, Mutex};
 
@@ -18,10 +21,11 @@ use intervened_teleop::{RumblePattern, VirtualGamepad};
 use intervened_world::{AskStats, HumanParams, SimulatedHuman, World, WorldSensor};
 use tracing::warn;
 
-use crate::arbiter::Mode;
-use crate::cameras::lockstep_time_ns;
-use crate::control::{Environment, TickInfo};
-use crate::recording::{EpisodeOutcome, FailureMode};
+use intervened_core::arbiter::Mode;
+use intervened_core::cameras::lockstep_time_ns;
+use intervened_core::control::{TickHook, TickInfo};
+use intervened_core::hardware::ArmIo;
+use intervened_core::recording::{EpisodeOutcome, FailureMode};
 
 /// What the simulated human does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +217,7 @@ impl SimRig {
     }
 }
 
-impl Environment for SimRig {
+impl TickHook for SimRig {
     fn prepare_episode(&mut self, index: u64) {
         let episode_seed = self.seed.wrapping_mul(1_000_003).wrapping_add(index);
         if let Ok(mut w) = self.world.lock() {
@@ -256,7 +260,11 @@ impl Environment for SimRig {
         };
     }
 
-    fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome> {
+    fn after_tick(&mut self, arm: &mut dyn ArmIo, info: &TickInfo) -> Option<EpisodeOutcome> {
+        // The tick's goals must have reached the emulator before it advances.
+        if let Err(e) = arm.barrier() {
+            warn!("bus barrier failed: {e}");
+        }
         let dt = self.period;
         let Ok(mut chain) = self.chain.lock() else {
             return None;

@@ -35,17 +35,19 @@ use tracing::{error, info, warn};
 use crate::arbiter::{Arbiter, Mode, Transition, Trigger};
 use crate::cameras::{CameraHealth, LoopCameras, MAX_CAMERAS};
 use crate::clock::Pacer;
+use crate::fault::{ActiveFault, ArmFault, Fault, FaultKind, HoldReason, PolicyFault};
 use crate::hardware::{ArmIo, ArmState};
+use crate::protocol::Command;
 use crate::protocol::{Reply, Request, StopOutcome};
 use crate::recording::{
     ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
 };
-use crate::safety::SafetyFilter;
-use crate::service::Command;
-use crate::stats::{involuntary_switches, LoopTiming, Phase, PhaseClock, SlowTick};
+use crate::safety::{SafeGoal, SafetyFilter};
+use crate::stats::{
+    involuntary_switches, thread_cpu_time, LoopTiming, Phase, PhaseClock, SlowTick,
+};
 use crate::status::Status;
 use crate::teleop::{GamepadInput, PadTick};
-use intervened_dxl::bench::thread_cpu_time;
 use intervened_teleop::Intent;
 
 /// A policy the loop can run: the tch runner behind a small trait so the loop is testable.
@@ -58,7 +60,7 @@ pub trait PolicyDriver: Send {
         obs: &[f64],
         measured_q: &[f64],
         out: &mut [f64],
-    ) -> Result<bool, String>;
+    ) -> Result<bool, PolicyFault>;
     /// The cameras this policy reads, as indices into the robot config's `[[cameras]]`, in the
     /// order its `forward` takes them (empty for a state policy).
     fn cameras(&self) -> &[usize] {
@@ -73,7 +75,7 @@ pub trait PolicyDriver: Send {
         _images: &[&[u8]],
         measured_q: &[f64],
         out: &mut [f64],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, PolicyFault> {
         self.step(tick, obs, measured_q, out)
     }
     /// Forget buffered predictions (control changed hands).
@@ -87,13 +89,17 @@ pub trait PolicyDriver: Send {
     fn version(&self) -> &str;
 }
 
-/// The simulator's side of a tick: advances the world after the goals are written, lets the
-/// simulated human act, and judges the episode. Absent on a real robot.
-pub trait Environment: Send {
-    /// Resets the world for an episode (the arm is put back at its start pose).
+/// Whatever must move in step with the loop beside the robot, plugged in from outside the core
+/// (the simulated world of `intervened-sim-rig`: it advances the world after the goals are
+/// written, lets the simulated human act, and judges the episode). Absent on a real robot.
+pub trait TickHook: Send {
+    /// Resets for an episode (the simulator puts the arm back at its start pose; the loop then
+    /// re-seeds its goal from the next read).
     fn prepare_episode(&mut self, index: u64);
-    /// Called once per tick after the goals are written.
-    fn after_tick(&mut self, info: &TickInfo) -> Option<EpisodeOutcome>;
+    /// Called once per tick after the goals are written, the frame recorded and status
+    /// published, with the arm (a lockstep simulator waits on `ArmIo::barrier` before it
+    /// advances). A verdict ends the episode on the next tick.
+    fn after_tick(&mut self, arm: &mut dyn ArmIo, info: &TickInfo) -> Option<EpisodeOutcome>;
     /// Why the episode now ending failed, when the environment can tell (asked only for
     /// failures, before `prepare_episode` resets it).
     fn failure_mode(&self) -> Option<FailureMode> {
@@ -101,20 +107,7 @@ pub trait Environment: Send {
     }
 }
 
-/// What kind of fault sent the arm to Hold: it decides what clears it and what status shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The bus or a servo: resume is refused until the bus answers cleanly again.
-    Bus,
-    /// The policy failed, emitted garbage, or went too long without an action.
-    Policy,
-    /// The gamepad went away.
-    Gamepad,
-    /// A command the safety filter could not make safe.
-    Command,
-}
-
-/// What the environment is told each tick.
+/// What the hook is told each tick.
 #[derive(Debug, Clone, Copy)]
 pub struct TickInfo {
     pub tick: u64,
@@ -186,7 +179,7 @@ pub struct ControlLoop {
     policy_updates: Receiver<Box<dyn PolicyDriver>>,
     sink: Box<dyn FrameSink>,
     pacer: Box<dyn Pacer>,
-    env: Option<Box<dyn Environment>>,
+    hook: Option<Box<dyn TickHook>>,
     commands: Receiver<Command>,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
@@ -204,8 +197,8 @@ pub struct ControlLoop {
     proposal: Vec<f64>,
     pad_out: PadTick,
     /// The filtered goal written this tick.
-    goal: Vec<f64>,
-    last_goal: Vec<f64>,
+    goal: SafeGoal,
+    last_goal: SafeGoal,
     /// Ticks of handback blending left, and its length.
     ramp_left: u32,
     ramp_ticks: u32,
@@ -222,7 +215,8 @@ pub struct ControlLoop {
     reseed: bool,
     known_position: bool,
     bus_fail_streak: u32,
-    bus_fault: bool,
+    /// The bus fault that holds the arm, as status shows it, until the bus answers cleanly.
+    bus_fault: Option<ActiveFault>,
     torque_off: bool,
     timing: LoopTiming,
     /// This tick's time per phase.
@@ -241,7 +235,7 @@ pub struct ControlLoop {
     policy_actions: u64,
     policy_starvations: u64,
     /// The policy fault that put the arm in Hold, shown in status until the arm leaves Hold.
-    policy_fault: Option<String>,
+    policy_fault: Option<ActiveFault>,
     /// The tick since which the policy has waited for a camera's first frame.
     camera_wait_since: Option<u64>,
 }
@@ -258,7 +252,7 @@ pub struct LoopParts {
     pub policy_updates: Receiver<Box<dyn PolicyDriver>>,
     pub sink: Box<dyn FrameSink>,
     pub pacer: Box<dyn Pacer>,
-    pub env: Option<Box<dyn Environment>>,
+    pub hook: Option<Box<dyn TickHook>>,
     pub commands: Receiver<Command>,
     pub status: Arc<Mutex<Status>>,
     pub stop: Arc<AtomicBool>,
@@ -272,6 +266,7 @@ impl ControlLoop {
         let n = p.cfg.joints.len();
         let nf: usize = p.sensors.iter().map(|s| s.names().len()).sum();
         let filter = SafetyFilter::new(p.limits, p.cfg.safety.max_step_rad);
+        let (goal, last_goal) = (filter.new_goal(), filter.new_goal());
         Self {
             arbiter: Arbiter::new(),
             filter,
@@ -281,7 +276,7 @@ impl ControlLoop {
             cmd: vec![0.0; n],
             proposal: vec![0.0; n],
             pad_out: PadTick::default(),
-            goal: vec![0.0; n],
+            goal,
             ramp_left: 0,
             // A quarter second of blending at handback.
             ramp_ticks: (p.cfg.control.rate_hz * 0.25).round().max(1.0) as u32,
@@ -291,11 +286,11 @@ impl ControlLoop {
             timing_takeover_read: crate::stats::LatencyHistogram::new(),
             takeover_pending: None,
             takeovers_untimed: 0,
-            last_goal: vec![0.0; n],
+            last_goal,
             reseed: true,
             known_position: false,
             bus_fail_streak: 0,
-            bus_fault: false,
+            bus_fault: None,
             torque_off: false,
             timing: LoopTiming::default(),
             phase: PhaseClock::start(),
@@ -322,7 +317,7 @@ impl ControlLoop {
             policy_updates: p.policy_updates,
             sink: p.sink,
             pacer: p.pacer,
-            env: p.env,
+            hook: p.hook,
             commands: p.commands,
             status: p.status,
             stop: p.stop,
@@ -346,8 +341,8 @@ impl ControlLoop {
 
     /// Runs until stopped (SIGTERM), the plan is done, or `max_ticks`.
     pub fn run(mut self) -> LoopReport {
-        if let Some(env) = self.env.as_mut() {
-            env.prepare_episode(0);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.prepare_episode(0);
         }
         let mut tick: u64 = 0;
         // The tick before the current wait: an overrun is that tick running past the deadline.
@@ -414,8 +409,8 @@ impl ControlLoop {
         match read {
             Ok(()) => {
                 self.bus_fail_streak = 0;
-                if self.bus_fault && self.state.alerts.iter().all(|a| a.is_none()) {
-                    self.bus_fault = false;
+                if self.bus_fault.is_some() && self.state.alerts.iter().all(|a| a.is_none()) {
+                    self.bus_fault = None;
                     info!(
                         "bus answers again; staying in {:?} until a person resumes",
                         self.arbiter.mode()
@@ -424,8 +419,7 @@ impl ControlLoop {
                         .event(tick, LoopEvent::Note("bus recovered".into()));
                 }
                 if self.reseed {
-                    self.last_goal.copy_from_slice(&self.state.q);
-                    self.filter.clamp_to_limits(&mut self.last_goal);
+                    self.filter.seed(&self.state.q, &mut self.last_goal);
                     self.reseed = false;
                     self.known_position = true;
                 }
@@ -436,16 +430,19 @@ impl ControlLoop {
                     .enumerate()
                     .find_map(|(i, a)| a.map(|b| (i, b)))
                 {
-                    let name = self
+                    let (id, joint) = self
                         .cfg
                         .joints
                         .get(i)
-                        .map(|j| j.name.as_str())
-                        .unwrap_or("?");
+                        .map(|j| (j.id, j.name.clone().into()))
+                        .unwrap_or((0, "?".into()));
                     self.fault(
                         tick,
-                        FaultKind::Bus,
-                        format!("servo {name} hardware alert 0x{bits:02x}"),
+                        Fault::Arm(ArmFault::Servo {
+                            id,
+                            joint,
+                            alert: bits,
+                        }),
                     );
                 }
             }
@@ -456,7 +453,7 @@ impl ControlLoop {
                     warn!(tick, "bus read failed: {e}");
                 }
                 if self.bus_fail_streak == self.cfg.safety.fault_ticks {
-                    self.fault(tick, FaultKind::Bus, format!("bus: {e}"));
+                    self.fault(tick, Fault::Arm(e));
                 }
             }
         }
@@ -573,13 +570,12 @@ impl ControlLoop {
                             .get(c)
                             .map(|cc| cc.max_age().as_millis())
                             .unwrap_or(0);
-                        Err(format!(
-                            "camera {} is {}{} (max_age_ms {max_ms}): the policy reads it",
-                            self.cameras.name(c),
-                            health.name(),
-                            age.map(|a| format!(", newest frame {} ms old", a / 1_000_000))
-                                .unwrap_or_default()
-                        ))
+                        Err(PolicyFault::Camera {
+                            camera: self.cameras.name(c).to_string(),
+                            health: health.name(),
+                            age_ms: age.map(|a| a / 1_000_000),
+                            max_age_ms: max_ms,
+                        })
                     }
                     None => {
                         self.camera_wait_since = None;
@@ -609,18 +605,15 @@ impl ControlLoop {
             }
             if mode == Mode::Autonomous {
                 if let Some(e) = failed {
-                    self.fault(tick, FaultKind::Policy, format!("policy: {e}"));
+                    self.fault(tick, Fault::Policy(e));
                 } else if let Some(waited) = starved {
                     self.policy_starvations += 1;
                     self.fault(
                         tick,
-                        FaultKind::Policy,
-                        format!(
-                            "policy: no usable action for {} ms (policy.action_timeout_ms = {}); \
-                             the model is too slow for this rate or its worker died",
-                            waited.as_millis(),
-                            self.cfg.policy.action_timeout_ms
-                        ),
+                        Fault::Policy(PolicyFault::Starved {
+                            waited_ms: waited.as_millis(),
+                            limit_ms: self.cfg.policy.action_timeout_ms,
+                        }),
                     );
                 }
             }
@@ -659,14 +652,14 @@ impl ControlLoop {
         if self.arbiter.mode() == Mode::Autonomous && self.ramp_left > 0 {
             // alpha runs 0 (the handback tick: exactly the previous goal) up towards 1.
             let alpha = 1.0 - self.ramp_left as f64 / self.ramp_ticks.max(1) as f64;
-            for (g, l) in self.cmd.iter_mut().zip(&self.last_goal) {
+            for (g, l) in self.cmd.iter_mut().zip(self.last_goal.iter()) {
                 *g = l + alpha * (*g - l);
             }
             if self.ramp_left == self.ramp_ticks {
                 let jump = self
                     .cmd
                     .iter()
-                    .zip(&self.last_goal)
+                    .zip(self.last_goal.iter())
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
                 self.max_handback_jump = self.max_handback_jump.max(jump);
@@ -690,7 +683,7 @@ impl ControlLoop {
             .filter
             .apply(&self.cmd, &self.last_goal, &self.state.q, &mut self.goal);
         if outcome.non_finite {
-            self.fault(tick, FaultKind::Command, "non-finite command".into());
+            self.fault(tick, Fault::NonFiniteCommand);
         }
         if outcome.clamped() {
             self.sink.event(
@@ -709,7 +702,7 @@ impl ControlLoop {
                 self.bus_errors += 1;
                 warn!("goal write failed: {e}");
             }
-            self.last_goal.copy_from_slice(&self.goal);
+            self.last_goal.copy_from(&self.goal);
             // Takeover latency: the button press -> the first human goal on the wire, and the
             // tick that read the press -> that goal.
             if self.arbiter.mode() == Mode::Intervening {
@@ -744,7 +737,7 @@ impl ControlLoop {
         // 10. Status for the shell (never waits on it).
         self.publish(tick, doubt);
         self.phase.mark(Phase::Status);
-        // 11. Let the simulated world and human move.
+        // 11. The tick hook, where there is one (the simulated world and human move).
         let info = TickInfo {
             tick,
             mode: self.arbiter.mode(),
@@ -752,11 +745,8 @@ impl ControlLoop {
             demo: self.arbiter.is_demo(),
             episode_time: (tick.saturating_sub(self.episode_start_tick)) as f64 * period,
         };
-        if let Some(env) = self.env.as_mut() {
-            if let Err(e) = self.arm.sync() {
-                warn!("bus barrier failed: {e}");
-            }
-            if let Some(o) = env.after_tick(&info) {
+        if let Some(hook) = self.hook.as_mut() {
+            if let Some(o) = hook.after_tick(self.arm.as_mut(), &info) {
                 if self.arbiter.in_episode() {
                     self.pending_outcome = Some(o);
                 }
@@ -821,18 +811,27 @@ impl ControlLoop {
         Some(t)
     }
 
-    fn fault(&mut self, tick: u64, kind: FaultKind, why: String) {
+    fn fault(&mut self, tick: u64, fault: Fault) {
         let active = matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening);
         if active {
-            warn!("fault: {why}; holding");
+            warn!("fault: {fault}; holding");
         }
-        match kind {
-            FaultKind::Bus => self.bus_fault = true,
-            FaultKind::Policy if active => self.policy_fault = Some(why.clone()),
+        let shown = || {
+            Some(ActiveFault {
+                kind: fault.kind(),
+                message: fault.to_string(),
+            })
+        };
+        match fault.kind() {
+            FaultKind::Bus => self.bus_fault = shown(),
+            FaultKind::Policy if active => self.policy_fault = shown(),
             _ => {}
         }
-        self.sink.event(tick, LoopEvent::Fault(why.clone()));
-        if self.transition(tick, Trigger::Hold(why)).is_some() {
+        self.sink.event(tick, LoopEvent::Fault(fault.clone()));
+        if self
+            .transition(tick, Trigger::Hold(HoldReason::Fault(fault)))
+            .is_some()
+        {
             // The person holding the pad must know the arm stopped by itself.
             self.pad.rumble_fault();
         }
@@ -867,7 +866,7 @@ impl ControlLoop {
             }
             Intent::GamepadLost => {
                 if matches!(self.arbiter.mode(), Mode::Autonomous | Mode::Intervening) {
-                    self.fault(tick, FaultKind::Gamepad, "gamepad lost".into());
+                    self.fault(tick, Fault::GamepadLost);
                 }
             }
             Intent::GamepadConnected(pad) => info!(%pad, "gamepad connected"),
@@ -894,11 +893,11 @@ impl ControlLoop {
                 }
             }
             Request::Hold {} => self
-                .transition(tick, Trigger::Hold("operator hold".into()))
+                .transition(tick, Trigger::Hold(HoldReason::Operator))
                 .map(|_| ())
                 .ok_or_else(|| format!("cannot hold from {:?}", self.arbiter.mode())),
             Request::Resume {} => {
-                if self.bus_fault {
+                if self.bus_fault.is_some() {
                     Err("the bus fault is still active; fix it first (see status.faults)".into())
                 } else if !self.arbiter.is_demo() && self.policy.is_none() {
                     Err("no policy is loaded".into())
@@ -1011,7 +1010,7 @@ impl ControlLoop {
             return;
         }
         let failure = match outcome {
-            EpisodeOutcome::Failure => self.env.as_ref().and_then(|e| e.failure_mode()),
+            EpisodeOutcome::Failure => self.hook.as_ref().and_then(|h| h.failure_mode()),
             _ => None,
         };
         self.sink.end_episode(tick, outcome, failure);
@@ -1019,8 +1018,8 @@ impl ControlLoop {
         self.pad.set_demo(false);
         self.outcomes.push(outcome);
         self.episode_index += 1;
-        if let Some(env) = self.env.as_mut() {
-            env.prepare_episode(self.episode_index);
+        if let Some(hook) = self.hook.as_mut() {
+            hook.prepare_episode(self.episode_index);
             self.reseed = true;
         }
     }
@@ -1069,37 +1068,21 @@ impl ControlLoop {
         (s.lost_frames, s.lost_episodes) = self.sink.lost();
         s.overruns = self.timing.overruns;
         s.q.clone_from(&self.state.q);
-        s.healthy = self.known_position && !self.bus_fault && self.bus_fail_streak == 0;
+        s.healthy = self.known_position && self.bus_fault.is_none() && self.bus_fail_streak == 0;
         let policy_version = self.policy.as_ref().map(|p| p.version());
         if s.policy_version.as_deref() != policy_version {
             s.policy_version = policy_version.map(str::to_string);
         }
-        let mut faults_changed = false;
-        let want_bus = self.bus_fault;
-        let has_bus = s.faults.iter().any(|f| f == "bus");
-        if want_bus != has_bus {
-            faults_changed = true;
-        }
-        let rec = self.sink.fault();
-        let has_rec = s.faults.iter().any(|f| f.starts_with("recording"));
-        if rec.is_some() != has_rec {
-            faults_changed = true;
-        }
-        let has_policy = s.faults.iter().find(|f| f.starts_with("policy"));
-        if has_policy.map(String::as_str) != self.policy_fault.as_deref() {
-            faults_changed = true;
-        }
-        if faults_changed {
+        // Compared first and rebuilt only when a fault appears, goes or changes.
+        let rec = self.sink.fault().map(|r| ActiveFault {
+            kind: FaultKind::Recorder,
+            message: format!("recording: {r}"),
+        });
+        let want = [&self.bus_fault, &self.policy_fault, &rec];
+        if !s.faults.iter().eq(want.iter().filter_map(|f| f.as_ref())) {
             s.faults.clear();
-            if want_bus {
-                s.faults.push("bus".into());
-            }
-            if let Some(p) = &self.policy_fault {
-                s.faults.push(p.clone());
-            }
-            if let Some(r) = rec {
-                s.faults.push(format!("recording: {r}"));
-            }
+            s.faults
+                .extend(want.iter().filter_map(|f| f.as_ref()).cloned());
         }
         s.policy_actions = self.policy_actions;
         s.policy_starvations = self.policy_starvations;

@@ -83,6 +83,12 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     })
 }
 
+/// A request for the control thread, with where to send its reply.
+pub struct Command {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<Reply>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -413,6 +413,23 @@ impl<const N: usize> OverrunLog<N> {
     }
 }
 
+/// CPU time consumed so far by the calling thread (user and kernel); None where the clock
+/// fails. (The bus crate has the same clock for its benchmark; the core cannot depend on it.)
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| {
+        Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        )
+    })
+}
+
 /// Involuntary context switches of the calling thread so far (getrusage RUSAGE_THREAD).
 pub fn involuntary_switches() -> u64 {
     // SAFETY: ru is a valid out-pointer for the duration of the call.

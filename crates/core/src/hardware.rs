@@ -1,6 +1,9 @@
 //! The arm as the control loop sees it: joint space in radians, behind a small trait so the loop
 //! is the same over a real bus, the emulated bus on a pty, and unit tests.
 
+use crate::fault::ArmFault;
+use crate::safety::SafeGoal;
+
 /// The measured state of every joint, in config order. Reused every tick (no allocation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArmState {
@@ -29,13 +32,14 @@ impl ArmState {
 /// their bounded retries allow.
 pub trait ArmIo: Send {
     /// Reads the arm into `out`. On error `out.q` keeps the last good values.
-    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), String>;
-    /// Writes goal positions (rad). Only the control loop's safety filter calls this.
-    fn write(&mut self, goals: &[f64]) -> Result<(), String>;
-    fn set_torque(&mut self, on: bool) -> Result<(), String>;
-    /// Returns once everything written so far has reached the arm (lockstep simulation
-    /// advances the world only after the tick's goals were applied).
-    fn sync(&mut self) -> Result<(), String> {
+    fn read(&mut self, tick: u64, out: &mut ArmState) -> Result<(), ArmFault>;
+    /// Writes goal positions (rad). Only a goal the safety filter made can be written.
+    fn write(&mut self, goals: &SafeGoal) -> Result<(), ArmFault>;
+    fn set_torque(&mut self, on: bool) -> Result<(), ArmFault>;
+    /// Returns once everything written so far has reached the arm. The loop never calls it; a
+    /// lockstep simulator's tick hook does, to advance the world only after the tick's goals
+    /// were applied.
+    fn barrier(&mut self) -> Result<(), ArmFault> {
         Ok(())
     }
     /// Time spent waiting for the arm's replies since it was opened (the loop charges the

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arbiter::Mode;
+use crate::fault::ActiveFault;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -24,7 +25,7 @@ pub struct Status {
     /// The policy asks the human for help (doubt over the threshold).
     pub help_requested: bool,
     /// Faults active now (bus, servo, policy, recorder, gamepad).
-    pub faults: Vec<String>,
+    pub faults: Vec<ActiveFault>,
     pub bus_errors: u64,
     pub clamps: u64,
     pub dropped_frames: u64,
@@ -93,7 +94,8 @@ impl Status {
             if self.faults.is_empty() {
                 "none".to_string()
             } else {
-                self.faults.join(", ")
+                let messages: Vec<&str> = self.faults.iter().map(|f| f.message.as_str()).collect();
+                messages.join(", ")
             }
         )
     }

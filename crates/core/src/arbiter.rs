@@ -20,6 +20,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fault::HoldReason;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -36,7 +38,7 @@ pub enum Mode {
 }
 
 /// What can ask for a change of control.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Trigger {
     StartEpisode {
         demo: bool,
@@ -47,7 +49,7 @@ pub enum Trigger {
     /// Resume the policy from Hold (control socket).
     Resume,
     /// Hold for a reason: bus fault, lost gamepad, policy failure, operator request.
-    Hold(String),
+    Hold(HoldReason),
     EStop(String),
     ClearEStop,
 }
@@ -139,7 +141,7 @@ impl Arbiter {
             }
             (Hold, Trigger::Resume) if !self.demo => (Autonomous, Cow::Borrowed("resumed")),
             (Hold, Trigger::Resume) => (Intervening, Cow::Borrowed("resumed demonstration")),
-            (Autonomous | Intervening, Trigger::Hold(why)) => (Hold, Cow::Owned(why.clone())),
+            (Autonomous | Intervening, Trigger::Hold(why)) => (Hold, Cow::Owned(why.to_string())),
             _ => return None,
         };
         if to == from {
@@ -153,6 +155,7 @@ impl Arbiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::Fault;
 
     #[test]
     fn policy_episode_takeover_and_handback() {
@@ -189,7 +192,9 @@ mod tests {
         a.apply(&Trigger::StartEpisode { demo: false });
         a.apply(&Trigger::Takeover);
         assert_eq!(
-            a.apply(&Trigger::Hold("gamepad lost".into())).unwrap().to,
+            a.apply(&Trigger::Hold(HoldReason::Fault(Fault::GamepadLost)))
+                .unwrap()
+                .to,
             Mode::Hold
         );
         // Nothing but a takeover or an explicit resume leaves Hold.

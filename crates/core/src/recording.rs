@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arbiter::Transition;
+use crate::fault::{Fault, RecorderFault};
 use crate::hardware::ArmState;
 
 /// Why a failed episode failed; the recorded vocabulary, shared with the episodes crate.
@@ -47,7 +48,7 @@ pub struct FrameRecord<'a> {
 #[derive(Debug, Clone)]
 pub enum LoopEvent {
     Mode(Transition),
-    Fault(String),
+    Fault(Fault),
     Clamp {
         limit: u32,
         step: u32,
@@ -74,7 +75,7 @@ pub trait FrameSink: Send {
         demo: bool,
         policy_version: Option<String>,
         task: &str,
-    ) -> Result<(), String>;
+    ) -> Result<(), RecorderFault>;
     fn frame(&mut self, f: FrameRecord<'_>);
     fn event(&mut self, tick: u64, e: LoopEvent);
     fn end_episode(&mut self, tick: u64, outcome: EpisodeOutcome, failure: Option<FailureMode>);
@@ -86,7 +87,7 @@ pub trait FrameSink: Send {
         (0, 0)
     }
     /// A recording fault to show in status, if any.
-    fn fault(&self) -> Option<String>;
+    fn fault(&self) -> Option<RecorderFault>;
     /// Flushes and closes; called once at shutdown (may wait for the recorder thread).
     fn close(&mut self);
 }
@@ -102,7 +103,7 @@ impl FrameSink for NullSink {
         _: bool,
         _: Option<String>,
         _: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecorderFault> {
         Ok(())
     }
     fn frame(&mut self, _: FrameRecord<'_>) {}
@@ -111,7 +112,7 @@ impl FrameSink for NullSink {
     fn dropped(&self) -> u64 {
         0
     }
-    fn fault(&self) -> Option<String> {
+    fn fault(&self) -> Option<RecorderFault> {
         None
     }
     fn close(&mut self) {}
