@@ -10,7 +10,8 @@
 //!   MJPEG decoding, kernel timestamps.
 //! - [`jpeg`]: JPEG encoding for the recorder, and decoding.
 //!
-//! Nothing here is wired into the daemon yet. See README.md for faults and timings.
+//! The core reads cameras through [`FrameReader`]s (`intervened_core::cameras`); the recorder
+//! gets every frame through a [`FrameTap`]. See README.md for faults and timings.
 
 pub mod capture;
 /// The `[[cameras]]` config, which lives in the robot config crate.
