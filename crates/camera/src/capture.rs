@@ -67,6 +67,17 @@ struct Shared {
     reason: Mutex<Option<CameraError>>,
 }
 
+impl Shared {
+    fn running() -> Arc<Self> {
+        Arc::new(Shared {
+            state: AtomicU8::new(RUNNING),
+            stop: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            reason: Mutex::new(None),
+        })
+    }
+}
+
 /// What [`FrameReader::latest`] found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Latest<'a> {
@@ -128,6 +139,21 @@ impl std::fmt::Debug for FrameReader {
 }
 
 impl FrameReader {
+    fn new(
+        name: &str,
+        output: triple_buffer::Output<Frame>,
+        shared: Arc<Shared>,
+        max_age: Duration,
+    ) -> Self {
+        FrameReader {
+            name: name.to_string(),
+            output,
+            shared,
+            max_age_ns: max_age.as_nanos().min(u64::MAX as u128) as u64,
+            have_frame: false,
+        }
+    }
+
     /// The newest frame and its age now. Never blocks, never allocates.
     pub fn latest(&mut self) -> Latest<'_> {
         self.latest_at(monotonic_now_ns())
@@ -253,12 +279,7 @@ impl CaptureThread {
             sequence: 0,
         };
         let (mut input, output) = triple_buffer::triple_buffer(&initial);
-        let shared = Arc::new(Shared {
-            state: AtomicU8::new(RUNNING),
-            stop: AtomicBool::new(false),
-            published: AtomicU64::new(0),
-            reason: Mutex::new(None),
-        });
+        let shared = Shared::running();
         let guard = StopGuard {
             shared: shared.clone(),
             device: name.clone(),
@@ -313,13 +334,7 @@ impl CaptureThread {
                 device: name.clone(),
                 message: e.to_string(),
             })?;
-        let reader = FrameReader {
-            name: name.clone(),
-            output,
-            shared: shared.clone(),
-            max_age_ns: max_age.as_nanos().min(u64::MAX as u128) as u64,
-            have_frame: false,
-        };
+        let reader = FrameReader::new(&name, output, shared.clone(), max_age);
         Ok((
             CaptureThread {
                 name,
@@ -406,19 +421,8 @@ pub fn frame_channel(
         sequence: 0,
     };
     let (input, output) = triple_buffer::triple_buffer(&initial);
-    let shared = Arc::new(Shared {
-        state: AtomicU8::new(RUNNING),
-        stop: AtomicBool::new(false),
-        published: AtomicU64::new(0),
-        reason: Mutex::new(None),
-    });
-    let reader = FrameReader {
-        name: name.to_string(),
-        output,
-        shared: shared.clone(),
-        max_age_ns: max_age.as_nanos().min(u64::MAX as u128) as u64,
-        have_frame: false,
-    };
+    let shared = Shared::running();
+    let reader = FrameReader::new(name, output, shared.clone(), max_age);
     (
         FramePublisher {
             input,

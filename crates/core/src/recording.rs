@@ -10,15 +10,11 @@ use crate::hardware::ArmState;
 /// Why a failed episode failed; the recorded vocabulary, shared with the episodes crate.
 pub use intervened_episodes::FailureMode;
 
-/// Who produced the goal of a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlSource {
-    Demo,
-    Robot,
-    Intervention,
-}
+/// Who produced the goal of a frame: the recorded vocabulary, shared with the episodes crate.
+pub use intervened_episodes::ControlSource;
 
+/// How the loop ended an episode. Narrower than the recorded `Outcome`, which adds
+/// `Truncated` (a file cut by a crash): the loop can never end an episode that way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpisodeOutcome {

@@ -13,9 +13,7 @@ use tracing::{error, info};
 
 use crate::cameras::lockstep_time_ns;
 use crate::fault::RecorderFault;
-use crate::recording::{
-    ControlSource, EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent,
-};
+use crate::recording::{EpisodeOutcome, FailureMode, FrameRecord, FrameSink, LoopEvent};
 
 pub struct EpisodeSink {
     recorder: Option<Recorder>,
@@ -78,7 +76,15 @@ impl EpisodeSink {
             task: vec![0.0; feature_names.len()],
             ..Frame::default()
         };
-        handle.prefill_frames(FRAME_POOL, &template);
+        // In lockstep the loop runs many times faster than real time and the recorder can fall
+        // behind by the whole queue before frames drop: pool that many, so a loaded machine
+        // still records without allocating on the control thread (about 1 KB a frame).
+        let pool = if lockstep {
+            cfg.recording.queue_frames.max(FRAME_POOL)
+        } else {
+            FRAME_POOL
+        };
+        handle.prefill_frames(pool, &template);
         // Image buffers for the camera taps: after these, recording an image allocates nothing.
         for cam in &cfg.cameras {
             handle.prefill_images(IMAGES_PER_CAMERA, cam.width, cam.height);
@@ -125,14 +131,6 @@ impl EpisodeSink {
 /// Pooled image buffers per camera (the recorder's image queue holds 32 in all).
 const IMAGES_PER_CAMERA: usize = 8;
 
-fn source(s: ControlSource) -> intervened_episodes::ControlSource {
-    match s {
-        ControlSource::Demo => intervened_episodes::ControlSource::Demo,
-        ControlSource::Robot => intervened_episodes::ControlSource::Robot,
-        ControlSource::Intervention => intervened_episodes::ControlSource::Intervention,
-    }
-}
-
 /// Fills a pooled frame in place: `clear` + `extend` keep each buffer's allocation.
 fn fill_frame(out: &mut Frame, f: &FrameRecord<'_>) {
     fn set(v: &mut Vec<f64>, from: &[f64]) {
@@ -145,7 +143,7 @@ fn fill_frame(out: &mut Frame, f: &FrameRecord<'_>) {
     set(&mut out.qd, &f.state.qd);
     set(&mut out.current, &f.state.current);
     set(&mut out.goal, f.goal);
-    out.source = source(f.source);
+    out.source = f.source;
     match f.proposal {
         Some(p) => set(out.proposal.get_or_insert_with(Vec::new), p),
         None => out.proposal = None,
