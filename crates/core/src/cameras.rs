@@ -168,10 +168,7 @@ impl LoopCameras {
         if self.health(camera) != CameraHealth::Fresh {
             return None;
         }
-        self.readers
-            .get(camera)
-            .and_then(FrameReader::current)
-            .map(|f| f.image.data.as_slice())
+        self.frame(camera).map(|f| f.image.data.as_slice())
     }
 
     /// The newest frame of `camera` whatever its health, if it ever delivered one.

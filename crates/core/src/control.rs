@@ -563,6 +563,9 @@ impl ControlLoop {
                     {
                         Ok(false)
                     }
+                    // While a person drives, the proposal is only recorded: skip it, with no
+                    // fault to build (this runs every tick of a long gap).
+                    Some(_) if mode != Mode::Autonomous => Ok(false),
                     Some((c, health, age)) => {
                         let max_ms = self
                             .cfg
