@@ -115,8 +115,21 @@ enum What {
         /// neither the more-demonstrations nor the robot-gated arm): the README's first command.
         #[arg(long)]
         quick: bool,
-        #[arg(long, default_value = "bench-out/dagger")]
-        out: PathBuf,
+        /// The experiment from pixels: every policy observes the joints and the simulated
+        /// camera only (no `block.*`). Uses the config's `[[cameras]]` (rendered ones), or adds
+        /// a 96x96 `front` camera. Defaults change: 2 seeds, batch 32, at most 3,000 steps per
+        /// training, no robot-gated arm; it then measures the image policy's inference and camera-to-goal
+        /// latency.
+        #[arg(long)]
+        vision: bool,
+        /// Results, recordings and policies [default: bench-out/dagger, or
+        /// bench-out/dagger-vision with --vision].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seeds run side by side, each on its own thread; a seed's numbers do not depend on it
+        /// [default: 1; with --vision, one per seed up to the CPU count].
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Seeds [default: 3; quick 1].
         #[arg(long)]
         seeds: Option<u64>,
@@ -172,6 +185,14 @@ enum What {
 
 /// Optimiser steps per member in `bench dagger --quick` (the full run uses retrain's).
 const QUICK_MAX_STEPS: usize = 1000;
+/// `bench dagger --vision`: the most steps per training (early stopping still applies); the
+/// batch is `retrain --cameras`' default.
+const VISION_MAX_STEPS: usize = 3000;
+const VISION_QUICK_MAX_STEPS: usize = 500;
+/// Forward passes for the image policy's inference latency, and real-time episodes for its
+/// camera-to-goal latency.
+const VISION_INFER_ITERS: usize = 500;
+const VISION_LATENCY_EPISODES: u64 = 3;
 
 /// The training recipe of `bench dagger` (defaults: `retrain`'s).
 #[derive(Args, Debug, Clone)]
@@ -189,6 +210,9 @@ pub struct RecipeArgs {
     /// every episode (not bootstrap resamples) [default: 1].
     #[arg(long)]
     ensemble: Option<usize>,
+    /// Samples per optimiser step [default: retrain's; 32 with --vision].
+    #[arg(long)]
+    batch: Option<usize>,
 }
 
 impl RecipeArgs {
@@ -209,6 +233,10 @@ impl RecipeArgs {
             o.ensemble = k;
             o.bootstrap = false;
         }
+        if let Some(b) = self.batch {
+            anyhow::ensure!(b >= 1, "--batch must be at least 1");
+            o.batch = b;
+        }
         Ok(o)
     }
 }
@@ -220,8 +248,18 @@ pub fn recipe_name(o: &intervened_train::RetrainOptions) -> String {
     } else {
         String::new()
     };
+    let images = if o.cameras.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", image policy on camera(s) {} (joints + pixels, no block.*), batch {}, at most {} steps",
+            o.cameras.join(", "),
+            o.batch,
+            o.max_steps.map_or("unlimited".into(), |m| m.to_string())
+        )
+    };
     format!(
-        "{} goals, chunk {}{ensemble}",
+        "{} goals, chunk {}{ensemble}{images}",
         if o.delta { "delta" } else { "absolute" },
         o.chunk
     )
@@ -410,7 +448,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         What::Dagger {
             config,
             quick,
+            vision,
             out,
+            jobs,
             seeds,
             rounds,
             demos,
@@ -421,13 +461,34 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
             gated_bootstrap,
             recipe,
         } => {
-            let cfg = RobotConfig::load(&config)?;
-            let train = recipe.options()?;
+            let mut cfg = RobotConfig::load(&config)?;
+            let mut train = recipe.options()?;
+            if vision {
+                train.cameras = dagger::with_sim_camera(&mut cfg)
+                    .with_context(|| format!("{}: --vision", config.display()))?;
+                if recipe.batch.is_none() {
+                    train.batch = crate::commands::IMAGE_BATCH;
+                }
+                if recipe.max_steps.is_none() {
+                    train.max_steps = Some(if quick {
+                        VISION_QUICK_MAX_STEPS
+                    } else {
+                        VISION_MAX_STEPS
+                    });
+                }
+                train.min_steps = train.min_steps.min(train.max_steps.unwrap_or(usize::MAX));
+            }
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(if vision {
+                    "bench-out/dagger-vision"
+                } else {
+                    "bench-out/dagger"
+                })
+            });
             dagger::catch_interrupts()?;
             let plan = if quick {
-                let mut train = train;
                 // Short training keeps the README's first command under half a minute.
-                if recipe.max_steps.is_none() {
+                if recipe.max_steps.is_none() && !vision {
                     train.max_steps = Some(QUICK_MAX_STEPS);
                 }
                 DaggerPlan {
@@ -448,16 +509,22 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                     rounds: rounds.unwrap_or(3),
                     dagger_episodes: episodes.unwrap_or(20),
                     eval: eval.unwrap_or(50),
-                    seeds: (0..seeds.unwrap_or(3)).collect(),
+                    seeds: (0..seeds.unwrap_or(if vision { 2 } else { 3 })).collect(),
                     train,
                     more_demos: more_demos.unwrap_or(true),
-                    gated_ensemble: gated_ensemble.unwrap_or(5),
+                    gated_ensemble: gated_ensemble.unwrap_or(if vision { 0 } else { 5 }),
                     gated_bootstrap,
                     out,
                 }
             };
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            let jobs = jobs
+                .unwrap_or(if vision { cores } else { 1 })
+                .clamp(1, plan.seeds.len().max(1));
             println!(
-                "plan: {} seed(s); {} demonstrations; {} round(s) of {} supervised episodes; {} held-out rollouts per point; recipe: {}",
+                "plan: {} seed(s), {jobs} at a time; {} demonstrations; {} round(s) of {} supervised episodes; {} held-out rollouts per point; recipe: {}",
                 plan.seeds.len(),
                 plan.demos,
                 plan.rounds,
@@ -466,14 +533,31 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 recipe_name(&plan.train)
             );
             let t0 = std::time::Instant::now();
-            let mut results = Vec::new();
             let progress = dagger::Progress::new(&plan);
-            for s in &plan.seeds {
-                results.push(dagger::run_seed(&cfg, &plan, *s, &progress)?);
-            }
+            let results = dagger::run_seeds(&cfg, &plan, jobs, &progress)?;
             progress.finish();
+            let mut tables = dagger::report(&results, &plan);
+            if vision {
+                let first = plan.seeds.first().copied().unwrap_or(0);
+                let root = std::path::absolute(plan.out.join(format!("seed-{first}")))?;
+                eprintln!("measuring the image policy: inference at batch 1, then {VISION_LATENCY_EPISODES} real-time episodes");
+                let costs = dagger::vision_costs(
+                    &cfg,
+                    &root.join("policies"),
+                    &root.join("latency-data"),
+                    VISION_INFER_ITERS,
+                    VISION_LATENCY_EPISODES,
+                    first,
+                )?;
+                tables.push('\n');
+                tables.push_str(&dagger::vision_report(&costs, &results));
+                std::fs::create_dir_all(&plan.out)?;
+                std::fs::write(
+                    plan.out.join("vision-costs.json"),
+                    serde_json::to_string_pretty(&costs)?,
+                )?;
+            }
             let wall = t0.elapsed().as_secs_f64();
-            let tables = dagger::report(&results, &plan);
             println!("\n{tables}");
             std::fs::create_dir_all(&plan.out)?;
             let svg = plan.out.join("dagger.svg");

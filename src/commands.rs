@@ -101,6 +101,17 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             lr.policy_actions,
             lr.policy_starvations
         );
+        let c = &lr.camera_to_goal;
+        if c.count > 0 {
+            println!(
+                "camera to goal (image capture -> first goal acting on it, {}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} observations",
+                if r.lockstep { "simulated time" } else { "monotonic clock" },
+                c.p50_us / 1e3,
+                c.p99_us / 1e3,
+                c.max_us / 1e3,
+                c.count
+            );
+        }
     }
     println!(
         "recording: {} dropped frame(s) (queue full), {} lost frame(s) (not written), {} lost episode(s)",
@@ -523,8 +534,8 @@ pub struct RetrainArgs {
     /// Train an image policy on these cameras (in this order), observing the joints only.
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub cameras: Vec<String>,
-    /// Samples per optimiser step [default: 256; 64 with --cameras, where a 96x96 step at 64
-    /// takes about 0.65 s on 2 cores].
+    /// Samples per optimiser step [default: 256; 32 with --cameras, where a 96x96 step takes
+    /// about 50 ms on this 2-core machine].
     #[arg(long)]
     pub batch: Option<usize>,
     /// No progress bar.
@@ -541,8 +552,10 @@ pub struct RetrainArgs {
     pub rollback: Option<String>,
 }
 
-/// `retrain --cameras`' default batch: image steps cost ~100x an MLP's on the CPU.
-const IMAGE_BATCH: usize = 64;
+/// `retrain --cameras`' (and `bench dagger --vision`'s) default batch: image steps cost ~100x
+/// an MLP's on the CPU, and on this 2-core machine 32 images a step train more samples a second
+/// than 64 (`cargo run -p intervened-train --example vision_timing`).
+pub const IMAGE_BATCH: usize = 32;
 
 pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
     use intervened_train::registry;

@@ -137,6 +137,9 @@ pub struct SeedResult {
     pub seed: u64,
     pub points: Vec<Point>,
     pub wall_s: f64,
+    /// Trainings this seed ran, and their wall-clock time in all.
+    pub trainings: u32,
+    pub train_s: f64,
 }
 
 /// The experiment's progress: one bar over every phase of every seed, and one line per
@@ -348,6 +351,8 @@ struct Ctx<'a> {
     plan: &'a DaggerPlan,
     seed: u64,
     progress: &'a Progress,
+    trainings: std::cell::Cell<u32>,
+    train_s: std::cell::Cell<f64>,
 }
 
 impl Ctx<'_> {
@@ -373,7 +378,12 @@ impl Ctx<'_> {
             recipe.ensemble = self.plan.gated_ensemble;
             recipe.bootstrap = self.plan.gated_bootstrap;
         }
-        train(&recipe, self.cfg, data, registry, self.seed)
+        let t0 = Instant::now();
+        let r = train(&recipe, self.cfg, data, registry, self.seed)?;
+        self.trainings.set(self.trainings.get() + 1);
+        self.train_s
+            .set(self.train_s.get() + t0.elapsed().as_secs_f64());
+        Ok(r)
     }
 
     fn say(&self, arm: &str, round: usize, v: &str, ev: &Eval, extra: String) {
@@ -411,6 +421,8 @@ pub fn run_seed(
         plan,
         seed,
         progress,
+        trainings: Default::default(),
+        train_s: Default::default(),
     };
     let data = root.join("data");
     let reg = root.join("policies");
@@ -670,7 +682,221 @@ pub fn run_seed(
         seed,
         points,
         wall_s: t0.elapsed().as_secs_f64(),
+        trainings: ctx.trainings.get(),
+        train_s: ctx.train_s.get(),
     })
+}
+
+/// Runs every seed of the plan, `jobs` of them side by side (each on its own thread, with its
+/// own simulator, recorder and training), and returns their results in seed order. A seed's
+/// numbers do not depend on `jobs`: every session runs in lockstep and every training on one
+/// thread from its own seed. The first error stops the other seeds at their next phase.
+pub fn run_seeds(
+    cfg: &RobotConfig,
+    plan: &DaggerPlan,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<Vec<SeedResult>> {
+    if jobs <= 1 || plan.seeds.len() <= 1 {
+        return plan
+            .seeds
+            .iter()
+            .map(|s| run_seed(cfg, plan, *s, progress))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<SeedResult>>>> =
+        plan.seeds.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut handles = Vec::new();
+        for j in 0..jobs.min(plan.seeds.len()) {
+            let (next, slots) = (&next, &slots);
+            let h = std::thread::Builder::new()
+                .name(format!("dagger-job-{j}"))
+                // Training and the daemon's set-up run on this thread: give it a main
+                // thread's stack.
+                .stack_size(8 << 20)
+                .spawn_scoped(scope, move || loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (Some(&seed), Some(slot)) = (plan.seeds.get(i), slots.get(i)) else {
+                        break;
+                    };
+                    let r = run_seed(cfg, plan, seed, progress);
+                    if r.is_err() {
+                        // The others stop at their next phase.
+                        INTERRUPTED
+                            .get_or_init(Default::default)
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(r);
+                    }
+                })
+                .context("starting a seed's thread")?;
+            handles.push(h);
+        }
+        for h in handles {
+            if h.join().is_err() {
+                anyhow::bail!("a seed's thread panicked");
+            }
+        }
+        Ok(())
+    })?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (slot, seed) in slots.into_iter().zip(&plan.seeds) {
+        match slot.into_inner().ok().flatten() {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => errors.push(e.context(format!("seed {seed}"))),
+            None => {}
+        }
+    }
+    // A seed stopped by another's failure reports "interrupted": report the cause instead.
+    let cause = errors
+        .iter()
+        .position(|e| !e.root_cause().to_string().starts_with("interrupted"))
+        .unwrap_or(0);
+    match errors.into_iter().nth(cause) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Gives the plan a camera for `bench dagger --vision`: the config's own `[[cameras]]` (each
+/// must be rendered, `device = "sim"`), or else one 96x96 `front` camera at 30 fps at the
+/// default pose. Returns the camera names the image policies read.
+pub fn with_sim_camera(cfg: &mut RobotConfig) -> Result<Vec<String>> {
+    if cfg.cameras.is_empty() {
+        cfg.cameras.push(intervened_robot::CameraConfig {
+            name: "front".into(),
+            device: "sim".into(),
+            width: 96,
+            height: 96,
+            fps: 30,
+            max_age_ms: None,
+            pose: None,
+        });
+    }
+    if let Some(c) = cfg.cameras.iter().find(|c| c.device != "sim") {
+        anyhow::bail!(
+            "camera `{}` is {}: the experiment runs on the simulated robot, whose cameras are rendered\n  fix: give it device = \"sim\", or use a config without [[cameras]] (a 96x96 `front` camera is added)",
+            c.name,
+            c.device
+        );
+    }
+    Ok(cfg.cameras.iter().map(|c| c.name.clone()).collect())
+}
+
+/// What an image policy costs on this machine, measured on one trained policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisionCosts {
+    /// The policy measured (the last HG-DAgger policy of the first seed).
+    pub policy: PathBuf,
+    /// What it observes besides the images (the joints only: no `block.*`).
+    pub observation: Vec<String>,
+    /// `name WxH` per camera.
+    pub cameras: Vec<String>,
+    /// Forward passes at batch 1 (µs), in this process, one thread.
+    pub infer_p50_us: f64,
+    pub infer_p99_us: f64,
+    pub infer_max_us: f64,
+    pub infer_iters: usize,
+    /// A real-time (not lockstep) run of that policy on the simulated robot, nobody at the pad.
+    pub realtime_episodes: u64,
+    pub realtime_successes: u64,
+    /// From the capture of an image to the first goal written that acted on it (the monotonic
+    /// clock of that run).
+    pub camera_to_goal: intervened_daemon::stats::Summary,
+}
+
+/// Measures [`VisionCosts`] on the current policy of `registry`: `iters` forward passes at batch
+/// 1, then `episodes` real-time episodes (recorded under `data`) for the camera-to-goal latency.
+pub fn vision_costs(
+    cfg: &RobotConfig,
+    registry: &Path,
+    data: &Path,
+    iters: usize,
+    episodes: u64,
+    seed: u64,
+) -> Result<VisionCosts> {
+    check_interrupted()?;
+    let version = registry::current_version(registry)?
+        .with_context(|| format!("{} has no current policy", registry.display()))?;
+    let dir = registry.join(&version);
+    let expect = intervened_policy::PolicyExpectations::for_robot(cfg, &[]);
+    let mut policy = intervened_policy::Policy::load(&dir, &expect)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    // One intra-op thread: the trainings before this set torch's (global) count so.
+    let lat = intervened_policy::bench_infer(&mut policy, iters)?;
+    let side = policy.sidecar();
+    let observation = side.observation_names.clone();
+    let cameras = side
+        .cameras
+        .iter()
+        .map(|c| format!("{} {}x{}", c.name, c.width, c.height))
+        .collect();
+    drop(policy);
+    let mut run_cfg = cfg.clone();
+    run_cfg.teleop.require_gamepad = false;
+    let opts = RunOptions {
+        data: Some(data.to_path_buf()),
+        policy: Some(dir.clone()),
+        episodes: Some(episodes),
+        realtime: true,
+        seed: Some(EVAL_SEED_BASE + seed),
+        ..RunOptions::default()
+    };
+    let r = runtime::run(run_cfg, opts)?;
+    check_interrupted()?;
+    let realtime_successes = r
+        .loop_report
+        .episodes
+        .iter()
+        .filter(|o| **o == EpisodeOutcome::Success)
+        .count() as u64;
+    Ok(VisionCosts {
+        policy: dir,
+        observation,
+        cameras,
+        infer_p50_us: lat.p50_us,
+        infer_p99_us: lat.p99_us,
+        infer_max_us: lat.max_us,
+        infer_iters: iters,
+        realtime_episodes: r.loop_report.episodes.len() as u64,
+        realtime_successes,
+        camera_to_goal: r.loop_report.camera_to_goal,
+    })
+}
+
+/// The image policy's costs as markdown.
+pub fn vision_report(c: &VisionCosts, results: &[SeedResult]) -> String {
+    let trainings: u32 = results.iter().map(|r| r.trainings).sum();
+    let train_s: f64 = results.iter().map(|r| r.train_s).sum();
+    let g = &c.camera_to_goal;
+    format!(
+        "Image policy ({}): observes {} and the camera(s) {}.\n\n\
+         | measure | p50 | p99 | max | n |\n|---|---|---|---|---|\n\
+         | inference at batch 1 (ms) | {:.2} | {:.2} | {:.2} | {} |\n\
+         | camera to goal, real time (ms) | {:.1} | {:.1} | {:.1} | {} |\n\n\
+         Camera to goal runs from an image's capture to the first goal written that acted on it \
+         (frame age when the tick read it, inference, any wait for the worker), over {} real-time \
+         episode(s) of that policy on the simulated robot ({} succeeded). \
+         Training: {trainings} trainings, {:.0} s each on average (one thread each).\n",
+        c.policy.display(),
+        c.observation.join(", "),
+        c.cameras.join(", "),
+        c.infer_p50_us / 1e3,
+        c.infer_p99_us / 1e3,
+        c.infer_max_us / 1e3,
+        c.infer_iters,
+        g.p50_us / 1e3,
+        g.p99_us / 1e3,
+        g.max_us / 1e3,
+        g.count,
+        c.realtime_episodes,
+        c.realtime_successes,
+        train_s / f64::from(trainings.max(1)),
+    )
 }
 
 fn first_session(data: &Path) -> Option<String> {

@@ -104,6 +104,10 @@ fn a_pixels_only_policy_is_recorded_trained_and_run() {
         .arg("--policy")
         .arg(reg.join("current")));
     assert!(!out.contains("camera front is"), "camera fault:\n{out}");
+    assert!(
+        out.contains("camera to goal (image capture -> first goal acting on it, simulated time)"),
+        "no camera-to-goal latency:\n{out}"
+    );
     let session = std::fs::read_dir(eval.join("sessions"))
         .unwrap()
         .next()
@@ -135,4 +139,101 @@ fn a_pixels_only_policy_is_recorded_trained_and_run() {
     assert!(line.starts_with("foxglove.CompressedImage "), "{out}");
     let n: usize = line.split(' ').nth(1).unwrap().parse().unwrap();
     assert_eq!(n, ep.images[0].images.len());
+}
+
+/// The policies a `bench dagger` run published, per seed: (seed dir/registry/version, sha256).
+fn published(out: &Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for seed in ["seed-0", "seed-1"] {
+        for reg in ["policies", "bc-more-demos-policies"] {
+            let dir = out.join(seed).join(reg);
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd {
+                let p = e.unwrap().path();
+                let side = p.join("policy.json");
+                if p.is_symlink() || !side.exists() {
+                    continue;
+                }
+                let j: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(side).unwrap()).unwrap();
+                v.push((
+                    format!("{seed}/{reg}/{}", p.file_name().unwrap().to_string_lossy()),
+                    j["sha256"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// `bench dagger --vision` end to end at a toy size: pixels-only policies in every arm, the
+/// image policy's costs measured, and two seeds side by side (`--jobs 2`) publishing exactly the
+/// policies they publish one after the other.
+#[test]
+fn the_experiment_from_pixels_runs_and_parallel_seeds_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |jobs: &str, out: &Path| {
+        ok(bin()
+            .args([
+                "bench", "dagger", "--vision", "--seeds", "2", "--rounds", "1",
+            ])
+            .args([
+                "--demos",
+                "2",
+                "--episodes",
+                "2",
+                "--eval",
+                "2",
+                "--max-steps",
+                "4",
+            ])
+            .args(["--jobs", jobs, "--config"])
+            .arg(root.join("robot-configs/sim-koch.toml"))
+            .arg("--out")
+            .arg(out))
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let text = run("1", &one);
+    assert!(text.contains("2 seed(s), 1 at a time"), "{text}");
+    assert!(
+        text.contains("image policy on camera(s) front (joints + pixels, no block.*)"),
+        "{text}"
+    );
+    for arm in ["| bc | 0 |", "| hg-dagger | 1 |", "| bc-more-demos | 1 |"] {
+        assert!(text.contains(arm), "no {arm} row:\n{text}");
+    }
+    assert!(text.contains("| inference at batch 1 (ms) |"), "{text}");
+    assert!(
+        text.contains("| camera to goal, real time (ms) |"),
+        "{text}"
+    );
+    let costs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(one.join("vision-costs.json")).unwrap())
+            .unwrap();
+    let obs: Vec<String> = serde_json::from_value(costs["observation"].clone()).unwrap();
+    assert!(
+        !obs.is_empty() && obs.iter().all(|n| n.ends_with(".pos")),
+        "privileged features: {obs:?}"
+    );
+    assert!(
+        costs["camera_to_goal"]["count"].as_u64().unwrap() > 0,
+        "{costs}"
+    );
+    assert!(costs["infer_p50_us"].as_f64().unwrap() > 0.0, "{costs}");
+
+    let text = run("2", &two);
+    assert!(text.contains("2 seed(s), 2 at a time"), "{text}");
+    let (a, b) = (published(&one), published(&two));
+    // BC and round 1 in the main registry, one BC-more-demos policy, per seed.
+    assert_eq!(a.len(), 6, "{a:?}");
+    assert_eq!(a, b, "parallel seeds trained different policies");
+    let side: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(two.join("seed-1/policies/current/policy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["cameras"][0]["name"], "front");
 }

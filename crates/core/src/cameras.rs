@@ -111,10 +111,7 @@ impl LoopCameras {
     /// Takes each camera's newest frame. Calls `changed` for each camera whose health changed
     /// since the last poll. Never blocks or allocates.
     pub fn poll(&mut self, tick: u64, mut changed: impl FnMut(CameraChange)) {
-        let now_ns = match self.clock {
-            CameraClock::Monotonic => intervened_camera::monotonic_now_ns(),
-            CameraClock::Ticks { period_ns } => lockstep_time_ns(tick, period_ns),
-        };
+        let now_ns = self.now_ns(tick);
         for (i, r) in self.readers.iter_mut().enumerate() {
             let (health, seen, age) = match r.latest_at(now_ns) {
                 Latest::Fresh { frame, age_ns } => {
@@ -148,6 +145,14 @@ impl LoopCameras {
                 };
                 *a = age;
             }
+        }
+    }
+
+    /// Now on the cameras' clock (frames' capture times are on it).
+    pub fn now_ns(&self, tick: u64) -> u64 {
+        match self.clock {
+            CameraClock::Monotonic => intervened_camera::monotonic_now_ns(),
+            CameraClock::Ticks { period_ns } => lockstep_time_ns(tick, period_ns),
         }
     }
 

@@ -78,6 +78,11 @@ pub trait PolicyDriver: Send {
     ) -> Result<bool, PolicyFault> {
         self.step(tick, obs, measured_q, out)
     }
+    /// The tick whose observation produced the newest prediction in use, if the driver knows
+    /// (for the camera-to-goal latency; None leaves it unmeasured).
+    fn newest_obs_tick(&self) -> Option<u64> {
+        None
+    }
     /// Forget buffered predictions (control changed hands).
     fn reset(&mut self);
     /// How long the policy has gone without a usable action, once that exceeds its limit
@@ -168,7 +173,15 @@ pub struct LoopReport {
     pub takeover_read_latency: crate::stats::Summary,
     /// Takeovers whose press came without a time (not in `takeover_latency`).
     pub takeovers_untimed: u64,
+    /// Image policies: from the capture of the oldest image an observation held to the first
+    /// goal written that acted on it (capture-to-tick age, inference, and any wait for the
+    /// worker). In lockstep it is in simulated time; on the monotonic clock otherwise.
+    pub camera_to_goal: crate::stats::Summary,
 }
+
+/// Ticks of image capture times the loop remembers for the camera-to-goal latency: more than
+/// any policy worker lags behind (a chunk older than the action timeout is dropped anyway).
+const ORIGINS: usize = 256;
 
 pub struct ControlLoop {
     cfg: RobotConfig,
@@ -210,6 +223,12 @@ pub struct ControlLoop {
     /// happened (None when the pad gave no time) and when the tick that read it started.
     takeover_pending: Option<(Option<Instant>, Instant)>,
     takeovers_untimed: u64,
+    timing_camera_to_goal: crate::stats::LatencyHistogram,
+    /// Per recent tick (by `tick % ORIGINS`): the tick, and the capture time of the oldest
+    /// image the policy was given then; a fixed ring, so the tick never allocates.
+    image_origins: [(u64, u64); ORIGINS],
+    /// The policy's newest observation tick already counted in `timing_camera_to_goal`.
+    counted_obs_tick: Option<u64>,
     /// Set when the measured position must re-seed the goal (start, after torque off, after a
     /// simulated reset); no goal is written until a read succeeds.
     reseed: bool,
@@ -286,6 +305,9 @@ impl ControlLoop {
             timing_takeover_read: crate::stats::LatencyHistogram::new(),
             takeover_pending: None,
             takeovers_untimed: 0,
+            timing_camera_to_goal: crate::stats::LatencyHistogram::new(),
+            image_origins: [(u64::MAX, 0); ORIGINS],
+            counted_obs_tick: None,
             last_goal,
             reseed: true,
             known_position: false,
@@ -582,6 +604,18 @@ impl ControlLoop {
                     }
                     None => {
                         self.camera_wait_since = None;
+                        if n > 0 {
+                            let oldest = wanted
+                                .iter()
+                                .filter_map(|&c| self.cameras.seen_ns().get(c).copied())
+                                .min()
+                                .unwrap_or(0);
+                            if let Some(slot) =
+                                self.image_origins.get_mut((tick % ORIGINS as u64) as usize)
+                            {
+                                *slot = (tick, oldest);
+                            }
+                        }
                         p.step_images(
                             tick,
                             &self.obs,
@@ -706,6 +740,9 @@ impl ControlLoop {
                 warn!("goal write failed: {e}");
             }
             self.last_goal.copy_from(&self.goal);
+            if has_proposal && self.arbiter.mode() == Mode::Autonomous {
+                self.count_camera_to_goal(tick);
+            }
             // Takeover latency: the button press -> the first human goal on the wire, and the
             // tick that read the press -> that goal.
             if self.arbiter.mode() == Mode::Intervening {
@@ -812,6 +849,26 @@ impl ControlLoop {
             }
         }
         Some(t)
+    }
+
+    /// After a policy goal was written: if it is the first to act on a newer observation and
+    /// that observation held images, counts the time from their capture to now.
+    fn count_camera_to_goal(&mut self, tick: u64) {
+        let Some(obs_tick) = self.policy.as_ref().and_then(|p| p.newest_obs_tick()) else {
+            return;
+        };
+        if self.counted_obs_tick == Some(obs_tick) {
+            return;
+        }
+        self.counted_obs_tick = Some(obs_tick);
+        // An observation older than the ring is not measured (its slot was reused).
+        if let Some(&(t, captured)) = self.image_origins.get((obs_tick % ORIGINS as u64) as usize) {
+            if t == obs_tick && captured != 0 {
+                let now = self.cameras.now_ns(tick);
+                self.timing_camera_to_goal
+                    .record_s(now.saturating_sub(captured) as f64 * 1e-9);
+            }
+        }
     }
 
     fn fault(&mut self, tick: u64, fault: Fault) {
@@ -1131,6 +1188,7 @@ impl ControlLoop {
             max_takeover_jump: self.max_takeover_jump,
             max_handback_jump: self.max_handback_jump,
             takeover_latency: self.timing_takeover.summary(),
+            camera_to_goal: self.timing_camera_to_goal.summary(),
             takeover_read_latency: self.timing_takeover_read.summary(),
             takeovers_untimed: self.takeovers_untimed,
         }

@@ -305,6 +305,9 @@ impl PolicyDriver for TchPolicy {
     fn starved(&mut self, tick: u64) -> Option<std::time::Duration> {
         self.runner.starved(tick)
     }
+    fn newest_obs_tick(&self) -> Option<u64> {
+        self.runner.newest_chunk_obs_tick()
+    }
     fn reset(&mut self) {
         self.runner.reset();
     }

@@ -550,6 +550,7 @@ pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
     pub mean_us: f64,
+    pub max_us: f64,
 }
 
 impl Latency {
@@ -560,6 +561,7 @@ impl Latency {
                 p50_us: 0.0,
                 p99_us: 0.0,
                 mean_us: 0.0,
+                max_us: 0.0,
             };
         }
         samples.sort_by(f64::total_cmp);
@@ -568,6 +570,7 @@ impl Latency {
             p50_us: percentile(samples, 0.50),
             p99_us: percentile(samples, 0.99),
             mean_us,
+            max_us: samples.last().copied().unwrap_or(0.0),
         }
     }
 }

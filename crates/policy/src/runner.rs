@@ -177,6 +177,8 @@ pub struct PolicyRunner {
     waiting_since: Option<u64>,
     /// Set once a starvation has been counted, until the next accepted chunk or reset.
     starved: bool,
+    /// The observation tick of the newest chunk the ensembler took.
+    newest_obs_tick: Option<u64>,
 }
 
 impl PolicyRunner {
@@ -213,6 +215,7 @@ impl PolicyRunner {
             timeout_ticks: opts.timeout_ticks(),
             waiting_since: None,
             starved: false,
+            newest_obs_tick: None,
             stats: RunnerStats {
                 mode: RunnerMode::Inline,
                 forward_passes: 0,
@@ -346,7 +349,7 @@ impl PolicyRunner {
         match result {
             Ok(()) => {
                 let pred = std::mem::take(&mut self.pred);
-                self.accept_at(tick, tick, &pred, q);
+                self.accept_at(tick, tick, tick, &pred, q);
                 self.pred = pred;
             }
             Err(e) => self.record_error(e),
@@ -460,9 +463,9 @@ impl PolicyRunner {
                 None if job.tick + chunk <= tick => {
                     // Every step is in the past: the last one applies now (see the module doc).
                     self.stats.late_chunks += 1;
-                    self.accept_at(tick, tick + 1 - chunk, &job.pred, &job.q);
+                    self.accept_at(tick, tick + 1 - chunk, job.tick, &job.pred, &job.q);
                 }
-                None => self.accept_at(tick, job.tick, &job.pred, &job.q),
+                None => self.accept_at(tick, job.tick, job.tick, &job.pred, &job.q),
             }
         }
         // A small pool suffices: at most one queued, one running, a few finished.
@@ -472,8 +475,9 @@ impl PolicyRunner {
     }
 
     /// Hands a chunk to the ensembler with its first step at `anchor`; `now` is the tick it
-    /// became available (which restarts the starvation clock).
-    fn accept_at(&mut self, now: u64, anchor: u64, pred: &Prediction, q: &[f64]) {
+    /// became available (which restarts the starvation clock), `obs_tick` the tick whose
+    /// observation it was predicted from.
+    fn accept_at(&mut self, now: u64, anchor: u64, obs_tick: u64, pred: &Prediction, q: &[f64]) {
         let pushed = match self.kind {
             ActionKind::Absolute => self.ensembler.push(anchor, &pred.chunk),
             ActionKind::Delta => self.ensembler.push_delta(anchor, &pred.chunk, q),
@@ -482,6 +486,7 @@ impl PolicyRunner {
             Ok(()) => {
                 self.stats.chunks_used += 1;
                 self.stats.last_doubt = pred.doubt;
+                self.newest_obs_tick = Some(obs_tick);
                 self.waiting_since = Some(now);
                 self.starved = false;
             }
@@ -537,6 +542,12 @@ impl PolicyRunner {
                 self.spare.push(job);
             }
         }
+    }
+
+    /// The tick whose observation produced the newest chunk in use (None before the first):
+    /// when it changes, the goal just computed is the first one to act on that observation.
+    pub fn newest_chunk_obs_tick(&self) -> Option<u64> {
+        self.newest_obs_tick
     }
 
     pub fn mode(&self) -> RunnerMode {

@@ -214,6 +214,9 @@ impl Tensors {
     }
 }
 
+/// Held while a member's weights are drawn from torch's global generator.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Trains `cfg.ensemble` members on the training episodes (each on a bootstrap resample of them
 /// when K > 1) and validates on the validation episodes.
 pub fn train(
@@ -318,11 +321,19 @@ pub fn train(
                 })?
             }
         };
-        tch::manual_seed(member_seed as i64);
-        let net: Box<dyn Net> = if cameras.is_empty() {
-            Box::new(Mlp::new(&spec, device))
-        } else {
-            Box::new(VisionNet::new(&spec, &cameras, device))
+        let net: Box<dyn Net> = {
+            // Initialisation draws from torch's one global generator: seeding it and drawing
+            // under a lock keeps a seed's weights the same when several trainings run side by
+            // side (`bench dagger --jobs`).
+            let _init = INIT_LOCK
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tch::manual_seed(member_seed as i64);
+            if cameras.is_empty() {
+                Box::new(Mlp::new(&spec, device))
+            } else {
+                Box::new(VisionNet::new(&spec, &cameras, device))
+            }
         };
         let report = train_member(
             k,
@@ -410,6 +421,7 @@ fn train_member(
             .collect();
         let idx = Tensor::from_slice(&idx).to_device(device);
         let mut x = set.x.index_select(0, &idx);
+        // The global generator: bit-exact only when no other training runs beside this one.
         if cfg.obs_noise > 0.0 {
             x = &x + x.randn_like() * cfg.obs_noise;
         }

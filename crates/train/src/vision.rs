@@ -15,7 +15,7 @@ use intervened_policy::ImageInput;
 use crate::model::ModelSpec;
 
 /// Conv layers of each camera's encoder: (output channels, kernel, stride), ReLU after each.
-const CONVS: [(i64, i64, i64); 3] = [(32, 5, 2), (32, 3, 1), (32, 3, 1)];
+const CONVS: [(i64, i64, i64); 3] = [(32, 5, 2), (32, 3, 2), (32, 3, 1)];
 /// Keypoints per camera (a 1x1 conv before the spatial softmax): 2 features each.
 const KEYPOINTS: i64 = 32;
 /// Features one camera contributes to the head.

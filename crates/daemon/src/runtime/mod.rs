@@ -363,6 +363,7 @@ pub fn run(mut cfg: RobotConfig, opts: RunOptions) -> Result<RunReport> {
         data_root,
         policy_version,
         wall_s: started.elapsed().as_secs_f64(),
+        lockstep,
         #[cfg(feature = "sim")]
         asks: asks.and_then(|a| a.lock().ok().map(|a| *a)),
         #[cfg(feature = "sim")]

@@ -97,6 +97,8 @@ pub struct RunReport {
     pub data_root: PathBuf,
     pub policy_version: Option<String>,
     pub wall_s: f64,
+    /// The simulator ran in lockstep (latencies are in simulated time).
+    pub lockstep: bool,
     /// On the simulator with a robot-gated human: how well the robot asked for help.
     #[cfg(feature = "sim")]
     pub asks: Option<intervened_world::AskStats>,
