@@ -531,6 +531,10 @@ pub struct RetrainArgs {
     /// Feed observations unscaled (by default they are scaled by their mean and spread).
     #[arg(long)]
     pub no_obs_norm: bool,
+    /// Image policies: no random-shift augmentation (by default each training image is
+    /// shifted by up to 4 pixels).
+    #[arg(long)]
+    pub no_image_shift: bool,
     /// Train an image policy on these cameras (in this order), observing the joints only.
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub cameras: Vec<String>,
@@ -626,6 +630,7 @@ pub fn retrain(a: RetrainArgs) -> Result<ExitCode> {
         opts.obs_noise = n;
     }
     opts.normalize_obs = !a.no_obs_norm;
+    opts.image_shift = !a.no_image_shift;
     opts.cameras = a.cameras;
     opts.quiet = a.quiet;
     repair_cut_episodes(&a.data);

@@ -882,7 +882,12 @@ pub fn vision_report(c: &VisionCosts, results: &[SeedResult]) -> String {
          (frame age when the tick read it, inference, any wait for the worker), over {} real-time \
          episode(s) of that policy on the simulated robot ({} succeeded). \
          Training: {trainings} trainings, {:.0} s each on average (one thread each).\n",
-        c.policy.display(),
+        // Relative to where the command ran, as the user typed the output folder.
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| c.policy.strip_prefix(d).ok())
+            .unwrap_or(&c.policy)
+            .display(),
         c.observation.join(", "),
         c.cameras.join(", "),
         c.infer_p50_us / 1e3,

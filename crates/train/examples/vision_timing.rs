@@ -21,6 +21,21 @@ const SIDE: u32 = 96;
 const JOINTS: usize = 6;
 const CHUNK: usize = 20;
 
+/// The CPU model and core count, so every printed number names its machine.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for batch in [64, 32] {
         let b = bench_vision_train(SIDE, batch, 5, 3, tch::Device::Cpu)?;
@@ -92,8 +107,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut policy = Policy::load(dir.path(), &expect)?;
     let lat = bench_infer(&mut policy, 500)?;
     println!(
-        "infer {SIDE}x{SIDE}, 1 camera, batch 1, K = 1, chunk {CHUNK}: p50 {:.0} us, p99 {:.0} us, mean {:.0} us",
-        lat.p50_us, lat.p99_us, lat.mean_us
+        "infer {SIDE}x{SIDE}, 1 camera, batch 1, K = 1, chunk {CHUNK}: p50 {:.0} us, p99 {:.0} us, max {:.0} us, mean {:.0} us ({})",
+        lat.p50_us, lat.p99_us, lat.max_us, lat.mean_us, machine()
     );
     Ok(())
 }

@@ -90,6 +90,8 @@ pub struct RetrainOptions {
     /// Cameras an image policy reads, in `forward`'s order (empty: a state policy). An image
     /// policy observes the joints only: the task features (`block.*`) are dropped.
     pub cameras: Vec<String>,
+    /// Random-shift augmentation of the images (see [`TrainConfig::image_shift`]).
+    pub image_shift: bool,
     /// No progress bar.
     pub quiet: bool,
     pub device: DeviceChoice,
@@ -120,6 +122,7 @@ impl RetrainOptions {
             normalize_obs: true,
             obs_noise: 0.0,
             cameras: Vec::new(),
+            image_shift: true,
             quiet: false,
             device: DeviceChoice::Auto,
         }

@@ -139,7 +139,7 @@ pub fn retrain_from_episodes(
         hidden: opts.hidden,
         normalize_obs: opts.normalize_obs,
         obs_noise: opts.obs_noise,
-        image_shift: true,
+        image_shift: opts.image_shift,
         quiet: opts.quiet,
         device,
     };

@@ -29,7 +29,8 @@ pub(super) fn provenance(report: &RetrainReport, opts: &RetrainOptions) -> serde
                 format!("mlp obs-{h}-relu-{h}-relu-act*chunk, normalisation in graph", h = opts.hidden)
             } else {
                 format!(
-                    "per camera conv 3-32 k5 s2, 32-32 k3, 32-32 k3 (relu), 1x1 to {kp} keypoints, spatial softmax; with the joints, mlp {h}-relu-{h}-relu-act*chunk; uint8 images scaled in graph",
+                    "per camera conv {} (relu), 1x1 to {kp} keypoints, spatial softmax; with the joints, mlp {h}-relu-{h}-relu-act*chunk; uint8 images scaled in graph",
+                    crate::vision::conv_description(),
                     kp = crate::vision::FEATURES_PER_CAMERA / 2,
                     h = opts.hidden
                 )
