@@ -111,6 +111,13 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
                 c.max_us / 1e3,
                 c.count
             );
+            let a = &lr.image_age;
+            println!(
+                "  of which the image's age when the tick read it: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                a.p50_us / 1e3,
+                a.p99_us / 1e3,
+                a.max_us / 1e3
+            );
         }
     }
     println!(

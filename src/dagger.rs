@@ -807,6 +807,8 @@ pub struct VisionCosts {
     /// From the capture of an image to the first goal written that acted on it (the monotonic
     /// clock of that run).
     pub camera_to_goal: intervened_daemon::stats::Summary,
+    /// Of that: the image's age when the tick read it.
+    pub image_age: intervened_daemon::stats::Summary,
 }
 
 /// Measures [`VisionCosts`] on the current policy of `registry`: `iters` forward passes at batch
@@ -865,6 +867,7 @@ pub fn vision_costs(
         realtime_episodes: r.loop_report.episodes.len() as u64,
         realtime_successes,
         camera_to_goal: r.loop_report.camera_to_goal,
+        image_age: r.loop_report.image_age,
     })
 }
 
@@ -872,12 +875,13 @@ pub fn vision_costs(
 pub fn vision_report(c: &VisionCosts, results: &[SeedResult]) -> String {
     let trainings: u32 = results.iter().map(|r| r.trainings).sum();
     let train_s: f64 = results.iter().map(|r| r.train_s).sum();
-    let g = &c.camera_to_goal;
+    let (g, a) = (&c.camera_to_goal, &c.image_age);
     format!(
         "Image policy ({}): observes {} and the camera(s) {}.\n\n\
          | measure | p50 | p99 | max | n |\n|---|---|---|---|---|\n\
          | inference at batch 1 (ms) | {:.2} | {:.2} | {:.2} | {} |\n\
-         | camera to goal, real time (ms) | {:.1} | {:.1} | {:.1} | {} |\n\n\
+         | camera to goal, real time (ms) | {:.1} | {:.1} | {:.1} | {} |\n\
+         | of which the image's age when read (ms) | {:.1} | {:.1} | {:.1} | {} |\n\n\
          Camera to goal runs from an image's capture to the first goal written that acted on it \
          (frame age when the tick read it, inference, any wait for the worker), over {} real-time \
          episode(s) of that policy on the simulated robot ({} succeeded). \
@@ -898,6 +902,10 @@ pub fn vision_report(c: &VisionCosts, results: &[SeedResult]) -> String {
         g.p99_us / 1e3,
         g.max_us / 1e3,
         g.count,
+        a.p50_us / 1e3,
+        a.p99_us / 1e3,
+        a.max_us / 1e3,
+        a.count,
         c.realtime_episodes,
         c.realtime_successes,
         train_s / f64::from(trainings.max(1)),

@@ -105,7 +105,8 @@ fn a_pixels_only_policy_is_recorded_trained_and_run() {
         .arg(reg.join("current")));
     assert!(!out.contains("camera front is"), "camera fault:\n{out}");
     assert!(
-        out.contains("camera to goal (image capture -> first goal acting on it, simulated time)"),
+        out.contains("camera to goal (image capture -> first goal acting on it, simulated time)")
+            && out.contains("of which the image's age when the tick read it"),
         "no camera-to-goal latency:\n{out}"
     );
     let session = std::fs::read_dir(eval.join("sessions"))
@@ -224,6 +225,12 @@ fn the_experiment_from_pixels_runs_and_parallel_seeds_change_nothing() {
         "{costs}"
     );
     assert!(costs["infer_p50_us"].as_f64().unwrap() > 0.0, "{costs}");
+    // The image's age is part of the camera-to-goal time.
+    let p50 = |k: &str| costs[k]["p50_us"].as_f64().unwrap();
+    assert!(
+        p50("image_age") > 0.0 && p50("image_age") <= p50("camera_to_goal"),
+        "{costs}"
+    );
 
     let text = run("2", &two);
     assert!(text.contains("2 seed(s), 2 at a time"), "{text}");

@@ -177,6 +177,9 @@ pub struct LoopReport {
     /// goal written that acted on it (capture-to-tick age, inference, and any wait for the
     /// worker). In lockstep it is in simulated time; on the monotonic clock otherwise.
     pub camera_to_goal: crate::stats::Summary,
+    /// Image policies: the age of the oldest image handed to the policy, when the tick read it
+    /// (the first part of `camera_to_goal`).
+    pub image_age: crate::stats::Summary,
 }
 
 /// Ticks of image capture times the loop remembers for the camera-to-goal latency: more than
@@ -224,6 +227,7 @@ pub struct ControlLoop {
     takeover_pending: Option<(Option<Instant>, Instant)>,
     takeovers_untimed: u64,
     timing_camera_to_goal: crate::stats::LatencyHistogram,
+    timing_image_age: crate::stats::LatencyHistogram,
     /// Per recent tick (by `tick % ORIGINS`): the tick, and the capture time of the oldest
     /// image the policy was given then; a fixed ring, so the tick never allocates.
     image_origins: [(u64, u64); ORIGINS],
@@ -306,6 +310,7 @@ impl ControlLoop {
             takeover_pending: None,
             takeovers_untimed: 0,
             timing_camera_to_goal: crate::stats::LatencyHistogram::new(),
+            timing_image_age: crate::stats::LatencyHistogram::new(),
             image_origins: [(u64::MAX, 0); ORIGINS],
             counted_obs_tick: None,
             last_goal,
@@ -615,6 +620,8 @@ impl ControlLoop {
                             {
                                 *slot = (tick, oldest);
                             }
+                            let age = self.cameras.now_ns(tick).saturating_sub(oldest);
+                            self.timing_image_age.record_s(age as f64 * 1e-9);
                         }
                         p.step_images(
                             tick,
@@ -1189,6 +1196,7 @@ impl ControlLoop {
             max_handback_jump: self.max_handback_jump,
             takeover_latency: self.timing_takeover.summary(),
             camera_to_goal: self.timing_camera_to_goal.summary(),
+            image_age: self.timing_image_age.summary(),
             takeover_read_latency: self.timing_takeover_read.summary(),
             takeovers_untimed: self.takeovers_untimed,
         }
