@@ -121,7 +121,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "recording: {} dropped frame(s) (queue full), {} lost frame(s) (not written), {} lost episode(s)",
+        "recording: {} dropped frame(s) or camera image(s) (queue full), {} lost frame(s) (not written), {} lost episode(s)",
         lr.dropped_frames, lr.lost_frames, lr.lost_episodes
     );
     if let Some(s) = &r.session_id {

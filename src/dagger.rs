@@ -234,6 +234,14 @@ impl Session<'_> {
         };
         let r = runtime::run(cfg, opts)?;
         check_interrupted()?;
+        let lr = &r.loop_report;
+        anyhow::ensure!(
+            lr.dropped_frames + lr.lost_frames + lr.lost_episodes == 0,
+            "the recorder dropped {} frame(s) or image(s) and lost {} frame(s) and {} episode(s): refusing to train and report on incomplete data",
+            lr.dropped_frames,
+            lr.lost_frames,
+            lr.lost_episodes
+        );
         if !self.demo {
             check_version(self.registry, r.policy_version.as_deref())?;
         }

@@ -244,3 +244,60 @@ fn the_experiment_from_pixels_runs_and_parallel_seeds_change_nothing() {
     .unwrap();
     assert_eq!(side["cameras"][0]["name"], "front");
 }
+
+/// A lockstep run outpaces the JPEG encoder (here a 224x224 camera and a one-image queue): the
+/// camera waits for room in the recorder's queue, in simulated time, instead of
+/// dropping images. `run` fails when anything was dropped.
+#[test]
+fn lockstep_never_drops_images_when_the_encoder_falls_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = camera_config(dir.path());
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("width = 96\nheight = 96", "width = 224\nheight = 224")
+        .replace(
+            "pre_intervention_window = 15\n",
+            "pre_intervention_window = 15\nqueue_images = 1\n",
+        );
+    assert!(text.contains("queue_images = 1") && text.contains("width = 224"));
+    std::fs::write(&cfg, text).unwrap();
+    let data = dir.path().join("data");
+    let out = ok(bin()
+        .args([
+            "run",
+            "--demo",
+            "--sim-human",
+            "--episodes",
+            "2",
+            "--seed",
+            "3",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data));
+    assert!(
+        out.contains("recording: 0 dropped frame(s) or camera image(s)"),
+        "{out}"
+    );
+    let session = std::fs::read_dir(data.join("sessions"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for e in std::fs::read_dir(&session).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "mcap") {
+            let ep = intervened_episodes::read_episode(&p).unwrap();
+            // 30 fps at 50 Hz: 3 images every 5 ticks, every one kept.
+            let got = ep.images[0].images.len();
+            let want = ep.frames.len() * 3 / 5;
+            assert!(
+                got + 1 >= want,
+                "{got} images for {} ticks",
+                ep.frames.len()
+            );
+        }
+    }
+}

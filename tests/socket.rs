@@ -165,7 +165,7 @@ fn a_flood_of_connections_never_costs_an_episode() {
     assert!(status.success(), "{status:?}\n{out}\n{err}");
     assert!(
         out.contains(
-            "0 dropped frame(s) (queue full), 0 lost frame(s) (not written), 0 lost episode(s)"
+            "0 dropped frame(s) or camera image(s) (queue full), 0 lost frame(s) (not written), 0 lost episode(s)"
         ),
         "{out}"
     );

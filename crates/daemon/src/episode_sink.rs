@@ -118,15 +118,26 @@ impl EpisodeSink {
     }
 
     /// What camera `camera` (config index) calls with each frame it captures: the recorder
-    /// copies it into a pooled buffer and encodes it on its own thread. Never blocks.
+    /// copies it into a pooled buffer and encodes it on its own thread. On a robot it never
+    /// blocks: a full queue drops the image and counts it. In lockstep it waits for room first
+    /// (up to [`LOCKSTEP_IMAGE_WAIT`]): simulated time stands still meanwhile, and a lockstep
+    /// run outpaces the JPEG encoder whenever the machine is busy.
     pub fn image_tap(&self, camera: usize) -> FrameTap {
         let handle = self.handle.clone();
+        let lockstep = self.lockstep;
         Box::new(move |f| {
-            // A full queue drops the image and counts it; no episode open discards it.
+            if lockstep {
+                handle.wait_for_image_room(LOCKSTEP_IMAGE_WAIT);
+            }
+            // No episode open discards it.
             let _ = handle.record_image(camera, f.timestamp_ns, &f.image);
         })
     }
 }
+
+/// The longest a lockstep camera waits for room in the recorder's image queue before it drops
+/// the image as a robot's would (the recorder is then stuck, not slow).
+const LOCKSTEP_IMAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pooled image buffers per camera (the recorder's image queue holds 32 in all).
 const IMAGES_PER_CAMERA: usize = 8;
@@ -270,8 +281,12 @@ impl FrameSink for EpisodeSink {
         self.episodes += 1;
     }
 
+    /// Frames and camera images the full queue dropped.
     fn dropped(&self) -> u64 {
-        self.handle.dropped_frames()
+        let images: u64 = (0..self.cfg.cameras.len())
+            .map(|c| self.handle.dropped_images(c))
+            .sum();
+        self.handle.dropped_frames() + images
     }
 
     fn lost(&self) -> (u64, u64) {

@@ -191,7 +191,7 @@ impl RecorderOptions {
             flush_ms: d.flush_ms,
             queue_frames: d.queue_frames,
             control_reserve: 64,
-            queue_images: 32,
+            queue_images: d.queue_images,
             jpeg_quality: 85,
             recover_on_start: true,
             writer: WriterOptions::default(),
@@ -202,6 +202,7 @@ impl RecorderOptions {
         Self {
             flush_ms: cfg.flush_ms,
             queue_frames: cfg.queue_frames,
+            queue_images: cfg.queue_images,
             ..Self::new(cfg.root.clone())
         }
     }
@@ -446,6 +447,23 @@ impl RecorderHandle {
         image: &Image,
     ) -> Result<bool, SendRejected> {
         self.queue_image(camera, capture_ns, Some(t), image)
+    }
+
+    /// Waits until the image queue has room, up to `timeout`; true if it has. Only for a
+    /// lockstep simulation, whose simulated time stands still while it waits: there, a loaded
+    /// machine must slow the run rather than lose images. A robot's capture never waits (a
+    /// full queue drops the image and the recording counts it).
+    pub fn wait_for_image_room(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.images_in_flight.load(Ordering::Relaxed) < self.image_capacity {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
     }
 
     fn queue_image(

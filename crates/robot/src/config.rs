@@ -307,6 +307,10 @@ pub struct RecordingConfig {
     /// Frames the recorder queue holds before the loop starts dropping (and counting) them.
     #[serde(default = "default_queue")]
     pub queue_frames: usize,
+    /// Camera images (all cameras together) waiting for JPEG encoding before a robot's
+    /// cameras start dropping (and counting) them; a lockstep simulation waits instead.
+    #[serde(default = "default_queue_images")]
+    pub queue_images: usize,
 }
 
 /// What the daemon does with servo torque when it e-stops or exits.
@@ -553,6 +557,9 @@ fn default_pre_window() -> usize {
 fn default_queue() -> usize {
     4096
 }
+fn default_queue_images() -> usize {
+    32
+}
 fn default_max_step() -> f64 {
     0.05
 }
@@ -633,6 +640,7 @@ impl Default for RecordingConfig {
             flush_ms: default_flush_ms(),
             pre_intervention_window: default_pre_window(),
             queue_frames: default_queue(),
+            queue_images: default_queue_images(),
         }
     }
 }
@@ -915,6 +923,13 @@ impl RobotConfig {
                 "recording.queue_frames".into(),
                 "is below 16".into(),
                 "use a few seconds of frames, e.g. 4096".into(),
+            ));
+        }
+        if self.recording.queue_images == 0 {
+            return Err(err(
+                "recording.queue_images".into(),
+                "is 0".into(),
+                "use about a second of images, e.g. 32".into(),
             ));
         }
         let s = &self.safety;
