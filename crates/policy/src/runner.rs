@@ -88,6 +88,9 @@ pub enum RunnerMode {
     Failed,
 }
 
+/// Worker jobs made when inference moves to the worker thread.
+const SPARE_JOBS: usize = 3;
+
 /// Counters for status and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunnerStats {
@@ -385,6 +388,23 @@ impl PolicyRunner {
                     handle: Some(handle),
                 });
                 self.stats.mode = RunnerMode::Worker;
+                // Jobs for every one that can be out at once (one queued, one running, one
+                // finished and not yet collected), with full-size buffers: a slow worker on a
+                // loaded machine never makes `step` allocate.
+                while self.spare.len() < SPARE_JOBS {
+                    self.spare.push(Job {
+                        epoch: 0,
+                        tick: 0,
+                        obs: Vec::with_capacity(self.obs_dim),
+                        images: self
+                            .image_lens
+                            .iter()
+                            .map(|&n| Vec::with_capacity(n))
+                            .collect(),
+                        q: Vec::with_capacity(self.act_dim),
+                        pred: Prediction::default(),
+                    });
+                }
             }
             Err(e) => {
                 error!(error = %e, "cannot start the policy worker thread: holding");
@@ -469,7 +489,7 @@ impl PolicyRunner {
             }
         }
         // A small pool suffices: at most one queued, one running, a few finished.
-        if self.spare.len() < 4 {
+        if self.spare.len() < SPARE_JOBS + 1 {
             self.spare.push(job);
         }
     }
