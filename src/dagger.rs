@@ -865,7 +865,11 @@ pub fn vision_costs(
         .filter(|o| **o == EpisodeOutcome::Success)
         .count() as u64;
     Ok(VisionCosts {
-        policy: dir,
+        // Relative to where the command ran, as the user typed the output folder.
+        policy: std::env::current_dir()
+            .ok()
+            .and_then(|d| dir.strip_prefix(d).ok().map(Path::to_path_buf))
+            .unwrap_or(dir),
         observation,
         cameras,
         infer_p50_us: lat.p50_us,
@@ -894,12 +898,7 @@ pub fn vision_report(c: &VisionCosts, results: &[SeedResult]) -> String {
          (frame age when the tick read it, inference, any wait for the worker), over {} real-time \
          episode(s) of that policy on the simulated robot ({} succeeded). \
          Training: {trainings} trainings, {:.0} s each on average (one thread each).\n",
-        // Relative to where the command ran, as the user typed the output folder.
-        std::env::current_dir()
-            .ok()
-            .and_then(|d| c.policy.strip_prefix(d).ok())
-            .unwrap_or(&c.policy)
-            .display(),
+        c.policy.display(),
         c.observation.join(", "),
         c.cameras.join(", "),
         c.infer_p50_us / 1e3,
