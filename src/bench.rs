@@ -266,20 +266,7 @@ pub fn recipe_name(o: &intervened_train::RetrainOptions) -> String {
 }
 
 /// The machine, for every printed number.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores")
-}
+pub use intervened_train::machine;
 
 pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     println!("machine: {}", machine());

@@ -45,12 +45,8 @@ fn camera_config(dir: &Path) -> PathBuf {
     p
 }
 
-#[test]
-fn a_pixels_only_policy_is_recorded_trained_and_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = camera_config(dir.path());
-    let data = dir.path().join("data");
-    let reg = dir.path().join("policies");
+/// Two simulated demonstrations with the camera, recorded under `data`; `run`'s output.
+fn record_demos(cfg: &Path, data: &Path, seed: &str) -> String {
     ok(bin()
         .args([
             "run",
@@ -59,12 +55,37 @@ fn a_pixels_only_policy_is_recorded_trained_and_run() {
             "--episodes",
             "2",
             "--seed",
-            "5",
-            "--config",
+            seed,
         ])
-        .arg(&cfg)
+        .arg("--config")
+        .arg(cfg)
         .arg("--data")
-        .arg(&data));
+        .arg(data))
+}
+
+/// The episode files of the one session recorded under `data`, in order.
+fn episode_files(data: &Path) -> Vec<PathBuf> {
+    let sessions: Vec<PathBuf> = std::fs::read_dir(data.join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&sessions[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mcap"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_pixels_only_policy_is_recorded_trained_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = camera_config(dir.path());
+    let data = dir.path().join("data");
+    let reg = dir.path().join("policies");
+    record_demos(&cfg, &data, "5");
     // A few optimiser steps: this checks the plumbing, not the skill (bench dagger --vision
     // measures that).
     let out = ok(bin()
@@ -109,17 +130,7 @@ fn a_pixels_only_policy_is_recorded_trained_and_run() {
             && out.contains("of which the image's age when the tick read it"),
         "no camera-to-goal latency:\n{out}"
     );
-    let session = std::fs::read_dir(eval.join("sessions"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let mcap = std::fs::read_dir(&session)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "mcap"))
-        .unwrap();
+    let mcap = episode_files(&eval).remove(0);
     let ep = intervened_episodes::read_episode(&mcap).unwrap();
     assert_eq!(
         ep.meta.policy_version.as_deref(),
@@ -262,42 +273,22 @@ fn lockstep_never_drops_images_when_the_encoder_falls_behind() {
     assert!(text.contains("queue_images = 1") && text.contains("width = 224"));
     std::fs::write(&cfg, text).unwrap();
     let data = dir.path().join("data");
-    let out = ok(bin()
-        .args([
-            "run",
-            "--demo",
-            "--sim-human",
-            "--episodes",
-            "2",
-            "--seed",
-            "3",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--data")
-        .arg(&data));
+    let out = record_demos(&cfg, &data, "3");
     assert!(
         out.contains("recording: 0 dropped frame(s) or camera image(s)"),
         "{out}"
     );
-    let session = std::fs::read_dir(data.join("sessions"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    for e in std::fs::read_dir(&session).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "mcap") {
-            let ep = intervened_episodes::read_episode(&p).unwrap();
-            // 30 fps at 50 Hz: 3 images every 5 ticks, every one kept.
-            let got = ep.images[0].images.len();
-            let want = ep.frames.len() * 3 / 5;
-            assert!(
-                got + 1 >= want,
-                "{got} images for {} ticks",
-                ep.frames.len()
-            );
-        }
+    let files = episode_files(&data);
+    assert_eq!(files.len(), 2);
+    for p in files {
+        let ep = intervened_episodes::read_episode(&p).unwrap();
+        // 30 fps at 50 Hz: 3 images every 5 ticks, every one kept.
+        let got = ep.images[0].images.len();
+        let want = ep.frames.len() * 3 / 5;
+        assert!(
+            got + 1 >= want,
+            "{got} images for {} ticks",
+            ep.frames.len()
+        );
     }
 }

@@ -12,7 +12,7 @@ use intervened_policy::{
     FORMAT_VERSION,
 };
 use intervened_train::{
-    bench_vision_train, train, CameraFrames, Dataset, EpisodeData, Label, TrainConfig,
+    bench_vision_train, machine, train, CameraFrames, Dataset, EpisodeData, Label, TrainConfig,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,21 +20,6 @@ use rand_chacha::ChaCha8Rng;
 const SIDE: u32 = 96;
 const JOINTS: usize = 6;
 const CHUNK: usize = 20;
-
-/// The CPU model and core count, so every printed number names its machine.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for batch in [64, 32] {

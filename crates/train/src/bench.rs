@@ -170,6 +170,21 @@ pub fn bench_vision_train(
     })
 }
 
+/// The CPU model and core count, so every printed number names its machine.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
 fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     match (sorted.get(n / 2), n % 2) {

@@ -17,7 +17,7 @@ pub mod train;
 pub mod types;
 pub mod vision;
 
-pub use bench::{bench_train, bench_train_on, bench_vision_train, BenchTrain};
+pub use bench::{bench_train, bench_train_on, bench_vision_train, machine, BenchTrain};
 pub use dataset::{
     bootstrap_episodes, class_mass, sample_weights, split_by_episode, CameraFrames, ClassMass,
     Dataset, EpisodeData, ImageColumn, Label, LabelCounts, Sample, WeightedSampler, Weighting,
