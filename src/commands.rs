@@ -546,7 +546,7 @@ pub struct RetrainArgs {
     #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
     pub cameras: Vec<String>,
     /// Samples per optimiser step [default: 256; 32 with --cameras, where a 96x96 step takes
-    /// about 50 ms on this 2-core machine].
+    /// about 60 ms on this 2-core machine].
     #[arg(long)]
     pub batch: Option<usize>,
     /// No progress bar.
